@@ -1,0 +1,61 @@
+// Input checks shared by tfkit OpKernels. Every failure is an
+// InvalidArgument error that names the argument and what was expected.
+#ifndef TFKIT_CC_KERNELS_KERNEL_UTILS_H_
+#define TFKIT_CC_KERNELS_KERNEL_UTILS_H_
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/tensor_shape.h"
+
+namespace tfkit {
+
+template <typename... Args>
+absl::Status InvalidArg(const Args&... args) {
+  return absl::InvalidArgumentError(absl::StrCat(args...));
+}
+
+inline absl::Status CheckRankAtLeast1(const char* name,
+                                      const tensorflow::Tensor& t) {
+  if (t.dims() >= 1) return absl::OkStatus();
+  return InvalidArg(name, " must have rank >= 1, got shape ",
+                    t.shape().DebugString());
+}
+
+inline absl::Status CheckShape(const char* name, const tensorflow::Tensor& t,
+                               const tensorflow::TensorShape& expected) {
+  if (t.shape() == expected) return absl::OkStatus();
+  return InvalidArg(name, " must have shape ", expected.DebugString(),
+                    ", got shape ", t.shape().DebugString());
+}
+
+inline absl::Status CheckSameShape(const char* name, const tensorflow::Tensor& t,
+                                   const char* other_name,
+                                   const tensorflow::Tensor& other) {
+  if (t.shape() == other.shape()) return absl::OkStatus();
+  return InvalidArg(name, " must have the shape of ", other_name, " ",
+                    other.shape().DebugString(), ", got shape ",
+                    t.shape().DebugString());
+}
+
+// A per-feature parameter: shape [last dimension of x].
+inline absl::Status CheckLastDimParam(const char* name,
+                                      const tensorflow::Tensor& param,
+                                      const tensorflow::Tensor& x) {
+  const int64_t last = x.dim_size(x.dims() - 1);
+  if (param.dims() == 1 && param.dim_size(0) == last) return absl::OkStatus();
+  return InvalidArg(name, " must have shape [", last,
+                    "] (the last dimension of x ", x.shape().DebugString(),
+                    "), got shape ", param.shape().DebugString());
+}
+
+// x's shape without its last axis: the shape of per-row statistics.
+inline tensorflow::TensorShape StatsShape(const tensorflow::TensorShape& x) {
+  tensorflow::TensorShape stats = x;
+  stats.RemoveLastDims(1);
+  return stats;
+}
+
+}  // namespace tfkit
+
+#endif  // TFKIT_CC_KERNELS_KERNEL_UTILS_H_

@@ -1,0 +1,288 @@
+// OpKernels for the norm family: validate inputs, allocate outputs, shard
+// rows over the CPU thread pool or hand TF's stream to the CUDA launchers.
+#include <algorithm>
+
+#include "cc/kernels/kernel_utils.h"
+#include "kernels/norm/norm_cpu.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/register_types.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/util/work_sharder.h"
+
+#if GOOGLE_CUDA
+#include "kernels/norm/norm_gpu.h"
+#endif
+
+namespace tfkit {
+namespace {
+
+using ::tensorflow::DEVICE_CPU;
+using ::tensorflow::OpKernel;
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::OpKernelContext;
+using ::tensorflow::Tensor;
+using ::tensorflow::TensorShape;
+namespace cpu = ::tfkit::kernels::norm;
+
+using CPUDevice = Eigen::ThreadPoolDevice;
+using GPUDevice = Eigen::GpuDevice;
+
+template <typename T>
+using Acc = ::tfkit::kernels::Acc<T>;
+
+// Raw pointers of one normalization call; null where the op has no such input.
+template <typename T>
+struct NormArgs {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const T* x = nullptr;
+  const T* gamma = nullptr;
+  const T* beta = nullptr;
+  const T* dy = nullptr;
+  T* y = nullptr;  // y forward, dx backward
+  T* dgamma = nullptr;
+  T* dbeta = nullptr;
+  Acc<T>* mean = nullptr;
+  Acc<T>* rstd = nullptr;
+  Acc<T> epsilon = 0;
+};
+
+// Views x as a [rows, cols] matrix: cols is its last dimension.
+template <typename T>
+NormArgs<T> RowsAndCols(const Tensor& x) {
+  NormArgs<T> a;
+  a.cols = x.dim_size(x.dims() - 1);
+  a.rows = StatsShape(x.shape()).num_elements();
+  return a;
+}
+
+template <typename Device, typename T, bool kCenter>
+struct NormFunctor;
+
+template <typename T, bool kCenter>
+struct NormFunctor<CPUDevice, T, kCenter> {
+  static void Forward(OpKernelContext* ctx, const NormArgs<T>& a) {
+    auto* workers = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+    ::tensorflow::Shard(workers->NumThreads(), workers, a.rows, RowCost(a.cols),
+                        [&](int64_t begin, int64_t end) {
+                          cpu::NormForwardRows<kCenter>(
+                              a.x, a.gamma, a.beta, a.cols, a.epsilon, begin,
+                              end, a.y, a.mean, a.rstd);
+                        });
+  }
+
+  // Each of `blocks` contiguous row blocks adds its dgamma/dbeta into its own
+  // partial row, so no two threads write the same memory.
+  static void Backward(OpKernelContext* ctx, const NormArgs<T>& a) {
+    using U = Acc<T>;
+    auto* workers = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+    const int64_t blocks = std::min<int64_t>(a.rows, workers->NumThreads());
+    const int64_t rows_per_block = blocks ? (a.rows + blocks - 1) / blocks : 0;
+    Tensor partial;
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<U>::v(),
+                                           TensorShape({2, blocks, a.cols}),
+                                           &partial));
+    U* dgamma_part = partial.flat<U>().data();
+    U* dbeta_part = dgamma_part + blocks * a.cols;
+    std::fill_n(dgamma_part, 2 * blocks * a.cols, U(0));
+    ::tensorflow::Shard(
+        workers->NumThreads(), workers, blocks, rows_per_block * RowCost(a.cols),
+        [&](int64_t first, int64_t last) {
+          for (int64_t b = first; b < last; ++b) {
+            const int64_t begin = b * rows_per_block;
+            const int64_t end = std::min(a.rows, begin + rows_per_block);
+            cpu::NormBackwardRows<kCenter>(
+                a.dy, a.x, a.gamma, a.mean, a.rstd, a.cols, begin, end, a.y,
+                dgamma_part + b * a.cols, dbeta_part + b * a.cols);
+          }
+        });
+    ::tensorflow::Shard(workers->NumThreads(), workers, a.cols, 2 * blocks + 1,
+                        [&](int64_t begin, int64_t end) {
+                          cpu::SumPartials(dgamma_part, blocks, a.cols, begin,
+                                           end, a.dgamma);
+                          if (kCenter) {
+                            cpu::SumPartials(dbeta_part, blocks, a.cols, begin,
+                                             end, a.dbeta);
+                          }
+                        });
+  }
+
+  static int64_t RowCost(int64_t cols) { return 8 * std::max<int64_t>(cols, 1); }
+};
+
+#if GOOGLE_CUDA
+namespace gpu = ::tfkit::kernels::norm;
+
+template <typename T>
+struct GpuStorage {
+  using type = T;
+};
+template <>
+struct GpuStorage<Eigen::half> {
+  using type = ::tfkit::kernels::Half;
+};
+template <>
+struct GpuStorage<Eigen::bfloat16> {
+  using type = ::tfkit::kernels::BFloat16;
+};
+
+template <typename T>
+const typename GpuStorage<T>::type* AsGpu(const T* p) {
+  return reinterpret_cast<const typename GpuStorage<T>::type*>(p);
+}
+template <typename T>
+typename GpuStorage<T>::type* AsGpu(T* p) {
+  return reinterpret_cast<typename GpuStorage<T>::type*>(p);
+}
+
+void CheckLaunch(OpKernelContext* ctx, cudaError_t err, const char* what) {
+  OP_REQUIRES(ctx, err == cudaSuccess,
+              absl::InternalError(absl::StrCat(what, " CUDA launch failed: ",
+                                               cudaGetErrorString(err))));
+}
+
+template <typename T, bool kCenter>
+struct NormFunctor<GPUDevice, T, kCenter> {
+  static void Forward(OpKernelContext* ctx, const NormArgs<T>& a) {
+    const cudaStream_t stream = ctx->eigen_gpu_device().stream();
+    CheckLaunch(ctx,
+                gpu::LaunchNormForward(stream, kCenter, AsGpu(a.x),
+                                       AsGpu(a.gamma), AsGpu(a.beta), a.rows,
+                                       a.cols, a.epsilon, AsGpu(a.y), a.mean,
+                                       a.rstd),
+                "norm forward");
+  }
+
+  static void Backward(OpKernelContext* ctx, const NormArgs<T>& a) {
+    using U = Acc<T>;
+    Tensor workspace;
+    const int64_t size = gpu::NormBackwardWorkspaceSize(a.rows, a.cols);
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<U>::v(),
+                                           TensorShape({size}), &workspace));
+    const cudaStream_t stream = ctx->eigen_gpu_device().stream();
+    CheckLaunch(ctx,
+                gpu::LaunchNormBackward(
+                    stream, kCenter, AsGpu(a.dy), AsGpu(a.x), AsGpu(a.gamma),
+                    a.mean, a.rstd, a.rows, a.cols, workspace.flat<U>().data(),
+                    AsGpu(a.y), AsGpu(a.dgamma), AsGpu(a.dbeta)),
+                "norm backward");
+  }
+};
+#endif  // GOOGLE_CUDA
+
+// Forward: LayerNorm (kCenter) has inputs x, gamma, beta and outputs y, mean,
+// rstd; RMSNorm has inputs x, gamma and outputs y, rstd.
+template <typename Device, typename T, bool kCenter>
+class NormOp : public OpKernel {
+ public:
+  explicit NormOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    float epsilon;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon", &epsilon));
+    OP_REQUIRES(ctx, epsilon > 0.0f,
+                InvalidArg("epsilon must be > 0, got ", epsilon));
+    epsilon_ = static_cast<Acc<T>>(epsilon);
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    OP_REQUIRES_OK(ctx, CheckRankAtLeast1("x", x));
+    OP_REQUIRES_OK(ctx, CheckLastDimParam("gamma", ctx->input(1), x));
+    if (kCenter) OP_REQUIRES_OK(ctx, CheckLastDimParam("beta", ctx->input(2), x));
+    NormArgs<T> a = RowsAndCols<T>(x);
+    a.epsilon = epsilon_;
+    a.x = x.flat<T>().data();
+    a.gamma = ctx->input(1).flat<T>().data();
+    if (kCenter) a.beta = ctx->input(2).flat<T>().data();
+    const TensorShape stats_shape = StatsShape(x.shape());
+    Tensor* y = nullptr;
+    Tensor* mean = nullptr;
+    Tensor* rstd = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x.shape(), &y));
+    if (kCenter) OP_REQUIRES_OK(ctx, ctx->allocate_output(1, stats_shape, &mean));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(kCenter ? 2 : 1, stats_shape, &rstd));
+    a.y = y->flat<T>().data();
+    if (kCenter) a.mean = mean->flat<Acc<T>>().data();
+    a.rstd = rstd->flat<Acc<T>>().data();
+    NormFunctor<Device, T, kCenter>::Forward(ctx, a);
+  }
+
+ private:
+  Acc<T> epsilon_;
+};
+
+// Backward: LayerNormGrad takes dy, x, gamma, mean, rstd and returns dx,
+// dgamma, dbeta; RMSNormGrad takes dy, x, gamma, rstd and returns dx, dgamma.
+template <typename Device, typename T, bool kCenter>
+class NormGradOp : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& dy = ctx->input(0);
+    const Tensor& x = ctx->input(1);
+    const Tensor& gamma = ctx->input(2);
+    OP_REQUIRES_OK(ctx, CheckRankAtLeast1("x", x));
+    OP_REQUIRES_OK(ctx, CheckSameShape("dy", dy, "x", x));
+    OP_REQUIRES_OK(ctx, CheckLastDimParam("gamma", gamma, x));
+    const TensorShape stats_shape = StatsShape(x.shape());
+    if (kCenter) OP_REQUIRES_OK(ctx, CheckShape("mean", ctx->input(3), stats_shape));
+    const Tensor& rstd = ctx->input(kCenter ? 4 : 3);
+    OP_REQUIRES_OK(ctx, CheckShape("rstd", rstd, stats_shape));
+    NormArgs<T> a = RowsAndCols<T>(x);
+    a.dy = dy.flat<T>().data();
+    a.x = x.flat<T>().data();
+    a.gamma = gamma.flat<T>().data();
+    if (kCenter) a.mean = const_cast<Acc<T>*>(ctx->input(3).flat<Acc<T>>().data());
+    a.rstd = const_cast<Acc<T>*>(rstd.flat<Acc<T>>().data());
+    Tensor* dx = nullptr;
+    Tensor* dgamma = nullptr;
+    Tensor* dbeta = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x.shape(), &dx));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, gamma.shape(), &dgamma));
+    if (kCenter) OP_REQUIRES_OK(ctx, ctx->allocate_output(2, gamma.shape(), &dbeta));
+    a.y = dx->flat<T>().data();
+    a.dgamma = dgamma->flat<T>().data();
+    if (kCenter) a.dbeta = dbeta->flat<T>().data();
+    NormFunctor<Device, T, kCenter>::Backward(ctx, a);
+  }
+};
+
+#define TFKIT_REGISTER_NORM(DEVICE, DEV, T)                                    \
+  REGISTER_KERNEL_BUILDER(                                                     \
+      Name("Tfkit>LayerNorm").Device(DEVICE).TypeConstraint<T>("T")    \
+          .TypeConstraint<Acc<T>>("U"),           \
+      NormOp<DEV, T, true>);                                                   \
+  REGISTER_KERNEL_BUILDER(                                                     \
+      Name("Tfkit>LayerNormGrad").Device(DEVICE).TypeConstraint<T>("T")    \
+          .TypeConstraint<Acc<T>>("U"),       \
+      NormGradOp<DEV, T, true>);                                               \
+  REGISTER_KERNEL_BUILDER(                                                     \
+      Name("Tfkit>RMSNorm").Device(DEVICE).TypeConstraint<T>("T")    \
+          .TypeConstraint<Acc<T>>("U"),             \
+      NormOp<DEV, T, false>);                                                  \
+  REGISTER_KERNEL_BUILDER(                                                     \
+      Name("Tfkit>RMSNormGrad").Device(DEVICE).TypeConstraint<T>("T")    \
+          .TypeConstraint<Acc<T>>("U"),         \
+      NormGradOp<DEV, T, false>);
+
+#define TFKIT_REGISTER_NORM_CPU(T) TFKIT_REGISTER_NORM(DEVICE_CPU, CPUDevice, T)
+TF_CALL_half(TFKIT_REGISTER_NORM_CPU);
+TF_CALL_bfloat16(TFKIT_REGISTER_NORM_CPU);
+TF_CALL_float(TFKIT_REGISTER_NORM_CPU);
+TF_CALL_double(TFKIT_REGISTER_NORM_CPU);
+#undef TFKIT_REGISTER_NORM_CPU
+
+#if GOOGLE_CUDA
+#define TFKIT_REGISTER_NORM_GPU(T) \
+  TFKIT_REGISTER_NORM(::tensorflow::DEVICE_GPU, GPUDevice, T)
+TF_CALL_half(TFKIT_REGISTER_NORM_GPU);
+TF_CALL_bfloat16(TFKIT_REGISTER_NORM_GPU);
+TF_CALL_float(TFKIT_REGISTER_NORM_GPU);
+TF_CALL_double(TFKIT_REGISTER_NORM_GPU);
+#undef TFKIT_REGISTER_NORM_GPU
+#endif  // GOOGLE_CUDA
+
+#undef TFKIT_REGISTER_NORM
+
+}  // namespace
+}  // namespace tfkit

@@ -1,0 +1,81 @@
+// Framework-free CUDA helpers shared by tfkit kernel families.
+#ifndef TFKIT_KERNELS_COMMON_CUDA_UTILS_CUH_
+#define TFKIT_KERNELS_COMMON_CUDA_UTILS_CUH_
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "kernels/common/types.h"
+
+namespace tfkit {
+namespace kernels {
+
+constexpr int kWarpSize = 32;
+
+// Maps the launchers' storage types to CUDA's own scalar types.
+template <typename T>
+struct DeviceType {
+  using type = T;
+};
+template <>
+struct DeviceType<Half> {
+  using type = __half;
+};
+template <>
+struct DeviceType<BFloat16> {
+  using type = __nv_bfloat16;
+};
+
+template <typename U, typename T>
+__device__ __forceinline__ U Load(T v) {
+  return static_cast<U>(v);
+}
+template <>
+__device__ __forceinline__ float Load<float, __half>(__half v) {
+  return __half2float(v);
+}
+template <>
+__device__ __forceinline__ float Load<float, __nv_bfloat16>(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+
+template <typename T, typename U>
+__device__ __forceinline__ T Store(U v) {
+  return static_cast<T>(v);
+}
+template <>
+__device__ __forceinline__ __half Store<__half, float>(float v) {
+  return __float2half_rn(v);
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 Store<__nv_bfloat16, float>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+template <typename U>
+__device__ __forceinline__ U WarpSum(U v) {
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
+    v += __shfl_xor_sync(0xffffffffu, v, offset);
+  }
+  return v;
+}
+
+// Sum of v over the block, returned to every thread. `scratch` holds one
+// value per warp; blockDim.x must be a multiple of kWarpSize.
+template <typename U>
+__device__ __forceinline__ U BlockSum(U v, U* scratch) {
+  const int lane = threadIdx.x % kWarpSize;
+  const int warp = threadIdx.x / kWarpSize;
+  const int warps = blockDim.x / kWarpSize;
+  v = WarpSum(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : U(0);
+  return WarpSum(v);
+}
+
+}  // namespace kernels
+}  // namespace tfkit
+
+#endif  // TFKIT_KERNELS_COMMON_CUDA_UTILS_CUH_

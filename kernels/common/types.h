@@ -1,0 +1,34 @@
+// Framework-free scalar helpers shared by every tfkit kernel family.
+#ifndef TFKIT_KERNELS_COMMON_TYPES_H_
+#define TFKIT_KERNELS_COMMON_TYPES_H_
+
+#include <cstdint>
+
+namespace tfkit {
+namespace kernels {
+
+// 16-bit storage types for the GPU launchers: bit-compatible with
+// Eigen::half / __half and Eigen::bfloat16 / __nv_bfloat16.
+struct alignas(2) Half {
+  uint16_t bits;
+};
+struct alignas(2) BFloat16 {
+  uint16_t bits;
+};
+
+// Accumulation type: float for float and the 16-bit types, double for double.
+template <typename T>
+struct AccumulatorOf {
+  using type = float;
+};
+template <>
+struct AccumulatorOf<double> {
+  using type = double;
+};
+template <typename T>
+using Acc = typename AccumulatorOf<T>::type;
+
+}  // namespace kernels
+}  // namespace tfkit
+
+#endif  // TFKIT_KERNELS_COMMON_TYPES_H_
