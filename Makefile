@@ -1,0 +1,45 @@
+# tfkit: every target does its own set-up on a fresh Debian machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+LIB := tfkit/_tfkit_ops.so
+BAZEL := tools/bazel.sh
+BAZEL_FLAGS := --repo_env=PYTHON_BIN_PATH=$(CURDIR)/$(PY)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: setup build build-cpu test demo bench info clean
+
+setup: $(VENV)/.installed
+	@tools/setup_bazel.sh
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+# The op library, with CUDA kernels when a CUDA toolkit is found.
+build: setup
+	$(BAZEL) build $(BAZEL_FLAGS) //cc:_tfkit_ops.so
+	install -m 0755 bazel-bin/cc/_tfkit_ops.so $(LIB)
+
+# The CPU-only library, even where CUDA is installed.
+build-cpu: setup
+	$(BAZEL) build $(BAZEL_FLAGS) --repo_env=TFKIT_CUDA=0 //cc:_tfkit_ops.so
+	install -m 0755 bazel-bin/cc/_tfkit_ops.so $(LIB)
+
+test: build
+	$(PY) -m pytest -q tests
+
+demo: build
+	$(PY) examples/digits_classifier.py
+
+bench: build
+	$(PY) benchmarks/bench_norm.py
+
+info: build
+	$(PY) -m tfkit info
+
+clean:
+	-$(BAZEL) clean
+	rm -f $(LIB)

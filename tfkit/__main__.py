@@ -1,0 +1,53 @@
+"""Command line: `python -m tfkit info`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def info() -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    from tfkit import _loader, backend
+
+    path = _loader.library_path()
+    print(f"tensorflow       {tf.version.VERSION} (built with CUDA: {tf.test.is_built_with_cuda()})")
+    print(f"op library       {path}")
+    try:
+        stamp = _loader.build_info(path)
+    except _loader.OpLibraryError as err:
+        print(f"build stamp      unavailable: {err}")
+        stamp = {}
+    if stamp:
+        gpu = stamp.get("cuda") == "1"
+        print(f"build stamp      tf_version={stamp.get('tf_version')}")
+        print(
+            "gpu kernels      "
+            + (f"yes (CUDA {stamp.get('cuda_version')}, {stamp.get('cuda_archs')})" if gpu else "no")
+        )
+        try:
+            _loader.load_library()
+            print("loads            yes")
+        except _loader.OpLibraryError as err:
+            print(f"loads            no: {err}")
+    print(f"backend          {backend.resolve(None)} ({backend.ENV_VAR}={os.environ.get(backend.ENV_VAR, '')})")
+    devices = tf.config.list_physical_devices()
+    print("devices          " + ", ".join(f"{d.name} ({d.device_type})" for d in devices))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tfkit", description="tfkit command line")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("info", help="TensorFlow version, op library, build stamp, devices")
+    args = parser.parse_args(argv)
+    if args.command == "info":
+        return info()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

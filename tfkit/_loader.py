@@ -1,0 +1,107 @@
+"""Finds, checks and loads tfkit's compiled op library, once per process.
+
+The library carries a build stamp (the TensorFlow version it was compiled
+against and whether CUDA kernels are linked in). The stamp is read from the
+file's bytes, so a library built for another TensorFlow is refused with a
+clear message before the dynamic loader can fail on missing symbols.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+from types import ModuleType
+
+LIBRARY_NAME = "_tfkit_ops.so"
+REBUILD_COMMAND = "make build"
+_STAMP = re.compile(rb"TFKIT_BUILD_STAMP ([^\x00]*)")
+
+_lock = threading.Lock()
+_module: ModuleType | None = None
+_error: OpLibraryError | None = None
+
+
+class OpLibraryError(RuntimeError):
+    """The compiled op library is missing, stale or failed to load."""
+
+
+def library_path() -> Path:
+    """Returns where the op library is looked for.
+
+    `TFKIT_LIBRARY` overrides the default, `tfkit/_tfkit_ops.so` (where
+    `make build` puts the Bazel output).
+    """
+    override = os.environ.get("TFKIT_LIBRARY")
+    return Path(override) if override else Path(__file__).with_name(LIBRARY_NAME)
+
+
+def build_info(path: Path | None = None) -> dict[str, str]:
+    """Returns the build stamp of the op library as a dict.
+
+    Keys: tf_version, cuda ("1" or "0"), cuda_version, cuda_archs.
+
+    Raises:
+      OpLibraryError: the library is missing or carries no stamp.
+    """
+    path = path or library_path()
+    if not path.is_file():
+        raise OpLibraryError(
+            f"tfkit's op library was not found at {path}. Build it with "
+            f"`{REBUILD_COMMAND}` (Bazel: bazel build //cc:{LIBRARY_NAME}, then "
+            f"copy bazel-bin/cc/{LIBRARY_NAME} there), or set TFKIT_LIBRARY to "
+            "its path. The reference backend needs no library: "
+            "TFKIT_BACKEND=reference."
+        )
+    match = _STAMP.search(path.read_bytes())
+    if not match:
+        raise OpLibraryError(
+            f"{path} has no tfkit build stamp; rebuild it with `{REBUILD_COMMAND}`."
+        )
+    fields = match.group(1).decode("ascii", "replace").strip(";").split(";")
+    return dict(field.split("=", 1) for field in fields if "=" in field)
+
+
+def _check_tf_version(path: Path, stamp: dict[str, str]) -> None:
+    import tensorflow as tf
+
+    built_for = stamp.get("tf_version", "unknown")
+    if built_for != tf.version.VERSION:
+        raise OpLibraryError(
+            f"{path} was built for TensorFlow {built_for}, but this process runs "
+            f"TensorFlow {tf.version.VERSION}. Rebuild it against the installed "
+            f"TensorFlow with `{REBUILD_COMMAND}`."
+        )
+
+
+def load_library() -> ModuleType:
+    """Loads the op library with tf.load_op_library (once) and returns it.
+
+    Raises:
+      OpLibraryError: the library is missing, was built for another
+        TensorFlow version, or the dynamic loader refused it.
+    """
+    global _module, _error
+    with _lock:
+        if _module is None and _error is None:
+            try:
+                _module = _load(library_path())
+            except OpLibraryError as err:
+                _error = err
+        if _error is not None:
+            raise _error
+        return _module
+
+
+def _load(path: Path) -> ModuleType:
+    import tensorflow as tf
+
+    _check_tf_version(path, build_info(path))
+    try:
+        return tf.load_op_library(str(path))
+    except (tf.errors.NotFoundError, OSError) as err:
+        raise OpLibraryError(
+            f"TensorFlow could not load {path}: {err}. Rebuild it with "
+            f"`{REBUILD_COMMAND}`."
+        ) from err

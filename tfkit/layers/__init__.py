@@ -1,0 +1,5 @@
+"""tfkit Keras 3 layers (registered serializable under the "tfkit" package)."""
+
+from tfkit.layers.norm import LayerNorm, RMSNorm
+
+__all__ = ["LayerNorm", "RMSNorm"]

@@ -1,0 +1,78 @@
+"""Argument checks shared by tfkit op wrappers.
+
+Static checks raise tf.errors.InvalidArgumentError naming the argument, the
+same error the compiled kernels raise at run time, so both backends and both
+eager and graph mode fail the same way. Where a dimension is unknown at trace
+time the reference path adds run-time assertions instead.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+
+
+def invalid_argument(message: str) -> tf.errors.InvalidArgumentError:
+    return tf.errors.InvalidArgumentError(None, None, message)
+
+
+def accumulator_dtype(dtype: tf.DType) -> tf.DType:
+    """float64 for float64 inputs, float32 for every other float type."""
+    return tf.float64 if dtype == tf.float64 else tf.float32
+
+
+def check_epsilon(epsilon: float) -> float:
+    epsilon = float(epsilon)
+    if not epsilon > 0.0:
+        raise invalid_argument(f"epsilon must be > 0, got {epsilon}")
+    return epsilon
+
+
+def float_input(name: str, value, dtype: tf.DType | None = None) -> tf.Tensor:
+    """Converts `value` to a tensor of a supported float dtype (`dtype` if set)."""
+    tensor = tf.convert_to_tensor(value, dtype_hint=dtype)
+    if dtype is None and tensor.dtype not in FLOAT_DTYPES:
+        names = ", ".join(d.name for d in FLOAT_DTYPES)
+        raise invalid_argument(f"{name} must have a float dtype ({names}), got {tensor.dtype.name}")
+    if dtype is not None and tensor.dtype != dtype:
+        raise invalid_argument(
+            f"{name} must have dtype {dtype.name} (the dtype of x), got {tensor.dtype.name}"
+        )
+    return tensor
+
+
+def check_rank_at_least_1(name: str, x: tf.Tensor) -> None:
+    if x.shape.rank == 0:
+        raise invalid_argument(f"{name} must have rank >= 1, got shape []")
+
+
+def check_last_dim_param(name: str, param: tf.Tensor, x: tf.Tensor) -> None:
+    """`param` must have shape [last dimension of x] (checked where known)."""
+    last = x.shape[-1] if x.shape.rank else None
+    shape = param.shape
+    if shape.rank is None:
+        return
+    size = shape[0] if shape.rank == 1 else None
+    if shape.rank != 1 or (last is not None and size is not None and size != last):
+        expected = f"[{last}]" if last is not None else "[last dimension of x]"
+        raise invalid_argument(
+            f"{name} must have shape {expected} (the last dimension of x {x.shape}), "
+            f"got shape {shape}"
+        )
+
+
+def runtime_last_dim_asserts(x: tf.Tensor, params: dict[str, tf.Tensor]) -> list:
+    """Run-time checks for the reference path where shapes are not static."""
+    if x.shape.is_fully_defined() and all(p.shape.is_fully_defined() for p in params.values()):
+        return []
+    asserts = [tf.debugging.assert_rank_at_least(x, 1, message="x must have rank >= 1")]
+    for name, param in params.items():
+        asserts.append(
+            tf.debugging.assert_equal(
+                tf.shape(param),
+                tf.shape(x)[-1:],
+                message=f"{name} must have shape [last dimension of x]",
+            )
+        )
+    return asserts

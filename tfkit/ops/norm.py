@@ -1,0 +1,149 @@
+"""The norm family: fused LayerNorm and RMSNorm over the last axis.
+
+Each op has a compiled C++/CUDA implementation (`Tfkit>LayerNorm`,
+`Tfkit>RMSNorm`, with grad ops that reuse the forward's row statistics) and a
+pure-TensorFlow reference that defines the expected numerics.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tfkit import backend as _backend
+from tfkit import _loader
+from tfkit.ops import _checks
+
+__all__ = ["layer_norm", "rms_norm", "layer_norm_reference", "rms_norm_reference"]
+
+
+def layer_norm(x, gamma, beta, epsilon: float = 1e-5, backend: str | None = None) -> tf.Tensor:
+    """Layer normalization over the last axis of `x`.
+
+    Computes `(x - mean) / sqrt(var + epsilon) * gamma + beta`, where `mean`
+    and `var` are taken over the last axis. Half types accumulate in float32.
+
+    Args:
+      x: A float16, bfloat16, float32 or float64 tensor of rank >= 1.
+      gamma: Scale, shape `[x.shape[-1]]`, same dtype as `x`.
+      beta: Offset, shape `[x.shape[-1]]`, same dtype as `x`.
+      epsilon: Added to the variance; must be > 0.
+      backend: "compiled", "reference", "auto", or None for the
+        TFKIT_BACKEND environment variable (default "auto").
+
+    Returns:
+      A tensor with the shape and dtype of `x`.
+
+    Raises:
+      InvalidArgumentError: bad rank, shape, dtype or epsilon.
+    """
+    x, (gamma, beta), epsilon = _norm_inputs(x, {"gamma": gamma, "beta": beta}, epsilon)
+    library = _backend.compiled_library(backend)
+    if library is None:
+        return layer_norm_reference(x, gamma, beta, epsilon)
+    y, _, _ = library.tfkit_layer_norm(
+        x, gamma, beta, epsilon=epsilon, U=_checks.accumulator_dtype(x.dtype)
+    )
+    return y
+
+
+def rms_norm(x, gamma, epsilon: float = 1e-6, backend: str | None = None) -> tf.Tensor:
+    """RMS normalization over the last axis of `x`.
+
+    Computes `x / sqrt(mean(x**2) + epsilon) * gamma` over the last axis.
+    Half types accumulate in float32.
+
+    Args:
+      x: A float16, bfloat16, float32 or float64 tensor of rank >= 1.
+      gamma: Scale, shape `[x.shape[-1]]`, same dtype as `x`.
+      epsilon: Added to the mean square; must be > 0.
+      backend: "compiled", "reference", "auto", or None for the
+        TFKIT_BACKEND environment variable (default "auto").
+
+    Returns:
+      A tensor with the shape and dtype of `x`.
+
+    Raises:
+      InvalidArgumentError: bad rank, shape, dtype or epsilon.
+    """
+    x, (gamma,), epsilon = _norm_inputs(x, {"gamma": gamma}, epsilon)
+    library = _backend.compiled_library(backend)
+    if library is None:
+        return rms_norm_reference(x, gamma, epsilon)
+    y, _ = library.tfkit_rms_norm(x, gamma, epsilon=epsilon, U=_checks.accumulator_dtype(x.dtype))
+    return y
+
+
+def layer_norm_reference(x, gamma, beta, epsilon: float = 1e-5) -> tf.Tensor:
+    """Pure-TensorFlow layer normalization: the numerics tfkit's kernels match."""
+    x, (gamma, beta), epsilon = _norm_inputs(x, {"gamma": gamma, "beta": beta}, epsilon)
+    with tf.control_dependencies(_checks.runtime_last_dim_asserts(x, {"gamma": gamma, "beta": beta})):
+        acc = _checks.accumulator_dtype(x.dtype)
+        xf = tf.cast(x, acc)
+        mean = tf.reduce_mean(xf, axis=-1, keepdims=True)
+        centered = xf - mean
+        var = tf.reduce_mean(tf.square(centered), axis=-1, keepdims=True)
+        y = centered * tf.math.rsqrt(var + epsilon) * tf.cast(gamma, acc) + tf.cast(beta, acc)
+        return tf.cast(y, x.dtype)
+
+
+def rms_norm_reference(x, gamma, epsilon: float = 1e-6) -> tf.Tensor:
+    """Pure-TensorFlow RMS normalization: the numerics tfkit's kernels match."""
+    x, (gamma,), epsilon = _norm_inputs(x, {"gamma": gamma}, epsilon)
+    with tf.control_dependencies(_checks.runtime_last_dim_asserts(x, {"gamma": gamma})):
+        acc = _checks.accumulator_dtype(x.dtype)
+        xf = tf.cast(x, acc)
+        mean_square = tf.reduce_mean(tf.square(xf), axis=-1, keepdims=True)
+        y = xf * tf.math.rsqrt(mean_square + epsilon) * tf.cast(gamma, acc)
+        return tf.cast(y, x.dtype)
+
+
+def _norm_inputs(x, params: dict, epsilon: float):
+    """Converts and statically checks x, its per-feature params and epsilon."""
+    epsilon = _checks.check_epsilon(epsilon)
+    x = _checks.float_input("x", x)
+    _checks.check_rank_at_least_1("x", x)
+    tensors = []
+    for name, value in params.items():
+        param = _checks.float_input(name, value, dtype=x.dtype)
+        _checks.check_last_dim_param(name, param, x)
+        tensors.append(param)
+    return x, tuple(tensors), epsilon
+
+
+def _stat_grads(dx, x, mean, rstd, dmean, drstd):
+    """Adds the gradient that flows into the row statistics outputs, if any.
+
+    mean = sum(x) / n  and  rstd = (var + eps)^-1/2, so
+    d mean / dx = 1 / n  and  d rstd / dx = -rstd^3 (x - mean) / n.
+    """
+    if dmean is None and drstd is None:
+        return dx
+    acc = rstd.dtype
+    n = tf.cast(tf.shape(x)[-1], acc)
+    centered = tf.cast(x, acc) - (mean[..., None] if mean is not None else 0)
+    extra = tf.zeros_like(centered)
+    if dmean is not None:
+        extra += dmean[..., None] / n
+    if drstd is not None:
+        extra -= (drstd * rstd**3)[..., None] * centered / n
+    return dx + tf.cast(extra, dx.dtype)
+
+
+@tf.RegisterGradient("Tfkit>LayerNorm")
+def _layer_norm_grad(op, dy, dmean, drstd):
+    x, gamma, _ = op.inputs
+    _, mean, rstd = op.outputs
+    if dy is None:
+        dy = tf.zeros_like(x)
+    dx, dgamma, dbeta = _loader.load_library().tfkit_layer_norm_grad(dy, x, gamma, mean, rstd)
+    return _stat_grads(dx, x, mean, rstd, dmean, drstd), dgamma, dbeta
+
+
+@tf.RegisterGradient("Tfkit>RMSNorm")
+def _rms_norm_grad(op, dy, drstd):
+    x, gamma = op.inputs
+    _, rstd = op.outputs
+    if dy is None:
+        dy = tf.zeros_like(x)
+    dx, dgamma = _loader.load_library().tfkit_rms_norm_grad(dy, x, gamma, rstd)
+    return _stat_grads(dx, x, None, rstd, None, drstd), dgamma
