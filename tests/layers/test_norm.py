@@ -1,0 +1,158 @@
+"""Keras 3 layers of the norm family: parity, policies, training, saving."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfkit
+from tfkit.layers import LayerNorm, RMSNorm
+from tests.conftest import run_python
+
+
+def random_weights(layer, seed=0):
+    rng = np.random.default_rng(seed)
+    for variable in layer.weights:
+        variable.assign(rng.normal(1.0, 0.3, size=variable.shape).astype(variable.dtype))
+
+
+@pytest.mark.parametrize("axis,shape", [(-1, (4, 6, 8)), ([1, 2], (4, 6, 8)), (1, (4, 6, 8)), ([0, 2], (3, 5, 7)), (-1, (5, 9))])
+@pytest.mark.parametrize("center,scale", [(True, True), (False, True), (True, False), (False, False)])
+def test_layer_norm_matches_keras(axis, shape, center, scale):
+    x = np.random.default_rng(1).normal(2.0, 3.0, size=shape)
+    ours = LayerNorm(axis=axis, center=center, scale=scale, epsilon=1e-3, dtype="float64")
+    theirs = keras.layers.LayerNormalization(axis=axis, center=center, scale=scale, epsilon=1e-3, dtype="float64")
+    ours.build(shape)
+    theirs.build(shape)
+    random_weights(ours)
+    random_weights(theirs)
+    np.testing.assert_allclose(ours(x).numpy(), keras.ops.convert_to_numpy(theirs(x)), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("axis,shape", [(-1, (4, 6, 8)), ([1, 2], (4, 6, 8)), (0, (5, 3))])
+def test_rms_norm_matches_numpy(axis, shape):
+    x = np.random.default_rng(2).normal(size=shape)
+    layer = RMSNorm(axis=axis, epsilon=1e-4, dtype="float64")
+    layer.build(shape)
+    random_weights(layer)
+    axes = tuple(np.atleast_1d(axis) % len(shape))
+    gamma_shape = [shape[a] if a in axes else 1 for a in range(len(shape))]
+    gamma = layer.gamma.numpy().reshape(gamma_shape)
+    expected = x / np.sqrt((x**2).mean(axis=axes, keepdims=True) + 1e-4) * gamma
+    np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("cls", [LayerNorm, RMSNorm])
+def test_mixed_precision_policy(policy, cls):
+    layer = cls(dtype=policy)
+    x = tf.random.normal([4, 32])
+    with tf.GradientTape() as tape:
+        y = layer(x)
+        loss = tf.reduce_sum(tf.cast(y, tf.float32) ** 2)
+    half = tf.float16 if policy == "mixed_float16" else tf.bfloat16
+    assert y.dtype == half
+    assert all(v.dtype == "float32" for v in layer.weights)
+    grads = tape.gradient(loss, layer.trainable_weights)
+    assert all(g is not None and g.dtype == tf.float32 for g in grads)
+    reference = cls(dtype="float32")
+    reference.build(x.shape)
+    expected = reference(tf.cast(tf.cast(x, half), tf.float32))
+    np.testing.assert_allclose(tf.cast(y, tf.float32).numpy(), expected.numpy(), rtol=3e-2, atol=6e-2)
+
+
+def test_regularizers_constraints_and_initializers():
+    layer = LayerNorm(
+        gamma_initializer=keras.initializers.Constant(2.0),
+        beta_initializer=keras.initializers.Constant(0.5),
+        gamma_regularizer=keras.regularizers.L2(0.1),
+        beta_regularizer=keras.regularizers.L1(0.2),
+        gamma_constraint=keras.constraints.NonNeg(),
+    )
+    layer(tf.ones([2, 4]))
+    np.testing.assert_allclose(layer.gamma.numpy(), 2.0)
+    np.testing.assert_allclose(layer.beta.numpy(), 0.5)
+    np.testing.assert_allclose(sum(float(l) for l in layer.losses), 0.1 * 4 * 4.0 + 0.2 * 4 * 0.5, rtol=1e-6)
+    assert isinstance(layer.gamma.constraint, keras.constraints.NonNeg)
+
+
+@pytest.mark.parametrize("cls", [LayerNorm, RMSNorm])
+def test_config_round_trip(cls):
+    layer = cls(axis=[1, 2], epsilon=1e-3, gamma_regularizer="l2", backend="reference", name="n")
+    clone = cls.from_config(json.loads(json.dumps(layer.get_config())))
+    assert clone.get_config() == layer.get_config()
+    assert keras.saving.get_registered_name(cls) == f"tfkit>{cls.__name__}"
+
+
+def test_bad_epsilon_and_axis():
+    with pytest.raises(tf.errors.InvalidArgumentError, match="epsilon must be > 0"):
+        LayerNorm(epsilon=0.0)(tf.ones([2, 3]))
+    with pytest.raises(ValueError, match="out of range"):
+        RMSNorm(axis=3)(tf.ones([2, 3]))
+
+
+def build_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input([16])
+    h = keras.layers.Dense(32)(inputs)
+    h = LayerNorm()(h)
+    h = keras.layers.Activation("relu")(h)
+    h = keras.layers.Dense(32)(h)
+    h = RMSNorm()(h)
+    outputs = keras.layers.Dense(3)(h)
+    return keras.Model(inputs, outputs)
+
+
+def toy_data(n=256):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 16)).astype("float32")
+    y = (x[:, :3] @ np.array([1.0, -2.0, 0.5]) > 0).astype("int32") + (x[:, 3] > 1).astype("int32")
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    x, y = toy_data()
+    model = build_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(x, y, epochs=8, batch_size=32, verbose=0)
+    return model, history.history["loss"], tmp_path_factory.mktemp("models")
+
+
+def test_model_trains(trained):
+    _, losses, _ = trained
+    assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_keras_file_round_trip(trained):
+    model, _, tmp = trained
+    x, _ = toy_data(32)
+    path = tmp / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded.layers[2], LayerNorm)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_saved_model_loads_in_fresh_process(trained):
+    model, _, tmp = trained
+    x, _ = toy_data(32)
+    export_dir = tmp / "exported"
+    model.export(str(export_dir), verbose=False)
+    np.save(tmp / "x.npy", x)
+    np.save(tmp / "expected.npy", model.predict(x, verbose=0))
+    graph_ops = {n.op for f in tf.saved_model.load(str(export_dir)).signatures["serving_default"].graph.as_graph_def().library.function for n in f.node_def}
+    assert {"Tfkit>LayerNorm", "Tfkit>RMSNorm"} <= graph_ops
+    code = f"""
+import sys, numpy as np, tfkit
+model = tfkit.saved_model.load({str(export_dir)!r})
+out = model.serve(np.load({str(tmp / 'x.npy')!r})).numpy()
+assert 'tfkit.layers' not in sys.modules, 'model code was imported'
+np.testing.assert_array_equal(out, np.load({str(tmp / 'expected.npy')!r}))
+print('fresh-process outputs identical', out.shape)
+"""
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fresh-process outputs identical (32, 3)" in result.stdout

@@ -1,0 +1,260 @@
+"""The norm family ops: forward, gradients, graph tracing, bad inputs."""
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value encountered")
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tfkit
+from tfkit.ops import norm
+from tests.conftest import assert_close, to_numpy64
+
+DTYPES = [tf.float32, tf.float64, tf.float16, tf.bfloat16]
+SHAPES = [(1,), (5,), (3, 1), (4, 8), (3, 4097), (0, 8), (3, 0), (2, 3, 5), (2, 0, 4), (2, 3, 4, 6), (1, 2, 3, 1)]
+OPS = ["layer_norm", "rms_norm"]
+
+
+def numpy_norm(op, x, gamma, beta=None, epsilon=None):
+    x = np.asarray(x, np.float64)
+    if op == "layer_norm":
+        eps = 1e-5 if epsilon is None else epsilon
+        centered = x - x.mean(-1, keepdims=True)
+        return centered / np.sqrt((centered**2).mean(-1, keepdims=True) + eps) * gamma + beta
+    eps = 1e-6 if epsilon is None else epsilon
+    return x / np.sqrt((x**2).mean(-1, keepdims=True) + eps) * gamma
+
+
+def make_inputs(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    cols = shape[-1]
+    x = tf.cast(rng.normal(1.0, 2.0, size=shape), dtype)
+    gamma = tf.cast(rng.normal(1.0, 0.5, size=[cols]), dtype)
+    beta = tf.cast(rng.normal(0.0, 0.5, size=[cols]), dtype)
+    return x, gamma, beta
+
+
+def call(op, x, gamma, beta, backend, **kwargs):
+    if op == "layer_norm":
+        return norm.layer_norm(x, gamma, beta, backend=backend, **kwargs)
+    return norm.rms_norm(x, gamma, backend=backend, **kwargs)
+
+
+def numpy_expected(op, x, gamma, beta):
+    return numpy_norm(op, to_numpy64(x), to_numpy64(gamma), to_numpy64(beta))
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_forward_matches_reference_and_numpy(op, dtype, shape):
+    x, gamma, beta = make_inputs(shape, dtype)
+    compiled = call(op, x, gamma, beta, "compiled")
+    reference = call(op, x, gamma, beta, "reference")
+    assert compiled.dtype == dtype and compiled.shape == x.shape
+    expected = numpy_expected(op, x, gamma, beta)
+    assert_close(compiled, expected, dtype)
+    assert_close(reference, expected, dtype)
+    assert_close(compiled, to_numpy64(reference), dtype)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_epsilon_is_used(op):
+    x, gamma, beta = make_inputs((4, 16), tf.float64)
+    x = x * 1e-3
+    for epsilon in (1e-8, 1e-2, 3.0):
+        got = call(op, x, gamma, beta, "compiled", epsilon=epsilon)
+        want = numpy_norm(op, x.numpy(), gamma.numpy(), beta.numpy(), epsilon=epsilon)
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-6)
+
+
+def test_constant_rows_are_finite():
+    x = tf.fill([3, 64], 7.0)
+    y = norm.layer_norm(x, tf.ones([64]), tf.fill([64], 0.5), backend="compiled")
+    np.testing.assert_allclose(y.numpy(), 0.5, atol=1e-3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rows=st.integers(0, 9),
+    cols=st.integers(1, 300),
+    scale=st.floats(1e-3, 1e3),
+    offset=st.floats(-100, 100),
+    op=st.sampled_from(OPS),
+)
+def test_property_compiled_equals_reference(rows, cols, scale, offset, op):
+    x, gamma, beta = make_inputs((rows, cols), tf.float64, seed=rows * 1000 + cols)
+    x = x * scale + offset
+    compiled = call(op, x, gamma, beta, "compiled")
+    reference = call(op, x, gamma, beta, "reference")
+    np.testing.assert_allclose(compiled.numpy(), reference.numpy(), rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("shape", [(3, 5), (7,), (2, 2, 4), (4, 1)], ids=str)
+def test_numeric_vs_analytic_gradients_float64(op, shape):
+    x, gamma, beta = make_inputs(shape, tf.float64)
+    weights = tf.constant(np.random.default_rng(1).normal(size=shape))
+
+    if op == "layer_norm":
+        def f(x, gamma, beta):
+            return norm.layer_norm(x, gamma, beta, backend="compiled") * weights
+        args = [x, gamma, beta]
+    else:
+        def f(x, gamma):
+            return norm.rms_norm(x, gamma, backend="compiled") * weights
+        args = [x, gamma]
+    theoretical, numerical = tf.test.compute_gradient(f, args, delta=1e-6)
+    for t, n in zip(theoretical, numerical):
+        np.testing.assert_allclose(t, n, rtol=1e-6, atol=1e-6)
+
+
+def gradients(op, x, gamma, beta, backend, upstream):
+    with tf.GradientTape() as tape:
+        tape.watch([x, gamma, beta])
+        y = call(op, x, gamma, beta, backend)
+        loss = tf.reduce_sum(tf.cast(y, tf.float32) * upstream)
+    grads = tape.gradient(loss, [x, gamma, beta])
+    return grads if op == "layer_norm" else grads[:2]
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("shape", [(64, 256), (3, 4097), (0, 8), (2, 3, 33), (1,)], ids=str)
+def test_compiled_gradients_match_reference_float32(op, shape):
+    x, gamma, beta = make_inputs(shape, tf.float32)
+    upstream = tf.random.normal(shape)
+    compiled = gradients(op, x, gamma, beta, "compiled", upstream)
+    reference = gradients(op, x, gamma, beta, "reference", upstream)
+    for c, r in zip(compiled, reference):
+        assert c.shape == r.shape
+        np.testing.assert_allclose(c.numpy(), r.numpy(), rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dtype", [tf.float16, tf.bfloat16], ids=lambda d: d.name)
+def test_half_gradients_match_reference(op, dtype):
+    x, gamma, beta = make_inputs((8, 96), dtype)
+    upstream = tf.random.normal((8, 96))
+    compiled = gradients(op, x, gamma, beta, "compiled", upstream)
+    reference = gradients(op, x, gamma, beta, "reference", upstream)
+    for c, r in zip(compiled, reference):
+        assert c.dtype == dtype
+        assert_close(c, to_numpy64(r), dtype, scale=4.0)
+
+
+def test_gradients_through_row_statistics():
+    """The raw op's mean and rstd outputs are differentiable too."""
+    library = tfkit.load_library()
+    x, gamma, beta = make_inputs((3, 6), tf.float64)
+
+    def layer_stats(x):
+        y, mean, rstd = library.tfkit_layer_norm(x, gamma, beta, epsilon=1e-5, U=tf.float64)
+        return tf.reduce_sum(y, -1) * 0.5 + mean * 2.0 + rstd * 3.0
+
+    def rms_stats(x):
+        y, rstd = library.tfkit_rms_norm(x, gamma, epsilon=1e-6, U=tf.float64)
+        return tf.reduce_sum(y, -1) + rstd * 3.0
+
+    for f in (layer_stats, rms_stats):
+        theoretical, numerical = tf.test.compute_gradient(f, [x], delta=1e-6)
+        np.testing.assert_allclose(theoretical[0], numerical[0], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+def test_eager_equals_tf_function_with_unknown_dims(op, backend):
+    x, gamma, beta = make_inputs((2, 3, 16), tf.float32)
+    eager = call(op, x, gamma, beta, backend)
+
+    traced = tf.function(lambda x, g, b: call(op, x, g, b, backend))
+    unknown = tf.function(
+        lambda x, g, b: call(op, x, g, b, backend),
+        input_signature=[
+            tf.TensorSpec([None, None, None], tf.float32),
+            tf.TensorSpec([None], tf.float32),
+            tf.TensorSpec([None], tf.float32),
+        ],
+    )
+    unknown_rank = tf.function(
+        lambda x, g, b: call(op, x, g, b, backend),
+        input_signature=[tf.TensorSpec(None, tf.float32), tf.TensorSpec(None, tf.float32), tf.TensorSpec(None, tf.float32)],
+    )
+    # The compiled kernel is bit-identical in every mode; graph rewrites may
+    # reassociate the reference composite's float math.
+    tolerance = 0.0 if backend == "compiled" else 1e-6
+    for f in (traced, unknown, unknown_rank):
+        np.testing.assert_allclose(f(x, gamma, beta).numpy(), eager.numpy(), rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_traced_output_shapes_are_as_static_as_inputs(op):
+    def shape_for(x_shape, gamma_shape):
+        f = tf.function(lambda x, g, b: call(op, x, g, b, "compiled"))
+        graph = f.get_concrete_function(
+            tf.TensorSpec(x_shape, tf.float32), tf.TensorSpec(gamma_shape, tf.float32), tf.TensorSpec(gamma_shape, tf.float32)
+        )
+        return graph.structured_outputs.shape.as_list() if graph.structured_outputs.shape.rank is not None else None
+
+    assert shape_for([None, 16], [16]) == [None, 16]
+    assert shape_for([4, None, None], [32]) == [4, None, 32]
+    assert shape_for([None, None], [None]) == [None, None]
+    assert shape_for(None, [8]) is None
+
+
+BAD_INPUTS = [
+    ("x must have rank >= 1", lambda: (tf.constant(1.0), tf.ones([1]), tf.ones([1])), {}),
+    ("gamma must have shape [5]", lambda: (tf.ones([2, 5]), tf.ones([4]), tf.ones([5])), {}),
+    ("gamma must have shape [5]", lambda: (tf.ones([2, 5]), tf.ones([1, 5]), tf.ones([5])), {}),
+    ("gamma must have dtype float32", lambda: (tf.ones([2, 5]), tf.ones([5], tf.float64), tf.ones([5])), {}),
+    ("x must have a float dtype", lambda: (tf.ones([2, 5], tf.int32), tf.ones([5], tf.int32), tf.ones([5], tf.int32)), {}),
+    ("epsilon must be > 0", lambda: (tf.ones([2, 5]), tf.ones([5]), tf.ones([5])), {"epsilon": 0.0}),
+    ("epsilon must be > 0", lambda: (tf.ones([2, 5]), tf.ones([5]), tf.ones([5])), {"epsilon": -1e-3}),
+]
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+@pytest.mark.parametrize("message,make,kwargs", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_inputs_raise_invalid_argument(op, backend, message, make, kwargs):
+    x, gamma, beta = make()
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        call(op, x, gamma, beta, backend, **kwargs)
+
+
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+def test_bad_beta_raises_invalid_argument(backend):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="beta must have shape"):
+        norm.layer_norm(tf.ones([2, 5]), tf.ones([5]), tf.ones([6]), backend=backend)
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+def test_bad_shapes_caught_at_run_time_under_unknown_dims(op, backend):
+    f = tf.function(
+        lambda x, g, b: call(op, x, g, b, backend),
+        input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.float32)],
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="gamma must have shape"):
+        f(tf.ones([2, 5]), tf.ones([4]), tf.ones([5]))
+    g = tf.function(lambda x, g, b: call(op, x, g, b, backend), input_signature=[tf.TensorSpec(None, tf.float32)] * 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="x must have rank >= 1"):
+        g(tf.constant(1.0), tf.ones([1]), tf.ones([1]))
+
+
+def test_grad_ops_validate_their_inputs():
+    library = tfkit.load_library()
+    x, gamma, beta = make_inputs((3, 5), tf.float32)
+    _, mean, rstd = library.tfkit_layer_norm(x, gamma, beta, U=tf.float32)
+    cases = [
+        ("dy must have the shape of x", (tf.ones([3, 4]), x, gamma, mean, rstd)),
+        ("gamma must have shape", (x, x, tf.ones([4]), mean, rstd)),
+        ("mean must have shape", (x, x, gamma, tf.ones([2]), rstd)),
+        ("rstd must have shape", (x, x, gamma, mean, tf.ones([3, 1]))),
+    ]
+    for message, args in cases:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            library.tfkit_layer_norm_grad(*args)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="rstd must have shape"):
+        library.tfkit_rms_norm_grad(x, x, gamma, tf.ones([4]))

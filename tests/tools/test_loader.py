@@ -1,0 +1,129 @@
+"""Library loading, build stamp, backend choice and the command line."""
+
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfkit
+from tfkit import _loader, backend
+from tests.conftest import ROOT, run_python
+
+
+def test_import_is_cheap():
+    result = run_python(
+        "import sys, tfkit; print('tensorflow' in sys.modules, 'keras' in sys.modules, tfkit.__version__)"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[:2] == ["False", "False"]
+
+
+def test_build_stamp_names_this_tensorflow_and_cuda():
+    stamp = tfkit.build_info()
+    assert stamp["tf_version"] == tf.version.VERSION
+    assert stamp["cuda"] in ("0", "1")
+    if stamp["cuda"] == "1":
+        assert stamp["cuda_archs"] == "sm_80,sm_90"
+
+
+def test_library_loads_once():
+    assert tfkit.load_library() is tfkit.load_library()
+
+
+def stale_copy(tmp_path, version=b"1.99.9"):
+    path = tmp_path / "_tfkit_ops.so"
+    data = _loader.library_path().read_bytes()
+    current = f"tf_version={tf.version.VERSION};".encode()
+    assert current in data
+    path.write_bytes(data.replace(current, b"tf_version=" + version + b";"))
+    return path
+
+
+def test_version_mismatch_is_refused_before_loading(tmp_path):
+    with pytest.raises(_loader.OpLibraryError) as err:
+        _loader._load(stale_copy(tmp_path))
+    message = str(err.value)
+    assert "1.99.9" in message and tf.version.VERSION in message and "make build" in message
+
+
+def test_missing_library_says_how_to_build(tmp_path):
+    with pytest.raises(_loader.OpLibraryError, match="make build"):
+        _loader.build_info(tmp_path / "nothing.so")
+
+
+def test_library_without_stamp_is_refused(tmp_path):
+    path = tmp_path / "_tfkit_ops.so"
+    shutil.copy(_loader.library_path(), path)
+    path.write_bytes(path.read_bytes().replace(b"TFKIT_BUILD_STAMP", b"XXXXX_BUILD_STAMP"))
+    with pytest.raises(_loader.OpLibraryError, match="no tfkit build stamp"):
+        _loader.build_info(path)
+
+
+def test_backend_resolution(monkeypatch):
+    monkeypatch.delenv(backend.ENV_VAR, raising=False)
+    assert backend.resolve(None) == "auto"
+    monkeypatch.setenv(backend.ENV_VAR, "Reference")
+    assert backend.resolve(None) == "reference"
+    assert backend.resolve("compiled") == "compiled"
+    monkeypatch.setenv(backend.ENV_VAR, "fast")
+    with pytest.raises(ValueError, match="TFKIT_BACKEND must be one of"):
+        backend.resolve(None)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        tfkit.ops.layer_norm(tf.ones([2, 3]), tf.ones([3]), tf.zeros([3]), backend="gpu")
+
+
+def test_reference_backend_from_environment_runs_no_compiled_op(monkeypatch):
+    monkeypatch.setenv(backend.ENV_VAR, "reference")
+    graph = tf.function(lambda x: tfkit.ops.rms_norm(x, tf.ones([3]))).get_concrete_function(tf.TensorSpec([2, 3]))
+    assert not any(op.type.startswith("Tfkit") for op in graph.graph.get_operations())
+
+
+def test_auto_falls_back_with_one_warning_and_compiled_fails(tmp_path):
+    code = """
+import warnings, numpy as np, tensorflow as tf, tfkit
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    a = tfkit.ops.layer_norm(tf.ones([2, 3]) * [[1., 2., 3.]], tf.ones([3]), tf.zeros([3]))
+    b = tfkit.ops.rms_norm(tf.ones([2, 3]), tf.ones([3]))
+msgs = [str(w.message) for w in caught if 'tfkit' in str(w.message)]
+assert len(msgs) == 1 and 'not found' in msgs[0] and 'make build' in msgs[0], msgs
+np.testing.assert_allclose(a.numpy()[0], [-1.2247, 0, 1.2247], atol=1e-3)
+try:
+    tfkit.ops.layer_norm(tf.ones([2, 3]), tf.ones([3]), tf.zeros([3]), backend='compiled')
+except tfkit.OpLibraryError as err:
+    print('compiled refused:', err)
+"""
+    result = run_python(code, env={"TFKIT_LIBRARY": str(tmp_path / "missing.so")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "compiled refused:" in result.stdout
+
+
+def test_stale_library_refused_in_fresh_process(tmp_path):
+    code = """
+import tensorflow as tf, tfkit
+try:
+    tfkit.load_library()
+except tfkit.OpLibraryError as err:
+    print('refused:', err)
+"""
+    result = run_python(code, env={"TFKIT_LIBRARY": str(stale_copy(tmp_path))})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "refused:" in result.stdout and "1.99.9" in result.stdout
+
+
+def test_info_command():
+    result = run_python("import sys; from tfkit.__main__ import main; sys.exit(main(['info']))")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert f"tensorflow       {tf.version.VERSION}" in out
+    assert str(_loader.library_path()) in out
+    assert f"tf_version={tf.version.VERSION}" in out
+    assert "gpu kernels" in out and "devices" in out and "loads            yes" in out
+
+
+def test_project_files_hard_code_no_tf_flags():
+    for path in list((ROOT / "cc").rglob("*")) + list((ROOT / "third_party").rglob("*.bzl")) + [ROOT / ".bazelrc"]:
+        if path.is_file():
+            text = path.read_text()
+            assert "-std=c++" not in text and "_GLIBCXX_USE_CXX11_ABI=" not in text, path
