@@ -7,6 +7,7 @@ LIB := tfkit/_tfkit_ops.so
 BAZEL := tools/bazel.sh
 BAZEL_FLAGS := --repo_env=PYTHON_BIN_PATH=$(CURDIR)/$(PY)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 .PHONY: setup build build-cpu test demo bench info clean
 

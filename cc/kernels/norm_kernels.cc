@@ -1,6 +1,7 @@
 // OpKernels for the norm family: validate inputs, allocate outputs, shard
 // rows over the CPU thread pool or hand TF's stream to the CUDA launchers.
 #include <algorithm>
+#include <type_traits>
 
 #include "cc/kernels/kernel_utils.h"
 #include "kernels/norm/norm_cpu.h"
@@ -44,6 +45,8 @@ struct NormArgs {
   T* dbeta = nullptr;
   Acc<T>* mean = nullptr;
   Acc<T>* rstd = nullptr;
+  const Acc<T>* dmean = nullptr;
+  const Acc<T>* drstd = nullptr;
   Acc<T> epsilon = 0;
 };
 
@@ -92,7 +95,8 @@ struct NormFunctor<CPUDevice, T, kCenter> {
             const int64_t begin = b * rows_per_block;
             const int64_t end = std::min(a.rows, begin + rows_per_block);
             cpu::NormBackwardRows<kCenter>(
-                a.dy, a.x, a.gamma, a.mean, a.rstd, a.cols, begin, end, a.y,
+                a.dy, a.x, a.gamma, a.mean, a.rstd, a.dmean, a.drstd, a.cols,
+                begin, end, a.y,
                 dgamma_part + b * a.cols, dbeta_part + b * a.cols);
           }
         });
@@ -163,7 +167,8 @@ struct NormFunctor<GPUDevice, T, kCenter> {
     CheckLaunch(ctx,
                 gpu::LaunchNormBackward(
                     stream, kCenter, AsGpu(a.dy), AsGpu(a.x), AsGpu(a.gamma),
-                    a.mean, a.rstd, a.rows, a.cols, workspace.flat<U>().data(),
+                    a.mean, a.rstd, a.dmean, a.drstd, a.rows, a.cols,
+                    workspace.flat<U>().data(),
                     AsGpu(a.y), AsGpu(a.dgamma), AsGpu(a.dbeta)),
                 "norm backward");
   }
@@ -210,8 +215,9 @@ class NormOp : public OpKernel {
   Acc<T> epsilon_;
 };
 
-// Backward: LayerNormGrad takes dy, x, gamma, mean, rstd and returns dx,
-// dgamma, dbeta; RMSNormGrad takes dy, x, gamma, rstd and returns dx, dgamma.
+// Backward: LayerNormGrad takes dy, x, gamma, mean, rstd, dmean, drstd and
+// returns dx, dgamma, dbeta; RMSNormGrad takes dy, x, gamma, rstd, drstd and
+// returns dx, dgamma.
 template <typename Device, typename T, bool kCenter>
 class NormGradOp : public OpKernel {
  public:
@@ -224,26 +230,42 @@ class NormGradOp : public OpKernel {
     OP_REQUIRES_OK(ctx, CheckRankAtLeast1("x", x));
     OP_REQUIRES_OK(ctx, CheckSameShape("dy", dy, "x", x));
     OP_REQUIRES_OK(ctx, CheckLastDimParam("gamma", gamma, x));
-    const TensorShape stats_shape = StatsShape(x.shape());
-    if (kCenter) OP_REQUIRES_OK(ctx, CheckShape("mean", ctx->input(3), stats_shape));
-    const Tensor& rstd = ctx->input(kCenter ? 4 : 3);
-    OP_REQUIRES_OK(ctx, CheckShape("rstd", rstd, stats_shape));
     NormArgs<T> a = RowsAndCols<T>(x);
     a.dy = dy.flat<T>().data();
     a.x = x.flat<T>().data();
     a.gamma = gamma.flat<T>().data();
-    if (kCenter) a.mean = const_cast<Acc<T>*>(ctx->input(3).flat<Acc<T>>().data());
-    a.rstd = const_cast<Acc<T>*>(rstd.flat<Acc<T>>().data());
+    const TensorShape stats_shape = StatsShape(x.shape());
+    // LayerNormGrad: mean, rstd, dmean, drstd at 3..6; RMSNormGrad: rstd,
+    // drstd at 3..4.
+    const int rstd_index = kCenter ? 4 : 3;
+    const int drstd_index = kCenter ? 6 : 4;
+    OP_REQUIRES_OK(ctx, RowStat(ctx, "rstd", rstd_index, stats_shape, &a.rstd));
+    OP_REQUIRES_OK(ctx, RowStat(ctx, "drstd", drstd_index, stats_shape, &a.drstd));
+    if (kCenter) {
+      OP_REQUIRES_OK(ctx, RowStat(ctx, "mean", 3, stats_shape, &a.mean));
+      OP_REQUIRES_OK(ctx, RowStat(ctx, "dmean", 5, stats_shape, &a.dmean));
+    }
     Tensor* dx = nullptr;
     Tensor* dgamma = nullptr;
     Tensor* dbeta = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x.shape(), &dx));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &dx));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, gamma.shape(), &dgamma));
     if (kCenter) OP_REQUIRES_OK(ctx, ctx->allocate_output(2, gamma.shape(), &dbeta));
     a.y = dx->flat<T>().data();
     a.dgamma = dgamma->flat<T>().data();
     if (kCenter) a.dbeta = dbeta->flat<T>().data();
     NormFunctor<Device, T, kCenter>::Backward(ctx, a);
+  }
+
+ private:
+  // Points *data at per-row input `index` after checking its shape.
+  template <typename U>
+  static absl::Status RowStat(OpKernelContext* ctx, const char* name, int index,
+                              const TensorShape& shape, U** data) {
+    const Tensor& t = ctx->input(index);
+    TF_RETURN_IF_ERROR(CheckShape(name, t, shape));
+    *data = const_cast<U*>(t.flat<std::remove_const_t<U>>().data());
+    return absl::OkStatus();
   }
 };
 

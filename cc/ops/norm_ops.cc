@@ -63,7 +63,8 @@ absl::Status RMSNormShape(InferenceContext* c) {
   return absl::OkStatus();
 }
 
-// Grad ops: dy and x share a shape; outputs are dx and one grad per param.
+// Grad ops: dy and x share a shape; the statistics and their incoming
+// gradients are per row; outputs are dx and one grad per param.
 absl::Status NormGradShape(InferenceContext* c, int num_params) {
   ShapeHandle dx, stats, merged;
   TF_RETURN_IF_ERROR(NormShapes(c, 1, {2}, &dx, &stats));
@@ -101,6 +102,8 @@ REGISTER_OP("Tfkit>LayerNormGrad")
     .Input("gamma: T")
     .Input("mean: U")
     .Input("rstd: U")
+    .Input("dmean: U")
+    .Input("drstd: U")
     .Output("dx: T")
     .Output("dgamma: T")
     .Output("dbeta: T")
@@ -128,6 +131,7 @@ REGISTER_OP("Tfkit>RMSNormGrad")
     .Input("x: T")
     .Input("gamma: T")
     .Input("rstd: U")
+    .Input("drstd: U")
     .Output("dx: T")
     .Output("dgamma: T")
     .Attr("T: {half, bfloat16, float, double}")

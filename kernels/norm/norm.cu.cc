@@ -57,7 +57,9 @@ __global__ void BackwardDxKernel(const T* __restrict__ dy,
                                  const T* __restrict__ x,
                                  const T* __restrict__ gamma,
                                  const U* __restrict__ mean,
-                                 const U* __restrict__ rstd, int64_t rows,
+                                 const U* __restrict__ rstd,
+                                 const U* __restrict__ dmean,
+                                 const U* __restrict__ drstd, int64_t rows,
                                  int64_t cols, T* __restrict__ dx) {
   __shared__ U scratch[kWarpSize];
   const U n = static_cast<U>(cols);
@@ -71,8 +73,9 @@ __global__ void BackwardDxKernel(const T* __restrict__ dy,
       sg += g;
       sgx += g * (Load<U>(x[base + j]) - mu) * rs;
     }
-    const U mean_g = kCenter ? BlockSum(sg, scratch) / n : U(0);
-    const U mean_gx = BlockSum(sgx, scratch) / n;
+    const U mean_g =
+        kCenter ? BlockSum(sg, scratch) / n - dmean[r] / (n * rs) : U(0);
+    const U mean_gx = BlockSum(sgx, scratch) / n + drstd[r] * rs / n;
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
       const U g = Load<U>(dy[base + j]) * Load<U>(gamma[j]);
       const U xh = (Load<U>(x[base + j]) - mu) * rs;
@@ -152,13 +155,13 @@ cudaError_t Forward(cudaStream_t stream, const T* x, const T* gamma,
 template <bool kCenter, typename T>
 cudaError_t Backward(cudaStream_t stream, const T* dy, const T* x,
                      const T* gamma, const Acc<T>* mean, const Acc<T>* rstd,
-                     int64_t rows, int64_t cols, Acc<T>* workspace, T* dx,
+                     const Acc<T>* dmean, const Acc<T>* drstd, int64_t rows, int64_t cols, Acc<T>* workspace, T* dx,
                      T* dgamma, T* dbeta) {
   using U = Acc<T>;
   if (cols == 0) return cudaSuccess;
   if (rows > 0) {
     BackwardDxKernel<kCenter><<<RowGrid(rows), kRowThreads, 0, stream>>>(
-        dy, x, gamma, mean, rstd, rows, cols, dx);
+        dy, x, gamma, mean, rstd, dmean, drstd, rows, cols, dx);
   }
   const int64_t chunks = RowChunks(rows);
   const int64_t rows_per_chunk = (rows + chunks - 1) / chunks;
@@ -205,7 +208,8 @@ cudaError_t LaunchNormForward(cudaStream_t stream, bool center, const T* x,
 template <typename T>
 cudaError_t LaunchNormBackward(cudaStream_t stream, bool center, const T* dy,
                                const T* x, const T* gamma, const Acc<T>* mean,
-                               const Acc<T>* rstd, int64_t rows, int64_t cols,
+                               const Acc<T>* rstd, const Acc<T>* dmean,
+                               const Acc<T>* drstd, int64_t rows, int64_t cols,
                                Acc<T>* workspace, T* dx, T* dgamma, T* dbeta) {
   auto* ddy = reinterpret_cast<const DeviceT<T>*>(dy);
   auto* dxin = reinterpret_cast<const DeviceT<T>*>(x);
@@ -213,10 +217,10 @@ cudaError_t LaunchNormBackward(cudaStream_t stream, bool center, const T* dy,
   auto* ddx = reinterpret_cast<DeviceT<T>*>(dx);
   auto* ddg = reinterpret_cast<DeviceT<T>*>(dgamma);
   auto* ddb = reinterpret_cast<DeviceT<T>*>(dbeta);
-  return center ? Backward<true>(stream, ddy, dxin, dg, mean, rstd, rows, cols,
-                                 workspace, ddx, ddg, ddb)
-                : Backward<false>(stream, ddy, dxin, dg, mean, rstd, rows, cols,
-                                  workspace, ddx, ddg, ddb);
+  return center ? Backward<true>(stream, ddy, dxin, dg, mean, rstd, dmean,
+                                 drstd, rows, cols, workspace, ddx, ddg, ddb)
+                : Backward<false>(stream, ddy, dxin, dg, mean, rstd, dmean,
+                                  drstd, rows, cols, workspace, ddx, ddg, ddb);
 }
 
 #define TFKIT_INSTANTIATE_NORM(T)                                              \
@@ -225,7 +229,8 @@ cudaError_t LaunchNormBackward(cudaStream_t stream, bool center, const T* dy,
       Acc<T>, T*, Acc<T>*, Acc<T>*);                                           \
   template cudaError_t LaunchNormBackward<T>(                                  \
       cudaStream_t, bool, const T*, const T*, const T*, const Acc<T>*,         \
-      const Acc<T>*, int64_t, int64_t, Acc<T>*, T*, T*, T*);
+      const Acc<T>*, const Acc<T>*, const Acc<T>*, int64_t, int64_t, Acc<T>*,  \
+      T*, T*, T*);
 
 TFKIT_INSTANTIATE_NORM(float)
 TFKIT_INSTANTIATE_NORM(double)

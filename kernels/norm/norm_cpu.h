@@ -73,31 +73,47 @@ void NormForwardRows(const T* x, const T* gamma, const T* beta, int64_t cols,
 //   xhat = (x - mean) * rstd,  g = dy * gamma
 //   dx = rstd * (g - mean(g) [kCenter] - xhat * mean(g * xhat))
 //   dgamma += dy * xhat,  dbeta += dy
+// dmean and drstd are gradients flowing into the statistics outputs (dmean
+// only for kCenter). With d mean/dx = 1/n and d rstd/dx = -rstd^3 (x-mean)/n
+// they fold into the two row means: mean(g) -= dmean / (n rstd) and
+// mean(g * xhat) += drstd * rstd / n.
 template <bool kCenter, typename T, typename U>
-void NormBackwardRows(const T* dy, const T* x, const T* gamma, const U* mean,
-                      const U* rstd, int64_t cols, int64_t begin, int64_t end,
-                      T* dx, U* dgamma_partial, U* dbeta_partial) {
+void NormBackwardRows(const T* __restrict__ dy, const T* __restrict__ x,
+                      const T* __restrict__ gamma, const U* mean,
+                      const U* rstd, const U* dmean, const U* drstd,
+                      int64_t cols, int64_t begin, int64_t end,
+                      T* __restrict__ dx, U* __restrict__ dgamma_partial,
+                      U* __restrict__ dbeta_partial) {
   const U n = static_cast<U>(cols);
   for (int64_t r = begin; r < end; ++r) {
-    const T* xr = x + r * cols;
-    const T* dyr = dy + r * cols;
-    T* dxr = dx + r * cols;
+    const T* __restrict__ xr = x + r * cols;
+    const T* __restrict__ dyr = dy + r * cols;
+    T* __restrict__ dxr = dx + r * cols;
     const U mu = kCenter ? mean[r] : U(0);
     const U rs = rstd[r];
-    auto xhat = [&](int64_t j) { return (static_cast<U>(xr[j]) - mu) * rs; };
-    auto g = [&](int64_t j) {
-      return static_cast<U>(dyr[j]) * static_cast<U>(gamma[j]);
-    };
-    const U mean_g =
-        kCenter ? LaneSum<U>(cols, [&](int64_t j) { return g(j); }) / n : U(0);
-    const U mean_gx =
-        LaneSum<U>(cols, [&](int64_t j) { return g(j) * xhat(j); }) / n;
+    U mean_g = 0;
+    if (kCenter) {
+      mean_g = LaneSum<U>(cols, [&](int64_t j) {
+                 return static_cast<U>(dyr[j]) * static_cast<U>(gamma[j]);
+               }) / n -
+               dmean[r] / (n * rs);
+    }
+    const U mean_gx = LaneSum<U>(cols, [&](int64_t j) {
+                        return static_cast<U>(dyr[j]) *
+                               static_cast<U>(gamma[j]) *
+                               (static_cast<U>(xr[j]) - mu);
+                      }) * rs / n +
+                      drstd[r] * rs / n;
     for (int64_t j = 0; j < cols; ++j) {
-      const U xh = xhat(j);
-      const U d = static_cast<U>(dyr[j]);
-      dxr[j] = static_cast<T>(rs * (g(j) - mean_g - xh * mean_gx));
-      dgamma_partial[j] += d * xh;
-      if (kCenter) dbeta_partial[j] += d;
+      const U g = static_cast<U>(dyr[j]) * static_cast<U>(gamma[j]);
+      const U xh = (static_cast<U>(xr[j]) - mu) * rs;
+      dxr[j] = static_cast<T>(rs * (g - mean_g - xh * mean_gx));
+    }
+    for (int64_t j = 0; j < cols; ++j) {
+      dgamma_partial[j] += static_cast<U>(dyr[j]) * (static_cast<U>(xr[j]) - mu) * rs;
+    }
+    if (kCenter) {
+      for (int64_t j = 0; j < cols; ++j) dbeta_partial[j] += static_cast<U>(dyr[j]);
     }
   }
 }

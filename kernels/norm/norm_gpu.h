@@ -26,10 +26,13 @@ cudaError_t LaunchNormForward(cudaStream_t stream, bool center, const T* x,
 // Number of Acc<T> elements of device scratch LaunchNormBackward needs.
 int64_t NormBackwardWorkspaceSize(int64_t rows, int64_t cols);
 
+// dmean / drstd: gradients flowing into the statistics outputs, per row
+// (dmean unused for RMSNorm); see NormBackwardRows in norm_cpu.h.
 template <typename T>
 cudaError_t LaunchNormBackward(cudaStream_t stream, bool center, const T* dy,
                                const T* x, const T* gamma, const Acc<T>* mean,
-                               const Acc<T>* rstd, int64_t rows, int64_t cols,
+                               const Acc<T>* rstd, const Acc<T>* dmean,
+                               const Acc<T>* drstd, int64_t rows, int64_t cols,
                                Acc<T>* workspace, T* dx, T* dgamma, T* dbeta);
 
 }  // namespace norm

@@ -2,15 +2,16 @@
 
 import numpy as np
 import pytest
-
-pytestmark = pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value encountered")
 import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tfkit
-from tfkit.ops import norm
 from tests.conftest import assert_close, to_numpy64
+from tfkit.ops import norm
+
+# NumPy warns on the mean over an empty last axis; the NaN it gives is expected.
+pytestmark = pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value encountered")
 
 DTYPES = [tf.float32, tf.float64, tf.float16, tf.bfloat16]
 SHAPES = [(1,), (5,), (3, 1), (4, 8), (3, 4097), (0, 8), (3, 0), (2, 3, 5), (2, 0, 4), (2, 3, 4, 6), (1, 2, 3, 1)]
@@ -247,14 +248,18 @@ def test_grad_ops_validate_their_inputs():
     library = tfkit.load_library()
     x, gamma, beta = make_inputs((3, 5), tf.float32)
     _, mean, rstd = library.tfkit_layer_norm(x, gamma, beta, U=tf.float32)
+    zeros = tf.zeros_like(mean)
     cases = [
-        ("dy must have the shape of x", (tf.ones([3, 4]), x, gamma, mean, rstd)),
-        ("gamma must have shape", (x, x, tf.ones([4]), mean, rstd)),
-        ("mean must have shape", (x, x, gamma, tf.ones([2]), rstd)),
-        ("rstd must have shape", (x, x, gamma, mean, tf.ones([3, 1]))),
+        ("dy must have the shape of x", (tf.ones([3, 4]), x, gamma, mean, rstd, zeros, zeros)),
+        ("gamma must have shape", (x, x, tf.ones([4]), mean, rstd, zeros, zeros)),
+        ("mean must have shape", (x, x, gamma, tf.ones([2]), rstd, zeros, zeros)),
+        ("rstd must have shape", (x, x, gamma, mean, tf.ones([3, 1]), zeros, zeros)),
+        ("dmean must have shape", (x, x, gamma, mean, rstd, tf.ones([4]), zeros)),
+        ("drstd must have shape", (x, x, gamma, mean, rstd, zeros, tf.ones([]))),
     ]
     for message, args in cases:
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
             library.tfkit_layer_norm_grad(*args)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="rstd must have shape"):
-        library.tfkit_rms_norm_grad(x, x, gamma, tf.ones([4]))
+    for message, args in [("rstd must have shape", (tf.ones([4]), zeros)), ("drstd must have shape", (rstd, tf.ones([2])))]:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            library.tfkit_rms_norm_grad(x, x, gamma, *args)

@@ -110,40 +110,26 @@ def _norm_inputs(x, params: dict, epsilon: float):
     return x, tuple(tensors), epsilon
 
 
-def _stat_grads(dx, x, mean, rstd, dmean, drstd):
-    """Adds the gradient that flows into the row statistics outputs, if any.
-
-    mean = sum(x) / n  and  rstd = (var + eps)^-1/2, so
-    d mean / dx = 1 / n  and  d rstd / dx = -rstd^3 (x - mean) / n.
-    """
-    if dmean is None and drstd is None:
-        return dx
-    acc = rstd.dtype
-    n = tf.cast(tf.shape(x)[-1], acc)
-    centered = tf.cast(x, acc) - (mean[..., None] if mean is not None else 0)
-    extra = tf.zeros_like(centered)
-    if dmean is not None:
-        extra += dmean[..., None] / n
-    if drstd is not None:
-        extra -= (drstd * rstd**3)[..., None] * centered / n
-    return dx + tf.cast(extra, dx.dtype)
+def _zeros_if_none(grad, like):
+    return tf.zeros_like(like) if grad is None else grad
 
 
+# The grad ops also take the gradients flowing into the row statistics
+# outputs (zeros when only y is used) and fold them into dx on the fly.
 @tf.RegisterGradient("Tfkit>LayerNorm")
 def _layer_norm_grad(op, dy, dmean, drstd):
     x, gamma, _ = op.inputs
     _, mean, rstd = op.outputs
-    if dy is None:
-        dy = tf.zeros_like(x)
-    dx, dgamma, dbeta = _loader.load_library().tfkit_layer_norm_grad(dy, x, gamma, mean, rstd)
-    return _stat_grads(dx, x, mean, rstd, dmean, drstd), dgamma, dbeta
+    return _loader.load_library().tfkit_layer_norm_grad(
+        _zeros_if_none(dy, x), x, gamma, mean, rstd,
+        _zeros_if_none(dmean, mean), _zeros_if_none(drstd, rstd),
+    )
 
 
 @tf.RegisterGradient("Tfkit>RMSNorm")
 def _rms_norm_grad(op, dy, drstd):
     x, gamma = op.inputs
     _, rstd = op.outputs
-    if dy is None:
-        dy = tf.zeros_like(x)
-    dx, dgamma = _loader.load_library().tfkit_rms_norm_grad(dy, x, gamma, rstd)
-    return _stat_grads(dx, x, None, rstd, None, drstd), dgamma
+    return _loader.load_library().tfkit_rms_norm_grad(
+        _zeros_if_none(dy, x), x, gamma, rstd, _zeros_if_none(drstd, rstd)
+    )
