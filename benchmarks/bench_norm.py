@@ -37,6 +37,20 @@ def median_seconds(fn, repeats: int, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
+def paired_median_seconds(fn_a, fn_b, repeats: int, warmup: int = 3) -> tuple[float, float]:
+    """Medians of fn_a and fn_b timed alternately, so drift hits both alike."""
+    for _ in range(warmup):
+        fn_a()
+        fn_b()
+    times_a, times_b = [], []
+    for _ in range(repeats):
+        for fn, times in ((fn_a, times_a), (fn_b, times_b)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times_a), statistics.median(times_b)
+
+
 def numpy_copy_gbps(nbytes: int, repeats: int) -> float:
     src = np.random.default_rng(0).random(nbytes // 8)
     dst = np.empty_like(src)
@@ -90,8 +104,7 @@ def run(rows: int, cols: int, repeats: int) -> dict:
                 f_ours = forward_and_backward(ours, our_params)
                 f_theirs = forward_and_backward(theirs, their_params)
                 args, passes = (x, dy), 5  # forward 2 + read x, dy, write dx
-            t_ours = median_seconds(lambda: f_ours(*args), repeats)
-            t_theirs = median_seconds(lambda: f_theirs(*args), repeats)
+            t_ours, t_theirs = paired_median_seconds(lambda: f_ours(*args), lambda: f_theirs(*args), repeats)
             results.append({
                 "op": name, "mode": mode, "baseline": baseline_name,
                 "tfkit_ms": t_ours * 1e3, "baseline_ms": t_theirs * 1e3,
