@@ -19,11 +19,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-import tfkit  # noqa: E402
+import tfkit
 
 
 def median_seconds(fn, repeats: int, warmup: int = 3) -> float:
@@ -104,28 +104,41 @@ def run(rows: int, cols: int, repeats: int) -> dict:
                 f_ours = forward_and_backward(ours, our_params)
                 f_theirs = forward_and_backward(theirs, their_params)
                 args, passes = (x, dy), 5  # forward 2 + read x, dy, write dx
-            t_ours, t_theirs = paired_median_seconds(lambda: f_ours(*args), lambda: f_theirs(*args), repeats)
-            results.append({
-                "op": name, "mode": mode, "baseline": baseline_name,
-                "tfkit_ms": t_ours * 1e3, "baseline_ms": t_theirs * 1e3,
-                "speedup": t_theirs / t_ours,
-                "tfkit_gbps": passes * tensor_bytes / t_ours / 1e9,
-            })
+            t_ours, t_theirs = paired_median_seconds(
+                lambda f=f_ours, a=args: f(*a), lambda f=f_theirs, a=args: f(*a), repeats
+            )
+            results.append(
+                {
+                    "op": name,
+                    "mode": mode,
+                    "baseline": baseline_name,
+                    "tfkit_ms": t_ours * 1e3,
+                    "baseline_ms": t_theirs * 1e3,
+                    "speedup": t_theirs / t_ours,
+                    "tfkit_gbps": passes * tensor_bytes / t_ours / 1e9,
+                }
+            )
     return {
-        "shape": [rows, cols], "dtype": "float32", "repeats": repeats,
-        "numpy_copy_gbps": copy_gbps, "tensorflow": tf.version.VERSION,
-        "cpu_count": os.cpu_count(), "results": results,
+        "shape": [rows, cols],
+        "dtype": "float32",
+        "repeats": repeats,
+        "numpy_copy_gbps": copy_gbps,
+        "tensorflow": tf.version.VERSION,
+        "cpu_count": os.cpu_count(),
+        "results": results,
     }
 
 
 def print_table(report: dict) -> None:
     copy = report["numpy_copy_gbps"]
-    print(f"shape {report['shape']} {report['dtype']}, median of {report['repeats']} runs; "
-          f"NumPy copy: {copy:.1f} GB/s")
-    print(f"{'op':<10} {'mode':<17} {'tfkit ms':>9} {'baseline ms':>12} {'speedup':>8} {'GB/s':>6} {'% copy':>7}  baseline")
+    print(f"shape {report['shape']} {report['dtype']}, median of {report['repeats']} runs; NumPy copy: {copy:.1f} GB/s")
+    header = f"{'op':<10} {'mode':<17} {'tfkit ms':>9} {'baseline ms':>12} {'speedup':>8} {'GB/s':>6} {'% copy':>7}"
+    print(header + "  baseline")
     for r in report["results"]:
-        print(f"{r['op']:<10} {r['mode']:<17} {r['tfkit_ms']:>9.2f} {r['baseline_ms']:>12.2f} "
-              f"{r['speedup']:>7.2f}x {r['tfkit_gbps']:>6.1f} {100 * r['tfkit_gbps'] / copy:>6.0f}%  {r['baseline']}")
+        print(
+            f"{r['op']:<10} {r['mode']:<17} {r['tfkit_ms']:>9.2f} {r['baseline_ms']:>12.2f} "
+            f"{r['speedup']:>7.2f}x {r['tfkit_gbps']:>6.1f} {100 * r['tfkit_gbps'] / copy:>6.0f}%  {r['baseline']}"
+        )
 
 
 def main() -> None:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
+import keras
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
-import tfkit  # noqa: E402
+import tfkit
 
 SERVE = """
 import json, sys, numpy as np, tfkit
@@ -50,7 +50,10 @@ def serve_in_fresh_process(export_dir: Path, x: np.ndarray, workdir: Path) -> np
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(
         [sys.executable, "-c", SERVE, str(export_dir), str(workdir / "inputs.npy"), str(workdir / "logits.npy")],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(f"serving process failed:\n{result.stderr[-3000:]}")
@@ -76,7 +79,7 @@ def main() -> None:
         metrics=["accuracy"],
     )
     history = model.fit(x_train, y_train, epochs=20, batch_size=64, verbose=0)
-    loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    _, accuracy = model.evaluate(x_test, y_test, verbose=0)
     print(f"trained 20 epochs: loss {history.history['loss'][0]:.3f} -> {history.history['loss'][-1]:.3f}")
     print(f"test accuracy (in process): {accuracy:.4f}")
 

@@ -8,7 +8,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,9 @@ def to_numpy64(t) -> np.ndarray:
 
 def assert_close(actual, expected, dtype, scale: float = 1.0):
     rtol, atol = TOLERANCES[dtype]
-    np.testing.assert_allclose(to_numpy64(actual), np.asarray(expected, np.float64), rtol=rtol * scale, atol=atol * scale)
+    np.testing.assert_allclose(
+        to_numpy64(actual), np.asarray(expected, np.float64), rtol=rtol * scale, atol=atol * scale
+    )
 
 
 def run_python(code: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -56,9 +56,7 @@ def build_info(path: Path | None = None) -> dict[str, str]:
         )
     match = _STAMP.search(path.read_bytes())
     if not match:
-        raise OpLibraryError(
-            f"{path} has no tfkit build stamp; rebuild it with `{REBUILD_COMMAND}`."
-        )
+        raise OpLibraryError(f"{path} has no tfkit build stamp; rebuild it with `{REBUILD_COMMAND}`.")
     fields = match.group(1).decode("ascii", "replace").strip(";").split(";")
     return dict(field.split("=", 1) for field in fields if "=" in field)
 
@@ -101,7 +99,4 @@ def _load(path: Path) -> ModuleType:
     try:
         return tf.load_op_library(str(path))
     except (tf.errors.NotFoundError, OSError) as err:
-        raise OpLibraryError(
-            f"TensorFlow could not load {path}: {err}. Rebuild it with "
-            f"`{REBUILD_COMMAND}`."
-        ) from err
+        raise OpLibraryError(f"TensorFlow could not load {path}: {err}. Rebuild it with `{REBUILD_COMMAND}`.") from err

@@ -50,8 +50,7 @@ def compiled_library(backend: str | None) -> ModuleType | None:
         if not _warned_fallback:
             _warned_fallback = True
             warnings.warn(
-                f"tfkit: using the pure-TensorFlow reference ops because the "
-                f"compiled library is unavailable: {err}",
+                f"tfkit: using the pure-TensorFlow reference ops because the compiled library is unavailable: {err}",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -269,23 +269,22 @@ class NormGradOp : public OpKernel {
   }
 };
 
-#define TFKIT_REGISTER_NORM(DEVICE, DEV, T)                                    \
-  REGISTER_KERNEL_BUILDER(                                                     \
-      Name("Tfkit>LayerNorm").Device(DEVICE).TypeConstraint<T>("T")    \
-          .TypeConstraint<Acc<T>>("U"),           \
-      NormOp<DEV, T, true>);                                                   \
-  REGISTER_KERNEL_BUILDER(                                                     \
-      Name("Tfkit>LayerNormGrad").Device(DEVICE).TypeConstraint<T>("T")    \
-          .TypeConstraint<Acc<T>>("U"),       \
-      NormGradOp<DEV, T, true>);                                               \
-  REGISTER_KERNEL_BUILDER(                                                     \
-      Name("Tfkit>RMSNorm").Device(DEVICE).TypeConstraint<T>("T")    \
-          .TypeConstraint<Acc<T>>("U"),             \
-      NormOp<DEV, T, false>);                                                  \
-  REGISTER_KERNEL_BUILDER(                                                     \
-      Name("Tfkit>RMSNormGrad").Device(DEVICE).TypeConstraint<T>("T")    \
-          .TypeConstraint<Acc<T>>("U"),         \
-      NormGradOp<DEV, T, false>);
+#define TFKIT_REGISTER_NORM_KERNEL(OP, DEVICE, T, ...)                      \
+  REGISTER_KERNEL_BUILDER(Name(OP)                                          \
+                              .Device(DEVICE)                               \
+                              .TypeConstraint<T>("T")                       \
+                              .TypeConstraint<Acc<T>>("U"),                 \
+                          __VA_ARGS__)
+
+#define TFKIT_REGISTER_NORM(DEVICE, DEV, T)                                   \
+  TFKIT_REGISTER_NORM_KERNEL("Tfkit>LayerNorm", DEVICE, T,                    \
+                             NormOp<DEV, T, true>);                         \
+  TFKIT_REGISTER_NORM_KERNEL("Tfkit>LayerNormGrad", DEVICE, T,                \
+                             NormGradOp<DEV, T, true>);                     \
+  TFKIT_REGISTER_NORM_KERNEL("Tfkit>RMSNorm", DEVICE, T,                      \
+                             NormOp<DEV, T, false>);                        \
+  TFKIT_REGISTER_NORM_KERNEL("Tfkit>RMSNormGrad", DEVICE, T,                  \
+                             NormGradOp<DEV, T, false>);
 
 #define TFKIT_REGISTER_NORM_CPU(T) TFKIT_REGISTER_NORM(DEVICE_CPU, CPUDevice, T)
 TF_CALL_half(TFKIT_REGISTER_NORM_CPU);
@@ -305,6 +304,7 @@ TF_CALL_double(TFKIT_REGISTER_NORM_GPU);
 #endif  // GOOGLE_CUDA
 
 #undef TFKIT_REGISTER_NORM
+#undef TFKIT_REGISTER_NORM_KERNEL
 
 }  // namespace
 }  // namespace tfkit

@@ -51,7 +51,7 @@ def test_gpu_matches_cpu(dtype, shape):
                 loss = tf.reduce_sum(tf.cast((y + z) * upstream, tf.float32))
             results[device] = [y, z, *tape.gradient(loss, [x, gamma, beta])]
     tol = {tf.float64: 1e-9, tf.float32: 1e-3, tf.float16: 3e-2, tf.bfloat16: 2e-1}[dtype]
-    for cpu, gpu in zip(results["/CPU:0"], results["/GPU:0"]):
+    for cpu, gpu in zip(results["/CPU:0"], results["/GPU:0"], strict=True):
         np.testing.assert_allclose(
             tf.cast(gpu, tf.float64).numpy(), tf.cast(cpu, tf.float64).numpy(), rtol=tol, atol=tol
         )

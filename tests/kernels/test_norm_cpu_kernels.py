@@ -21,13 +21,37 @@ def test_kernels_include_no_tensorflow_header():
 def shim(tmp_path_factory):
     out = tmp_path_factory.mktemp("shim") / "norm_cpu_shim.so"
     subprocess.run(
-        ["g++", "-std=c++17", "-O2", "-shared", "-fPIC", f"-I{ROOT}",
-         str(ROOT / "tests/kernels/norm_cpu_shim.cc"), "-o", str(out)],
+        [
+            "g++",
+            "-std=c++17",
+            "-O2",
+            "-shared",
+            "-fPIC",
+            f"-I{ROOT}",
+            str(ROOT / "tests/kernels/norm_cpu_shim.cc"),
+            "-o",
+            str(out),
+        ],
         check=True,
     )
     lib = ctypes.CDLL(str(out))
     lib.norm_forward.argtypes = [ctypes.c_int, D, D, D, ctypes.c_long, ctypes.c_long, ctypes.c_double, D, D, D]
-    lib.norm_backward.argtypes = [ctypes.c_int, D, D, D, D, D, D, D, ctypes.c_long, ctypes.c_long, ctypes.c_long, D, D, D]
+    lib.norm_backward.argtypes = [
+        ctypes.c_int,
+        D,
+        D,
+        D,
+        D,
+        D,
+        D,
+        D,
+        ctypes.c_long,
+        ctypes.c_long,
+        ctypes.c_long,
+        D,
+        D,
+        D,
+    ]
     return lib
 
 

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tfkit
-from tfkit.layers import LayerNorm, RMSNorm
 from tests.conftest import run_python
+from tfkit.layers import LayerNorm, RMSNorm
 
 
 def random_weights(layer, seed=0):
@@ -18,7 +17,9 @@ def random_weights(layer, seed=0):
         variable.assign(rng.normal(1.0, 0.3, size=variable.shape).astype(variable.dtype))
 
 
-@pytest.mark.parametrize("axis,shape", [(-1, (4, 6, 8)), ([1, 2], (4, 6, 8)), (1, (4, 6, 8)), ([0, 2], (3, 5, 7)), (-1, (5, 9))])
+@pytest.mark.parametrize(
+    "axis,shape", [(-1, (4, 6, 8)), ([1, 2], (4, 6, 8)), (1, (4, 6, 8)), ([0, 2], (3, 5, 7)), (-1, (5, 9))]
+)
 @pytest.mark.parametrize("center,scale", [(True, True), (False, True), (True, False), (False, False)])
 def test_layer_norm_matches_keras(axis, shape, center, scale):
     x = np.random.default_rng(1).normal(2.0, 3.0, size=shape)
@@ -74,7 +75,7 @@ def test_regularizers_constraints_and_initializers():
     layer(tf.ones([2, 4]))
     np.testing.assert_allclose(layer.gamma.numpy(), 2.0)
     np.testing.assert_allclose(layer.beta.numpy(), 0.5)
-    np.testing.assert_allclose(sum(float(l) for l in layer.losses), 0.1 * 4 * 4.0 + 0.2 * 4 * 0.5, rtol=1e-6)
+    np.testing.assert_allclose(sum(float(loss) for loss in layer.losses), 0.1 * 4 * 4.0 + 0.2 * 4 * 0.5, rtol=1e-6)
     assert isinstance(layer.gamma.constraint, keras.constraints.NonNeg)
 
 
@@ -116,7 +117,9 @@ def toy_data(n=256):
 def trained(tmp_path_factory):
     x, y = toy_data()
     model = build_model()
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     history = model.fit(x, y, epochs=8, batch_size=32, verbose=0)
     return model, history.history["loss"], tmp_path_factory.mktemp("models")
 
@@ -143,14 +146,21 @@ def test_saved_model_loads_in_fresh_process(trained):
     model.export(str(export_dir), verbose=False)
     np.save(tmp / "x.npy", x)
     np.save(tmp / "expected.npy", model.predict(x, verbose=0))
-    graph_ops = {n.op for f in tf.saved_model.load(str(export_dir)).signatures["serving_default"].graph.as_graph_def().library.function for n in f.node_def}
+    graph_ops = {
+        n.op
+        for f in tf.saved_model.load(str(export_dir))
+        .signatures["serving_default"]
+        .graph.as_graph_def()
+        .library.function
+        for n in f.node_def
+    }
     assert {"Tfkit>LayerNorm", "Tfkit>RMSNorm"} <= graph_ops
     code = f"""
 import sys, numpy as np, tfkit
 model = tfkit.saved_model.load({str(export_dir)!r})
-out = model.serve(np.load({str(tmp / 'x.npy')!r})).numpy()
+out = model.serve(np.load({str(tmp / "x.npy")!r})).numpy()
 assert 'tfkit.layers' not in sys.modules, 'model code was imported'
-np.testing.assert_array_equal(out, np.load({str(tmp / 'expected.npy')!r}))
+np.testing.assert_array_equal(out, np.load({str(tmp / "expected.npy")!r}))
 print('fresh-process outputs identical', out.shape)
 """
     result = run_python(code)

@@ -77,7 +77,7 @@ def test_constant_rows_are_finite():
     np.testing.assert_allclose(y.numpy(), 0.5, atol=1e-3)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(
     rows=st.integers(0, 9),
     cols=st.integers(1, 300),
@@ -100,15 +100,19 @@ def test_numeric_vs_analytic_gradients_float64(op, shape):
     weights = tf.constant(np.random.default_rng(1).normal(size=shape))
 
     if op == "layer_norm":
+
         def f(x, gamma, beta):
             return norm.layer_norm(x, gamma, beta, backend="compiled") * weights
+
         args = [x, gamma, beta]
     else:
+
         def f(x, gamma):
             return norm.rms_norm(x, gamma, backend="compiled") * weights
+
         args = [x, gamma]
     theoretical, numerical = tf.test.compute_gradient(f, args, delta=1e-6)
-    for t, n in zip(theoretical, numerical):
+    for t, n in zip(theoretical, numerical, strict=True):
         np.testing.assert_allclose(t, n, rtol=1e-6, atol=1e-6)
 
 
@@ -128,7 +132,7 @@ def test_compiled_gradients_match_reference_float32(op, shape):
     upstream = tf.random.normal(shape)
     compiled = gradients(op, x, gamma, beta, "compiled", upstream)
     reference = gradients(op, x, gamma, beta, "reference", upstream)
-    for c, r in zip(compiled, reference):
+    for c, r in zip(compiled, reference, strict=True):
         assert c.shape == r.shape
         np.testing.assert_allclose(c.numpy(), r.numpy(), rtol=2e-4, atol=2e-4)
 
@@ -140,7 +144,7 @@ def test_half_gradients_match_reference(op, dtype):
     upstream = tf.random.normal((8, 96))
     compiled = gradients(op, x, gamma, beta, "compiled", upstream)
     reference = gradients(op, x, gamma, beta, "reference", upstream)
-    for c, r in zip(compiled, reference):
+    for c, r in zip(compiled, reference, strict=True):
         assert c.dtype == dtype
         assert_close(c, to_numpy64(r), dtype, scale=4.0)
 
@@ -180,7 +184,11 @@ def test_eager_equals_tf_function_with_unknown_dims(op, backend):
     )
     unknown_rank = tf.function(
         lambda x, g, b: call(op, x, g, b, backend),
-        input_signature=[tf.TensorSpec(None, tf.float32), tf.TensorSpec(None, tf.float32), tf.TensorSpec(None, tf.float32)],
+        input_signature=[
+            tf.TensorSpec(None, tf.float32),
+            tf.TensorSpec(None, tf.float32),
+            tf.TensorSpec(None, tf.float32),
+        ],
     )
     # The compiled kernel is bit-identical in every mode; graph rewrites may
     # reassociate the reference composite's float math.
@@ -194,7 +202,9 @@ def test_traced_output_shapes_are_as_static_as_inputs(op):
     def shape_for(x_shape, gamma_shape):
         f = tf.function(lambda x, g, b: call(op, x, g, b, "compiled"))
         graph = f.get_concrete_function(
-            tf.TensorSpec(x_shape, tf.float32), tf.TensorSpec(gamma_shape, tf.float32), tf.TensorSpec(gamma_shape, tf.float32)
+            tf.TensorSpec(x_shape, tf.float32),
+            tf.TensorSpec(gamma_shape, tf.float32),
+            tf.TensorSpec(gamma_shape, tf.float32),
         )
         return graph.structured_outputs.shape.as_list() if graph.structured_outputs.shape.rank is not None else None
 
@@ -209,9 +219,14 @@ BAD_INPUTS = [
     ("gamma must have shape [5]", lambda: (tf.ones([2, 5]), tf.ones([4]), tf.ones([5])), {}),
     ("gamma must have shape [5]", lambda: (tf.ones([2, 5]), tf.ones([1, 5]), tf.ones([5])), {}),
     ("gamma must have dtype float32", lambda: (tf.ones([2, 5]), tf.ones([5], tf.float64), tf.ones([5])), {}),
-    ("x must have a float dtype", lambda: (tf.ones([2, 5], tf.int32), tf.ones([5], tf.int32), tf.ones([5], tf.int32)), {}),
+    (
+        "x must have a float dtype",
+        lambda: (tf.ones([2, 5], tf.int32), tf.ones([5], tf.int32), tf.ones([5], tf.int32)),
+        {},
+    ),
     ("epsilon must be > 0", lambda: (tf.ones([2, 5]), tf.ones([5]), tf.ones([5])), {"epsilon": 0.0}),
     ("epsilon must be > 0", lambda: (tf.ones([2, 5]), tf.ones([5]), tf.ones([5])), {"epsilon": -1e-3}),
+    ("epsilon must be > 0", lambda: (tf.ones([2, 5]), tf.ones([5]), tf.ones([5])), {"epsilon": 1e-50}),
 ]
 
 
@@ -235,7 +250,11 @@ def test_bad_beta_raises_invalid_argument(backend):
 def test_bad_shapes_caught_at_run_time_under_unknown_dims(op, backend):
     f = tf.function(
         lambda x, g, b: call(op, x, g, b, backend),
-        input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.float32)],
+        input_signature=[
+            tf.TensorSpec([None, None], tf.float32),
+            tf.TensorSpec([None], tf.float32),
+            tf.TensorSpec([None], tf.float32),
+        ],
     )
     with pytest.raises(tf.errors.InvalidArgumentError, match="gamma must have shape"):
         f(tf.ones([2, 5]), tf.ones([4]), tf.ones([5]))
@@ -260,6 +279,9 @@ def test_grad_ops_validate_their_inputs():
     for message, args in cases:
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
             library.tfkit_layer_norm_grad(*args)
-    for message, args in [("rstd must have shape", (tf.ones([4]), zeros)), ("drstd must have shape", (rstd, tf.ones([2])))]:
+    for message, args in [
+        ("rstd must have shape", (tf.ones([4]), zeros)),
+        ("drstd must have shape", (rstd, tf.ones([2]))),
+    ]:
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
             library.tfkit_rms_norm_grad(x, x, gamma, *args)

@@ -2,13 +2,12 @@
 
 import shutil
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
 import tfkit
-from tfkit import _loader, backend
 from tests.conftest import ROOT, run_python
+from tfkit import _loader, backend
 
 
 def test_import_is_cheap():

@@ -67,8 +67,12 @@ class _FusedNorm(keras.layers.Layer):
     def build(self, input_shape):
         shape = self._param_shape(input_shape)
         self.gamma = self._add_param(
-            "gamma", shape, self.scale, self.gamma_initializer,
-            self.gamma_regularizer, self.gamma_constraint,
+            "gamma",
+            shape,
+            self.scale,
+            self.gamma_initializer,
+            self.gamma_regularizer,
+            self.gamma_constraint,
         )
 
     def _flat_param(self, variable, fill: float, size: int) -> tf.Tensor:
@@ -149,9 +153,14 @@ class LayerNorm(_FusedNorm):
         **kwargs,
     ):
         super().__init__(
-            axis=axis, epsilon=epsilon, scale=scale, gamma_initializer=gamma_initializer,
-            gamma_regularizer=gamma_regularizer, gamma_constraint=gamma_constraint,
-            backend=backend, **kwargs,
+            axis=axis,
+            epsilon=epsilon,
+            scale=scale,
+            gamma_initializer=gamma_initializer,
+            gamma_regularizer=gamma_regularizer,
+            gamma_constraint=gamma_constraint,
+            backend=backend,
+            **kwargs,
         )
         self.center = center
         self.beta_initializer = keras.initializers.get(beta_initializer)
@@ -161,8 +170,12 @@ class LayerNorm(_FusedNorm):
     def build(self, input_shape):
         super().build(input_shape)
         self.beta = self._add_param(
-            "beta", self._param_shape(input_shape), self.center, self.beta_initializer,
-            self.beta_regularizer, self.beta_constraint,
+            "beta",
+            self._param_shape(input_shape),
+            self.center,
+            self.beta_initializer,
+            self.beta_regularizer,
+            self.beta_constraint,
         )
 
     def _normalize(self, flat, size):

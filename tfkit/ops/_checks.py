@@ -8,6 +8,7 @@ time the reference path adds run-time assertions instead.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
@@ -23,10 +24,15 @@ def accumulator_dtype(dtype: tf.DType) -> tf.DType:
 
 
 def check_epsilon(epsilon: float) -> float:
-    epsilon = float(epsilon)
-    if not epsilon > 0.0:
-        raise invalid_argument(f"epsilon must be > 0, got {epsilon}")
-    return epsilon
+    """Returns epsilon rounded to float32, the precision of the ops' attr.
+
+    The reference path uses the same rounded value, so both backends agree
+    to the last bit in float64.
+    """
+    rounded = float(np.float32(epsilon))
+    if not rounded > 0.0:
+        raise invalid_argument(f"epsilon must be > 0 (as a float32), got {epsilon}")
+    return rounded
 
 
 def float_input(name: str, value, dtype: tf.DType | None = None) -> tf.Tensor:
@@ -36,9 +42,7 @@ def float_input(name: str, value, dtype: tf.DType | None = None) -> tf.Tensor:
         names = ", ".join(d.name for d in FLOAT_DTYPES)
         raise invalid_argument(f"{name} must have a float dtype ({names}), got {tensor.dtype.name}")
     if dtype is not None and tensor.dtype != dtype:
-        raise invalid_argument(
-            f"{name} must have dtype {dtype.name} (the dtype of x), got {tensor.dtype.name}"
-        )
+        raise invalid_argument(f"{name} must have dtype {dtype.name} (the dtype of x), got {tensor.dtype.name}")
     return tensor
 
 
@@ -57,8 +61,7 @@ def check_last_dim_param(name: str, param: tf.Tensor, x: tf.Tensor) -> None:
     if shape.rank != 1 or (last is not None and size is not None and size != last):
         expected = f"[{last}]" if last is not None else "[last dimension of x]"
         raise invalid_argument(
-            f"{name} must have shape {expected} (the last dimension of x {x.shape}), "
-            f"got shape {shape}"
+            f"{name} must have shape {expected} (the last dimension of x {x.shape}), got shape {shape}"
         )
 
 

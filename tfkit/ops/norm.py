@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfkit import backend as _backend
 from tfkit import _loader
+from tfkit import backend as _backend
 from tfkit.ops import _checks
 
-__all__ = ["layer_norm", "rms_norm", "layer_norm_reference", "rms_norm_reference"]
+__all__ = ["layer_norm", "layer_norm_reference", "rms_norm", "rms_norm_reference"]
 
 
 def layer_norm(x, gamma, beta, epsilon: float = 1e-5, backend: str | None = None) -> tf.Tensor:
@@ -40,9 +40,7 @@ def layer_norm(x, gamma, beta, epsilon: float = 1e-5, backend: str | None = None
     library = _backend.compiled_library(backend)
     if library is None:
         return layer_norm_reference(x, gamma, beta, epsilon)
-    y, _, _ = library.tfkit_layer_norm(
-        x, gamma, beta, epsilon=epsilon, U=_checks.accumulator_dtype(x.dtype)
-    )
+    y, _, _ = library.tfkit_layer_norm(x, gamma, beta, epsilon=epsilon, U=_checks.accumulator_dtype(x.dtype))
     return y
 
 
@@ -121,8 +119,13 @@ def _layer_norm_grad(op, dy, dmean, drstd):
     x, gamma, _ = op.inputs
     _, mean, rstd = op.outputs
     return _loader.load_library().tfkit_layer_norm_grad(
-        _zeros_if_none(dy, x), x, gamma, mean, rstd,
-        _zeros_if_none(dmean, mean), _zeros_if_none(drstd, rstd),
+        _zeros_if_none(dy, x),
+        x,
+        gamma,
+        mean,
+        rstd,
+        _zeros_if_none(dmean, mean),
+        _zeros_if_none(drstd, rstd),
     )
 
 
