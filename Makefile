@@ -9,7 +9,9 @@ BAZEL_FLAGS := --repo_env=PYTHON_BIN_PATH=$(CURDIR)/$(PY)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: setup build build-cpu test demo bench info clean
+CPU_VARIANT := build/cpu/_tfkit_ops.so
+
+.PHONY: setup build build-cpu cpu-variant test demo bench info clean
 
 setup: $(VENV)/.installed
 	@tools/setup_bazel.sh
@@ -25,11 +27,15 @@ build: setup
 	install -m 0755 bazel-bin/cc/_tfkit_ops.so $(LIB)
 
 # The CPU-only library, even where CUDA is installed.
-build-cpu: setup
-	$(BAZEL) build $(BAZEL_FLAGS) --repo_env=TFKIT_CUDA=0 //cc:_tfkit_ops.so
-	install -m 0755 bazel-bin/cc/_tfkit_ops.so $(LIB)
+build-cpu: cpu-variant
+	install -m 0755 $(CPU_VARIANT) $(LIB)
 
-test: build
+# The CPU-only variant kept aside in build/cpu, which the tests also load.
+cpu-variant: setup
+	$(BAZEL) build $(BAZEL_FLAGS) --repo_env=TFKIT_CUDA=0 //cc:_tfkit_ops.so
+	install -D -m 0755 bazel-bin/cc/_tfkit_ops.so $(CPU_VARIANT)
+
+test: cpu-variant build
 	$(PY) -m pytest -q tests
 
 demo: build
@@ -43,4 +49,4 @@ info: build
 
 clean:
 	-$(BAZEL) clean
-	rm -f $(LIB)
+	rm -rf $(LIB) build

@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "cc/kernels/kernel_utils.h"
+#include "kernels/common/types.h"
 #include "kernels/norm/norm_cpu.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"

@@ -6,6 +6,7 @@ import tensorflow as tf
 from tensorflow.python.framework import kernels as registered
 
 import tfkit
+from tests.conftest import ROOT, run_python
 from tfkit.ops import norm
 
 GPUS = tf.config.list_physical_devices("GPU")
@@ -55,3 +56,24 @@ def test_gpu_matches_cpu(dtype, shape):
         np.testing.assert_allclose(
             tf.cast(gpu, tf.float64).numpy(), tf.cast(cpu, tf.float64).numpy(), rtol=tol, atol=tol
         )
+
+
+CPU_VARIANT = ROOT / "build" / "cpu" / "_tfkit_ops.so"
+
+
+@pytest.mark.skipif(not CPU_VARIANT.exists(), reason="CPU-only variant not built (make cpu-variant)")
+def test_cpu_only_variant_loads_and_runs():
+    code = """
+import numpy as np, tensorflow as tf, tfkit
+from tensorflow.python.framework import kernels
+stamp = tfkit.build_info()
+tfkit.load_library()
+devices = {k.device_type for k in kernels.get_registered_kernels_for_op('Tfkit>LayerNorm').kernel}
+x = tf.constant([[1.0, 2.0, 3.0]])
+y = tfkit.ops.layer_norm(x, tf.ones([3]), tf.zeros([3]), backend='compiled')
+np.testing.assert_allclose(y.numpy(), [[-1.2247356, 0.0, 1.2247356]], rtol=1e-5)
+print(stamp['cuda'], sorted(devices))
+"""
+    result = run_python(code, env={"TFKIT_LIBRARY": str(CPU_VARIANT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-2:] == ["0", "['CPU']"]

@@ -45,7 +45,8 @@ class _FusedNorm(keras.layers.Layer):
         self.backend = backend
         self.supports_masking = True
 
-    def _param_shape(self, input_shape) -> tuple[int, ...]:
+    def _resolve_axes(self, input_shape) -> tuple[int, ...]:
+        """Sets self._axes and returns the parameters' shape."""
         self._axes = _normalized_axes(self.axis, len(input_shape))
         shape = tuple(input_shape[a] for a in self._axes)
         if any(d is None for d in shape):
@@ -65,10 +66,10 @@ class _FusedNorm(keras.layers.Layer):
         )
 
     def build(self, input_shape):
-        shape = self._param_shape(input_shape)
+        self.param_shape = self._resolve_axes(input_shape)
         self.gamma = self._add_param(
             "gamma",
-            shape,
+            self.param_shape,
             self.scale,
             self.gamma_initializer,
             self.gamma_regularizer,
@@ -171,7 +172,7 @@ class LayerNorm(_FusedNorm):
         super().build(input_shape)
         self.beta = self._add_param(
             "beta",
-            self._param_shape(input_shape),
+            self.param_shape,
             self.center,
             self.beta_initializer,
             self.beta_regularizer,
