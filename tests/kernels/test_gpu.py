@@ -1,5 +1,9 @@
 """GPU kernels: registrations are in the CUDA build; numerics run on a GPU."""
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -77,3 +81,26 @@ print(stamp['cuda'], sorted(devices))
     result = run_python(code, env={"TFKIT_LIBRARY": str(CPU_VARIANT)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[-2:] == ["0", "['CPU']"]
+
+
+def find_nvcc() -> str | None:
+    found = shutil.which("nvcc")
+    default = Path("/usr/local/cuda/bin/nvcc")
+    return found or (str(default) if default.exists() else None)
+
+
+@pytest.mark.skipif(find_nvcc() is None, reason="no CUDA toolkit (nvcc) found")
+def test_framework_free_gpu_check(tmp_path):
+    """Builds the CUDA launchers with a TF-free harness; runs it where a GPU is."""
+    binary = tmp_path / "norm_gpu_check"
+    archs = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in ("80", "90")]
+    subprocess.run(
+        [find_nvcc(), "-x", "cu", "-std=c++17", "-O2", *archs, f"-I{ROOT}", "-o", str(binary),
+         str(ROOT / "tests/kernels/norm_gpu_check.cu.cc"), str(ROOT / "kernels/norm/norm.cu.cc")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    result = subprocess.run([str(binary)], capture_output=True, text=True, timeout=300, check=False)
+    if result.returncode == 77:
+        pytest.skip("the GPU check built, but no GPU is visible to run it")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert " 0 failed" in result.stdout

@@ -1,0 +1,165 @@
+// Standalone GPU check of the norm CUDA launchers against the CPU kernels.
+// No TensorFlow: build with nvcc, run on a machine with a GPU. Exits 0 when
+// every case passes, 1 on a mismatch, 77 when no GPU is visible.
+//   nvcc -x cu -std=c++17 -O2 -arch=native -I. -o norm_gpu_check \
+//        tests/kernels/norm_gpu_check.cu.cc kernels/norm/norm.cu.cc
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/norm/norm_cpu.h"
+#include "kernels/norm/norm_gpu.h"
+
+namespace k = tfkit::kernels;
+namespace nk = tfkit::kernels::norm;
+
+double ToDouble(float v) { return v; }
+double ToDouble(double v) { return v; }
+double ToDouble(k::Half v) {
+  __half h;
+  std::memcpy(&h, &v, 2);
+  return __half2float(h);
+}
+double ToDouble(k::BFloat16 v) {
+  __nv_bfloat16 h;
+  std::memcpy(&h, &v, 2);
+  return __bfloat162float(h);
+}
+template <typename T>
+T FromDouble(double v) {
+  if constexpr (std::is_same_v<T, k::Half>) {
+    __half h = __float2half_rn(static_cast<float>(v));
+    T out;
+    std::memcpy(&out, &h, 2);
+    return out;
+  } else if constexpr (std::is_same_v<T, k::BFloat16>) {
+    __nv_bfloat16 h = __float2bfloat16_rn(static_cast<float>(v));
+    T out;
+    std::memcpy(&out, &h, 2);
+    return out;
+  } else {
+    return static_cast<T>(v);
+  }
+}
+
+template <typename T>
+double Tolerance() {
+  if constexpr (std::is_same_v<T, double>) return 1e-9;
+  if constexpr (std::is_same_v<T, float>) return 2e-3;
+  if constexpr (std::is_same_v<T, k::Half>) return 3e-2;
+  return 2e-1;
+}
+
+template <typename T>
+struct Device {
+  T* ptr = nullptr;
+  explicit Device(size_t n) { cudaMalloc(&ptr, std::max<size_t>(n, 1) * sizeof(T)); }
+  Device(const std::vector<T>& host) : Device(host.size()) {
+    cudaMemcpy(ptr, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
+  }
+  ~Device() { cudaFree(ptr); }
+  std::vector<T> Get(size_t n) const {
+    std::vector<T> host(n);
+    cudaMemcpy(host.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost);
+    return host;
+  }
+};
+
+int failures = 0, passes = 0;
+
+template <typename T, typename R>
+void Expect(const char* what, const std::vector<T>& got, const std::vector<R>& want,
+            double tol, const char* type, bool center, long rows, long cols) {
+  double worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double w = static_cast<double>(want[i]);
+    const double err = std::fabs(ToDouble(got[i]) - w) / (1.0 + std::fabs(w));
+    if (!(err <= worst)) worst = err;
+  }
+  const bool ok = worst <= tol;
+  ok ? ++passes : ++failures;
+  if (!ok) {
+    std::printf("FAIL %s %s %s [%ld, %ld]: worst scaled error %.3g > %.3g\n", type,
+                center ? "layer_norm" : "rms_norm", what, rows, cols, worst, tol);
+  }
+}
+
+template <typename T>
+void RunCase(const char* type, bool center, long rows, long cols) {
+  using U = k::Acc<T>;
+  std::mt19937 rng(rows * 131 + cols);
+  std::normal_distribution<double> normal(0.5, 1.5);
+  const size_t n = rows * cols;
+  std::vector<T> x(n), dy(n), gamma(cols), beta(cols);
+  std::vector<double> xd(n), dyd(n), gd(cols), bd(cols);
+  auto fill = [&](std::vector<T>& t, std::vector<double>& d) {
+    for (size_t i = 0; i < t.size(); ++i) {
+      t[i] = FromDouble<T>(normal(rng));
+      d[i] = ToDouble(t[i]);
+    }
+  };
+  fill(x, xd), fill(dy, dyd), fill(gamma, gd), fill(beta, bd);
+  std::vector<U> dstat(rows);
+  std::vector<double> dstatd(rows);
+  for (long r = 0; r < rows; ++r) dstatd[r] = dstat[r] = static_cast<U>(normal(rng));
+
+  std::vector<double> y(n), mean(rows), rstd(rows), dx(n), dg(cols), db(cols);
+  std::vector<double> pg(cols, 0.0), pb(cols, 0.0);
+  if (center) {
+    nk::NormForwardRows<true>(xd.data(), gd.data(), bd.data(), cols, 1e-5, 0, rows, y.data(), mean.data(), rstd.data());
+    nk::NormBackwardRows<true>(dyd.data(), xd.data(), gd.data(), mean.data(), rstd.data(), dstatd.data(),
+                                 dstatd.data(), cols, 0, rows, dx.data(), pg.data(), pb.data());
+  } else {
+    nk::NormForwardRows<false>(xd.data(), gd.data(), bd.data(), cols, 1e-5, 0, rows, y.data(), mean.data(), rstd.data());
+    nk::NormBackwardRows<false>(dyd.data(), xd.data(), gd.data(), mean.data(), rstd.data(), dstatd.data(),
+                                  dstatd.data(), cols, 0, rows, dx.data(), pg.data(), pb.data());
+  }
+
+  Device<T> d_x(x), d_dy(dy), d_g(gamma), d_b(beta), d_y(n), d_dx(n), d_dg(cols), d_db(cols);
+  Device<U> d_mean(rows), d_rstd(rows), d_dstat(dstat);
+  Device<U> d_ws(nk::NormBackwardWorkspaceSize(rows, cols));
+  cudaError_t err = nk::LaunchNormForward(nullptr, center, d_x.ptr, d_g.ptr, d_b.ptr, rows, cols,
+                                            U(1e-5), d_y.ptr, d_mean.ptr, d_rstd.ptr);
+  if (err == cudaSuccess) {
+    err = nk::LaunchNormBackward(nullptr, center, d_dy.ptr, d_x.ptr, d_g.ptr, d_mean.ptr, d_rstd.ptr,
+                                   d_dstat.ptr, d_dstat.ptr, rows, cols, d_ws.ptr, d_dx.ptr, d_dg.ptr,
+                                   d_db.ptr);
+  }
+  if (err == cudaSuccess) err = cudaDeviceSynchronize();
+  if (err != cudaSuccess) {
+    std::printf("FAIL %s [%ld, %ld]: %s\n", type, rows, cols, cudaGetErrorString(err));
+    ++failures;
+    return;
+  }
+  const double tol = Tolerance<T>();
+  Expect("y", d_y.Get(n), y, tol, type, center, rows, cols);
+  Expect("rstd", d_rstd.Get(rows), rstd, tol, type, center, rows, cols);
+  if (center) Expect("mean", d_mean.Get(rows), mean, tol, type, center, rows, cols);
+  Expect("dx", d_dx.Get(n), dx, tol, type, center, rows, cols);
+  Expect("dgamma", d_dg.Get(cols), pg, tol, type, center, rows, cols);
+  if (center) Expect("dbeta", d_db.Get(cols), pb, tol, type, center, rows, cols);
+}
+
+int main() {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::printf("no GPU visible\n");
+    return 77;
+  }
+  const long shapes[][2] = {{8192, 1024}, {3, 4097}, {0, 8}, {5, 1}, {1, 7}, {300, 33}, {2, 0}};
+  for (bool center : {true, false}) {
+    for (const auto& s : shapes) {
+      RunCase<float>("float32", center, s[0], s[1]);
+      RunCase<double>("float64", center, s[0], s[1]);
+      RunCase<k::Half>("float16", center, s[0], s[1]);
+      RunCase<k::BFloat16>("bfloat16", center, s[0], s[1]);
+    }
+  }
+  std::printf("%d passed, %d failed\n", passes, failures);
+  return failures ? 1 : 0;
+}
