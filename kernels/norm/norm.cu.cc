@@ -17,11 +17,11 @@ constexpr int kColTile = 32;
 constexpr int kRowsPerColThread = 8;
 constexpr int kMaxRowChunks = 256;
 
+// y may be the same buffer as x (TF forwards the input): neither is restrict.
 template <bool kCenter, typename T, typename U>
-__global__ void ForwardKernel(const T* __restrict__ x,
-                              const T* __restrict__ gamma,
+__global__ void ForwardKernel(const T* x, const T* __restrict__ gamma,
                               const T* __restrict__ beta, int64_t rows,
-                              int64_t cols, U epsilon, T* __restrict__ y,
+                              int64_t cols, U epsilon, T* y,
                               U* __restrict__ mean, U* __restrict__ rstd) {
   __shared__ U scratch[kWarpSize];
   const U n = static_cast<U>(cols);
@@ -105,7 +105,7 @@ __global__ void ParamGradPartialKernel(const T* __restrict__ dy,
       const U d = Load<U>(dy[r * cols + col]);
       const U mu = kCenter ? mean[r] : U(0);
       acc_g += d * (Load<U>(x[r * cols + col]) - mu) * rstd[r];
-      acc_b += d;
+      if (kCenter) acc_b += d;
     }
   }
   sg[threadIdx.y][threadIdx.x] = acc_g;
@@ -115,7 +115,7 @@ __global__ void ParamGradPartialKernel(const T* __restrict__ dy,
     U tg = 0, tb = 0;
     for (int k = 0; k < kRowsPerColThread; ++k) {
       tg += sg[k][threadIdx.x];
-      tb += sb[k][threadIdx.x];
+      if (kCenter) tb += sb[k][threadIdx.x];
     }
     dgamma_part[blockIdx.y * cols + col] = tg;
     if (kCenter) dbeta_part[blockIdx.y * cols + col] = tb;
