@@ -39,7 +39,7 @@ def layer_norm(x, gamma, beta, epsilon: float = 1e-5, backend: str | None = None
     x, (gamma, beta), epsilon = _norm_inputs(x, {"gamma": gamma, "beta": beta}, epsilon)
     library = _backend.compiled_library(backend)
     if library is None:
-        return layer_norm_reference(x, gamma, beta, epsilon)
+        return _layer_norm_composite(x, gamma, beta, epsilon)
     y, _, _ = library.tfkit_layer_norm(x, gamma, beta, epsilon=epsilon, U=_checks.accumulator_dtype(x.dtype))
     return y
 
@@ -66,7 +66,7 @@ def rms_norm(x, gamma, epsilon: float = 1e-6, backend: str | None = None) -> tf.
     x, (gamma,), epsilon = _norm_inputs(x, {"gamma": gamma}, epsilon)
     library = _backend.compiled_library(backend)
     if library is None:
-        return rms_norm_reference(x, gamma, epsilon)
+        return _rms_norm_composite(x, gamma, epsilon)
     y, _ = library.tfkit_rms_norm(x, gamma, epsilon=epsilon, U=_checks.accumulator_dtype(x.dtype))
     return y
 
@@ -74,6 +74,16 @@ def rms_norm(x, gamma, epsilon: float = 1e-6, backend: str | None = None) -> tf.
 def layer_norm_reference(x, gamma, beta, epsilon: float = 1e-5) -> tf.Tensor:
     """Pure-TensorFlow layer normalization: the numerics tfkit's kernels match."""
     x, (gamma, beta), epsilon = _norm_inputs(x, {"gamma": gamma, "beta": beta}, epsilon)
+    return _layer_norm_composite(x, gamma, beta, epsilon)
+
+
+def rms_norm_reference(x, gamma, epsilon: float = 1e-6) -> tf.Tensor:
+    """Pure-TensorFlow RMS normalization: the numerics tfkit's kernels match."""
+    x, (gamma,), epsilon = _norm_inputs(x, {"gamma": gamma}, epsilon)
+    return _rms_norm_composite(x, gamma, epsilon)
+
+
+def _layer_norm_composite(x, gamma, beta, epsilon):
     with tf.control_dependencies(_checks.runtime_last_dim_asserts(x, {"gamma": gamma, "beta": beta})):
         acc = _checks.accumulator_dtype(x.dtype)
         xf = tf.cast(x, acc)
@@ -84,9 +94,7 @@ def layer_norm_reference(x, gamma, beta, epsilon: float = 1e-5) -> tf.Tensor:
         return tf.cast(y, x.dtype)
 
 
-def rms_norm_reference(x, gamma, epsilon: float = 1e-6) -> tf.Tensor:
-    """Pure-TensorFlow RMS normalization: the numerics tfkit's kernels match."""
-    x, (gamma,), epsilon = _norm_inputs(x, {"gamma": gamma}, epsilon)
+def _rms_norm_composite(x, gamma, epsilon):
     with tf.control_dependencies(_checks.runtime_last_dim_asserts(x, {"gamma": gamma})):
         acc = _checks.accumulator_dtype(x.dtype)
         xf = tf.cast(x, acc)
