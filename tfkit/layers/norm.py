@@ -82,18 +82,18 @@ class _FusedNorm(keras.layers.Layer):
         return tf.reshape(tf.cast(variable, self.compute_dtype), [size])
 
     def call(self, inputs):
-        x = tf.convert_to_tensor(inputs)
-        x = tf.cast(x, self.compute_dtype) if x.dtype != self.compute_dtype else x
+        x = tf.cast(inputs, self.compute_dtype)
         rank = x.shape.rank
+        if self._axes == [rank - 1]:
+            return self._normalize(x, x.shape[-1])
         rest = [a for a in range(rank) if a not in self._axes]
         perm = rest + self._axes
-        moved = x if perm == list(range(rank)) else tf.transpose(x, perm)
+        moved = tf.transpose(x, perm) if perm != list(range(rank)) else x
         size = 1
         for a in self._axes:
             size *= x.shape[a]
         flat = tf.reshape(moved, tf.concat([tf.shape(moved)[: len(rest)], [size]], 0))
-        y = self._normalize(flat, size)
-        y = tf.reshape(y, tf.shape(moved))
+        y = tf.reshape(self._normalize(flat, size), tf.shape(moved))
         if perm != list(range(rank)):
             y = tf.transpose(y, [perm.index(a) for a in range(rank)])
         return tf.ensure_shape(y, x.shape)
