@@ -1,30 +1,44 @@
 """tfkit: fast fused TensorFlow custom ops, their gradients and Keras 3 layers.
 
-Importing tfkit is cheap: TensorFlow, Keras and the compiled op library are
-loaded on first use of `tfkit.ops`, `tfkit.layers`, `tfkit.saved_model` or
-`tfkit.load_library()`.
+`import tfkit` is all a loader needs: it registers tfkit's ops with
+TensorFlow (so `tf.saved_model.load` reads SavedModels holding `Tfkit>` ops)
+and its layers with Keras (so `keras.models.load_model` reads `.keras` files
+holding them). It never fails because of the compiled op library: a missing,
+stale or unloadable library leaves the pure-TensorFlow reference ops in use,
+with one warning that says why and how to rebuild.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+import os
+
+from tfkit import _loader, backend
+from tfkit._loader import OpLibraryError, build_info, library_path, load_library
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("ops", "layers", "saved_model", "backend")
-_LOADER_NAMES = ("load_library", "library_path", "build_info", "OpLibraryError")
 
-__all__ = [*_SUBMODULES, *_LOADER_NAMES, "__version__"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    if name in _LOADER_NAMES:
-        return getattr(importlib.import_module(f"{__name__}._loader"), name)
-    raise AttributeError(f"module 'tfkit' has no attribute {name!r}")
+def _register_ops() -> None:
+    """Loads the op library now, so its ops are registered before any load."""
+    try:
+        _loader.load_library()
+    except OpLibraryError as err:
+        if os.environ.get(backend.ENV_VAR, "").strip().lower() != "reference":
+            backend.warn_fallback(err, stacklevel=3)
 
 
-def __dir__() -> list[str]:
-    return sorted(__all__)
+_register_ops()
+
+from tfkit import layers, ops, saved_model  # noqa: E402
+
+__all__ = [
+    "OpLibraryError",
+    "__version__",
+    "backend",
+    "build_info",
+    "layers",
+    "library_path",
+    "load_library",
+    "ops",
+    "saved_model",
+]

@@ -3,6 +3,9 @@
 #ifndef TFKIT_CC_KERNELS_KERNEL_UTILS_H_
 #define TFKIT_CC_KERNELS_KERNEL_UTILS_H_
 
+#include <cmath>
+#include <limits>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -47,6 +50,18 @@ inline absl::Status CheckLastDimParam(const char* name,
   return InvalidArg(name, " must have shape [", last,
                     "] (the last dimension of x ", x.shape().DebugString(),
                     "), got shape ", param.shape().DebugString());
+}
+
+// The one epsilon rule of every op with an epsilon attr (the Python
+// wrappers check the same rule with the same message): finite, and at least
+// the smallest normal float32, so no denormal flush can turn it into 0.
+inline absl::Status CheckEpsilon(float epsilon) {
+  constexpr float kSmallestNormal = std::numeric_limits<float>::min();
+  if (std::isfinite(epsilon) && epsilon >= kSmallestNormal) {
+    return absl::OkStatus();
+  }
+  return InvalidArg("epsilon must be > 0, finite and a normal float32 (>= ",
+                    kSmallestNormal, "), got ", epsilon);
 }
 
 // x's shape without its last axis: the shape of per-row statistics.

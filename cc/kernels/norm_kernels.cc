@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "cc/kernels/kernel_utils.h"
+#include "kernels/common/accumulate.h"
 #include "kernels/common/types.h"
 #include "kernels/norm/norm_cpu.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -75,39 +76,42 @@ struct NormFunctor<CPUDevice, T, kCenter> {
                         });
   }
 
-  // Each of `blocks` contiguous row blocks adds its dgamma/dbeta into its own
-  // partial row, so no two threads write the same memory.
+  // dgamma/dbeta are summed per fixed row block (kernels/common/accumulate.h)
+  // into that block's own Wide partial row, then the partials are added in
+  // block order: no two threads write the same memory, and the result does
+  // not depend on the number of threads.
   static void Backward(OpKernelContext* ctx, const NormArgs<T>& a) {
-    using U = Acc<T>;
+    using W = ::tfkit::kernels::Wide<Acc<T>>;
     auto* workers = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-    const int64_t blocks = std::min<int64_t>(a.rows, workers->NumThreads());
-    const int64_t rows_per_block = blocks ? (a.rows + blocks - 1) / blocks : 0;
+    const ::tfkit::kernels::RowBlocks blocks =
+        ::tfkit::kernels::FixedRowBlocks(a.rows);
     Tensor partial;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<U>::v(),
-                                           TensorShape({2, blocks, a.cols}),
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<W>::v(),
+                                           TensorShape({2, blocks.count, a.cols}),
                                            &partial));
-    U* dgamma_part = partial.flat<U>().data();
-    U* dbeta_part = dgamma_part + blocks * a.cols;
-    std::fill_n(dgamma_part, 2 * blocks * a.cols, U(0));
+    W* dgamma_part = partial.flat<W>().data();
+    W* dbeta_part = dgamma_part + blocks.count * a.cols;
+    std::fill_n(dgamma_part, 2 * blocks.count * a.cols, W(0));
     ::tensorflow::Shard(
-        workers->NumThreads(), workers, blocks, rows_per_block * RowCost(a.cols),
+        workers->NumThreads(), workers, blocks.count,
+        blocks.rows_per_block * RowCost(a.cols),
         [&](int64_t first, int64_t last) {
           for (int64_t b = first; b < last; ++b) {
-            const int64_t begin = b * rows_per_block;
-            const int64_t end = std::min(a.rows, begin + rows_per_block);
             cpu::NormBackwardRows<kCenter>(
                 a.dy, a.x, a.gamma, a.mean, a.rstd, a.dmean, a.drstd, a.cols,
-                begin, end, a.y,
+                blocks.Begin(b), blocks.End(b, a.rows), a.y,
                 dgamma_part + b * a.cols, dbeta_part + b * a.cols);
           }
         });
-    ::tensorflow::Shard(workers->NumThreads(), workers, a.cols, 2 * blocks + 1,
-                        [&](int64_t begin, int64_t end) {
-                          cpu::SumPartials(dgamma_part, blocks, a.cols, begin,
-                                           end, a.dgamma);
+    ::tensorflow::Shard(workers->NumThreads(), workers, a.cols,
+                        2 * blocks.count + 1, [&](int64_t begin, int64_t end) {
+                          ::tfkit::kernels::SumPartials(
+                              dgamma_part, blocks.count, a.cols, begin, end,
+                              a.dgamma);
                           if (kCenter) {
-                            cpu::SumPartials(dbeta_part, blocks, a.cols, begin,
-                                             end, a.dbeta);
+                            ::tfkit::kernels::SumPartials(
+                                dbeta_part, blocks.count, a.cols, begin, end,
+                                a.dbeta);
                           }
                         });
   }
@@ -159,17 +163,17 @@ struct NormFunctor<GPUDevice, T, kCenter> {
   }
 
   static void Backward(OpKernelContext* ctx, const NormArgs<T>& a) {
-    using U = Acc<T>;
+    using W = ::tfkit::kernels::Wide<Acc<T>>;
     Tensor workspace;
     const int64_t size = gpu::NormBackwardWorkspaceSize(a.rows, a.cols);
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<U>::v(),
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<W>::v(),
                                            TensorShape({size}), &workspace));
     const cudaStream_t stream = ctx->eigen_gpu_device().stream();
     CheckLaunch(ctx,
                 gpu::LaunchNormBackward(
                     stream, kCenter, AsGpu(a.dy), AsGpu(a.x), AsGpu(a.gamma),
                     a.mean, a.rstd, a.dmean, a.drstd, a.rows, a.cols,
-                    workspace.flat<U>().data(),
+                    workspace.flat<W>().data(),
                     AsGpu(a.y), AsGpu(a.dgamma), AsGpu(a.dbeta)),
                 "norm backward");
   }
@@ -184,8 +188,7 @@ class NormOp : public OpKernel {
   explicit NormOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     float epsilon;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon", &epsilon));
-    OP_REQUIRES(ctx, epsilon > 0.0f,
-                InvalidArg("epsilon must be > 0, got ", epsilon));
+    OP_REQUIRES_OK(ctx, CheckEpsilon(epsilon));
     epsilon_ = static_cast<Acc<T>>(epsilon);
   }
 

@@ -1,6 +1,6 @@
 // Op registrations for the norm family: fused LayerNorm and RMSNorm over the
 // last axis, each with a grad op that reuses the forward's row statistics.
-#include "absl/strings/str_cat.h"
+#include "cc/kernels/kernel_utils.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -34,18 +34,14 @@ absl::Status NormShapes(InferenceContext* c, int x_index,
   return absl::OkStatus();
 }
 
-absl::Status EpsilonIsPositive(InferenceContext* c) {
+absl::Status EpsilonIsValid(InferenceContext* c) {
   float epsilon;
   TF_RETURN_IF_ERROR(c->GetAttr("epsilon", &epsilon));
-  if (!(epsilon > 0.0f)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("epsilon must be > 0, got ", epsilon));
-  }
-  return absl::OkStatus();
+  return CheckEpsilon(epsilon);
 }
 
 absl::Status LayerNormShape(InferenceContext* c) {
-  TF_RETURN_IF_ERROR(EpsilonIsPositive(c));
+  TF_RETURN_IF_ERROR(EpsilonIsValid(c));
   ShapeHandle y, stats;
   TF_RETURN_IF_ERROR(NormShapes(c, 0, {1, 2}, &y, &stats));
   c->set_output(0, y);
@@ -55,7 +51,7 @@ absl::Status LayerNormShape(InferenceContext* c) {
 }
 
 absl::Status RMSNormShape(InferenceContext* c) {
-  TF_RETURN_IF_ERROR(EpsilonIsPositive(c));
+  TF_RETURN_IF_ERROR(EpsilonIsValid(c));
   ShapeHandle y, stats;
   TF_RETURN_IF_ERROR(NormShapes(c, 0, {1}, &y, &stats));
   c->set_output(0, y);

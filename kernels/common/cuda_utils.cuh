@@ -5,6 +5,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "kernels/common/accumulate.h"
 #include "kernels/common/types.h"
 
 namespace tfkit {
@@ -59,6 +60,29 @@ __device__ __forceinline__ U WarpSum(U v) {
   }
   return v;
 }
+
+// One thread's share of a long sum: terms are added in U, and every kChunk
+// terms the chunk is moved into a Wide<U> total, so the error does not grow
+// with the number of terms (the GPU counterpart of BlockedSum).
+template <typename U>
+struct ChunkedSum {
+  static constexpr int kChunk = 256;
+  U chunk = 0;
+  int count = 0;
+  Wide<U> total = 0;
+
+  __device__ __forceinline__ void Add(U v) {
+    chunk += v;
+    if (++count == kChunk) {
+      total += static_cast<Wide<U>>(chunk);
+      chunk = 0;
+      count = 0;
+    }
+  }
+  __device__ __forceinline__ Wide<U> Total() const {
+    return total + static_cast<Wide<U>>(chunk);
+  }
+};
 
 // Sum of v over the block, returned to every thread. `scratch` holds one
 // value per warp; blockDim.x must be a multiple of kWarpSize.

@@ -18,40 +18,51 @@ constexpr int kRowsPerColThread = 8;
 constexpr int kMaxRowChunks = 256;
 
 // y may be the same buffer as x (TF forwards the input): neither is restrict.
+// Each element is read before it is written, by the thread that writes it.
+// LayerNorm sums relative to the row's first element (see RowStats in
+// norm_cpu.h), and every sum is chunked into Wide<U>.
 template <bool kCenter, typename T, typename U>
 __global__ void ForwardKernel(const T* x, const T* __restrict__ gamma,
                               const T* __restrict__ beta, int64_t rows,
                               int64_t cols, U epsilon, T* y,
                               U* __restrict__ mean, U* __restrict__ rstd) {
-  __shared__ U scratch[kWarpSize];
-  const U n = static_cast<U>(cols);
+  using W = Wide<U>;
+  __shared__ W scratch[kWarpSize];
+  const W n = static_cast<W>(cols);
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * cols;
-    U mu = 0;
+    const U s = kCenter && cols > 0 ? Load<U>(xr[0]) : U(0);
+    U md = 0;
     if (kCenter) {
-      U s = 0;
-      for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) s += Load<U>(xr[j]);
-      mu = BlockSum(s, scratch) / n;
+      ChunkedSum<U> sum;
+      for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+        sum.Add(Load<U>(xr[j]) - s);
+      }
+      md = static_cast<U>(BlockSum(sum.Total(), scratch) / n);
     }
-    U ss = 0;
+    ChunkedSum<U> squares;
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-      const U d = Load<U>(xr[j]) - mu;
-      ss += d * d;
+      const U d = (Load<U>(xr[j]) - s) - md;
+      squares.Add(d * d);
     }
-    const U rs = U(1) / sqrt(BlockSum(ss, scratch) / n + epsilon);
+    const W var = BlockSum(squares.Total(), scratch) / n;
+    const U rs = static_cast<U>(1 / sqrt(var + static_cast<W>(epsilon)));
     if (threadIdx.x == 0) {
-      if (kCenter) mean[r] = mu;
+      if (kCenter) mean[r] = s + md;
       rstd[r] = rs;
     }
     T* yr = y + r * cols;
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-      U v = (Load<U>(xr[j]) - mu) * rs * Load<U>(gamma[j]);
+      U v = ((Load<U>(xr[j]) - s) - md) * rs * Load<U>(gamma[j]);
       if (kCenter) v += Load<U>(beta[j]);
       yr[j] = Store<T>(v);
     }
   }
 }
 
+// dx per row. For LayerNorm also writes the row's correction c = mean of
+// (x - mean_in), which recovers what rounding the mean output lost (see
+// NormBackwardRows in norm_cpu.h), for ParamGradPartialKernel.
 template <bool kCenter, typename T, typename U>
 __global__ void BackwardDxKernel(const T* __restrict__ dy,
                                  const T* __restrict__ x,
@@ -60,59 +71,79 @@ __global__ void BackwardDxKernel(const T* __restrict__ dy,
                                  const U* __restrict__ rstd,
                                  const U* __restrict__ dmean,
                                  const U* __restrict__ drstd, int64_t rows,
-                                 int64_t cols, T* __restrict__ dx) {
-  __shared__ U scratch[kWarpSize];
-  const U n = static_cast<U>(cols);
+                                 int64_t cols, T* __restrict__ dx,
+                                 Wide<U>* __restrict__ row_fix) {
+  using W = Wide<U>;
+  __shared__ W scratch[kWarpSize];
+  const W n = static_cast<W>(cols);
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const int64_t base = r * cols;
     const U mu = kCenter ? mean[r] : U(0);
     const U rs = rstd[r];
-    U sg = 0, sgx = 0;
-    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-      const U g = Load<U>(dy[base + j]) * Load<U>(gamma[j]);
-      sg += g;
-      sgx += g * (Load<U>(x[base + j]) - mu) * rs;
+    U c = 0;
+    if (kCenter) {
+      ChunkedSum<U> offsets;
+      for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+        offsets.Add(Load<U>(x[base + j]) - mu);
+      }
+      c = static_cast<U>(BlockSum(offsets.Total(), scratch) / n);
+      if (threadIdx.x == 0) row_fix[r] = c;
     }
-    const U mean_g =
-        kCenter ? BlockSum(sg, scratch) / n - dmean[r] / (n * rs) : U(0);
-    const U mean_gx = BlockSum(sgx, scratch) / n + drstd[r] * rs / n;
+    ChunkedSum<U> sg, sgx;
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
       const U g = Load<U>(dy[base + j]) * Load<U>(gamma[j]);
-      const U xh = (Load<U>(x[base + j]) - mu) * rs;
+      if (kCenter) sg.Add(g);
+      sgx.Add(g * ((Load<U>(x[base + j]) - mu) - c));
+    }
+    U mean_g = 0;
+    if (kCenter) {
+      mean_g = static_cast<U>(BlockSum(sg.Total(), scratch) / n) -
+               dmean[r] / (static_cast<U>(cols) * rs);
+    }
+    const U mean_gx = static_cast<U>(BlockSum(sgx.Total(), scratch) * rs / n) +
+                      drstd[r] * rs / static_cast<U>(cols);
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+      const U g = Load<U>(dy[base + j]) * Load<U>(gamma[j]);
+      const U xh = ((Load<U>(x[base + j]) - mu) - c) * rs;
       dx[base + j] = Store<T>(rs * (g - mean_g - xh * mean_gx));
     }
   }
 }
 
 // Block (kColTile, kRowsPerColThread) sums dy * xhat (and dy) over one chunk
-// of rows for kColTile columns; writes one partial row per chunk.
+// of rows for kColTile columns, in Wide<U>; writes one partial row per chunk.
+// The chunks depend on the row count alone, so the result is deterministic.
 template <bool kCenter, typename T, typename U>
 __global__ void ParamGradPartialKernel(const T* __restrict__ dy,
                                        const T* __restrict__ x,
                                        const U* __restrict__ mean,
-                                       const U* __restrict__ rstd, int64_t rows,
-                                       int64_t cols, int64_t rows_per_chunk,
-                                       U* __restrict__ dgamma_part,
-                                       U* __restrict__ dbeta_part) {
-  __shared__ U sg[kRowsPerColThread][kColTile + 1];
-  __shared__ U sb[kRowsPerColThread][kColTile + 1];
+                                       const U* __restrict__ rstd,
+                                       const Wide<U>* __restrict__ row_fix,
+                                       int64_t rows, int64_t cols,
+                                       int64_t rows_per_chunk,
+                                       Wide<U>* __restrict__ dgamma_part,
+                                       Wide<U>* __restrict__ dbeta_part) {
+  using W = Wide<U>;
+  __shared__ W sg[kRowsPerColThread][kColTile + 1];
+  __shared__ W sb[kRowsPerColThread][kColTile + 1];
   const int64_t col = blockIdx.x * static_cast<int64_t>(kColTile) + threadIdx.x;
   const int64_t first = blockIdx.y * rows_per_chunk;
   const int64_t last = min(rows, first + rows_per_chunk);
-  U acc_g = 0, acc_b = 0;
+  W acc_g = 0, acc_b = 0;
   if (col < cols) {
     for (int64_t r = first + threadIdx.y; r < last; r += blockDim.y) {
       const U d = Load<U>(dy[r * cols + col]);
       const U mu = kCenter ? mean[r] : U(0);
-      acc_g += d * (Load<U>(x[r * cols + col]) - mu) * rstd[r];
-      if (kCenter) acc_b += d;
+      const U c = kCenter ? static_cast<U>(row_fix[r]) : U(0);
+      acc_g += static_cast<W>(d * (((Load<U>(x[r * cols + col]) - mu) - c) * rstd[r]));
+      if (kCenter) acc_b += static_cast<W>(d);
     }
   }
   sg[threadIdx.y][threadIdx.x] = acc_g;
   sb[threadIdx.y][threadIdx.x] = acc_b;
   __syncthreads();
   if (threadIdx.y == 0 && col < cols) {
-    U tg = 0, tb = 0;
+    W tg = 0, tb = 0;
     for (int k = 0; k < kRowsPerColThread; ++k) {
       tg += sg[k][threadIdx.x];
       if (kCenter) tb += sb[k][threadIdx.x];
@@ -122,14 +153,14 @@ __global__ void ParamGradPartialKernel(const T* __restrict__ dy,
   }
 }
 
-template <typename T, typename U>
-__global__ void SumChunksKernel(const U* __restrict__ part, int64_t chunks,
+template <typename T, typename W>
+__global__ void SumChunksKernel(const W* __restrict__ part, int64_t chunks,
                                 int64_t cols, T* __restrict__ out) {
   const int64_t col = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (col >= cols) return;
-  U total = 0;
+  W total = 0;
   for (int64_t c = 0; c < chunks; ++c) total += part[c * cols + col];
-  out[col] = Store<T>(total);
+  out[col] = Store<T>(static_cast<Acc<T>>(total));
 }
 
 int64_t RowChunks(int64_t rows) {
@@ -155,23 +186,26 @@ cudaError_t Forward(cudaStream_t stream, const T* x, const T* gamma,
 template <bool kCenter, typename T>
 cudaError_t Backward(cudaStream_t stream, const T* dy, const T* x,
                      const T* gamma, const Acc<T>* mean, const Acc<T>* rstd,
-                     const Acc<T>* dmean, const Acc<T>* drstd, int64_t rows, int64_t cols, Acc<T>* workspace, T* dx,
-                     T* dgamma, T* dbeta) {
-  using U = Acc<T>;
+                     const Acc<T>* dmean, const Acc<T>* drstd, int64_t rows,
+                     int64_t cols, Wide<Acc<T>>* workspace, T* dx, T* dgamma,
+                     T* dbeta) {
+  using W = Wide<Acc<T>>;
   if (cols == 0) return cudaSuccess;
-  if (rows > 0) {
-    BackwardDxKernel<kCenter><<<RowGrid(rows), kRowThreads, 0, stream>>>(
-        dy, x, gamma, mean, rstd, dmean, drstd, rows, cols, dx);
-  }
   const int64_t chunks = RowChunks(rows);
   const int64_t rows_per_chunk = (rows + chunks - 1) / chunks;
-  U* dgamma_part = workspace;
-  U* dbeta_part = workspace + chunks * cols;
+  W* dgamma_part = workspace;
+  W* dbeta_part = workspace + chunks * cols;
+  W* row_fix = workspace + 2 * chunks * cols;
+  if (rows > 0) {
+    BackwardDxKernel<kCenter><<<RowGrid(rows), kRowThreads, 0, stream>>>(
+        dy, x, gamma, mean, rstd, dmean, drstd, rows, cols, dx, row_fix);
+  }
   const dim3 block(kColTile, kRowsPerColThread);
   const dim3 grid(static_cast<unsigned>((cols + kColTile - 1) / kColTile),
                   static_cast<unsigned>(chunks));
   ParamGradPartialKernel<kCenter><<<grid, block, 0, stream>>>(
-      dy, x, mean, rstd, rows, cols, rows_per_chunk, dgamma_part, dbeta_part);
+      dy, x, mean, rstd, row_fix, rows, cols, rows_per_chunk, dgamma_part,
+      dbeta_part);
   const int threads = 256;
   const unsigned blocks = static_cast<unsigned>((cols + threads - 1) / threads);
   SumChunksKernel<<<blocks, threads, 0, stream>>>(dgamma_part, chunks, cols,
@@ -189,7 +223,7 @@ using DeviceT = typename DeviceType<T>::type;
 }  // namespace
 
 int64_t NormBackwardWorkspaceSize(int64_t rows, int64_t cols) {
-  return 2 * RowChunks(rows) * cols;
+  return 2 * RowChunks(rows) * cols + rows;
 }
 
 template <typename T>
@@ -210,7 +244,8 @@ cudaError_t LaunchNormBackward(cudaStream_t stream, bool center, const T* dy,
                                const T* x, const T* gamma, const Acc<T>* mean,
                                const Acc<T>* rstd, const Acc<T>* dmean,
                                const Acc<T>* drstd, int64_t rows, int64_t cols,
-                               Acc<T>* workspace, T* dx, T* dgamma, T* dbeta) {
+                               Wide<Acc<T>>* workspace, T* dx, T* dgamma,
+                               T* dbeta) {
   auto* ddy = reinterpret_cast<const DeviceT<T>*>(dy);
   auto* dxin = reinterpret_cast<const DeviceT<T>*>(x);
   auto* dg = reinterpret_cast<const DeviceT<T>*>(gamma);
@@ -229,8 +264,8 @@ cudaError_t LaunchNormBackward(cudaStream_t stream, bool center, const T* dy,
       Acc<T>, T*, Acc<T>*, Acc<T>*);                                           \
   template cudaError_t LaunchNormBackward<T>(                                  \
       cudaStream_t, bool, const T*, const T*, const T*, const Acc<T>*,         \
-      const Acc<T>*, const Acc<T>*, const Acc<T>*, int64_t, int64_t, Acc<T>*,  \
-      T*, T*, T*);
+      const Acc<T>*, const Acc<T>*, const Acc<T>*, int64_t, int64_t,           \
+      Wide<Acc<T>>*, T*, T*, T*);
 
 TFKIT_INSTANTIATE_NORM(float)
 TFKIT_INSTANTIATE_NORM(double)

@@ -4,51 +4,46 @@
 // a range of rows [begin, end) of a row-major [rows, cols] matrix so callers
 // can shard rows over threads. kCenter = true is LayerNorm (subtract the mean,
 // add beta); kCenter = false is RMSNorm. T is the storage type, U the
-// accumulation and statistics type (float, or double for double).
+// accumulation and statistics type (float, or double for double); sums use
+// the shared blocked accumulation (kernels/common/accumulate.h).
 #ifndef TFKIT_KERNELS_NORM_NORM_CPU_H_
 #define TFKIT_KERNELS_NORM_NORM_CPU_H_
 
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/common/accumulate.h"
+
 namespace tfkit {
 namespace kernels {
 namespace norm {
 
-// Sums f(0) + ... + f(n-1) in kLanes independent accumulators so the
-// compiler can vectorize the reduction without reassociating floating point.
-template <typename U, typename F>
-inline U LaneSum(int64_t n, F f) {
-  constexpr int kLanes = 16;
-  U lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int l = 0; l < kLanes; ++l) lanes[l] += f(i + l);
-  }
-  U total = 0;
-  for (; i < n; ++i) total += f(i);
-  for (int l = 0; l < kLanes; ++l) total += lanes[l];
-  return total;
-}
-
-// Row statistics: mean (0 for RMSNorm) and 1 / sqrt(var + epsilon), where
-// var is the mean square deviation from the mean (or from 0 for RMSNorm).
+// Row statistics. LayerNorm (kCenter) sums relative to the row's first
+// element, so a large common offset cancels exactly before anything is
+// summed: mean = shift + mean of (x - shift). RMSNorm has no offset to
+// remove (shift = 0). rstd = 1 / sqrt(var + epsilon), var being the mean
+// square deviation from the mean (from 0 for RMSNorm).
 template <bool kCenter, typename T, typename U>
-inline void RowStats(const T* x, int64_t cols, U epsilon, U* mean, U* rstd) {
-  const U n = static_cast<U>(cols);
-  U mu = 0;
+inline void RowStats(const T* x, int64_t cols, U epsilon, U* shift,
+                     U* mean_d, U* rstd) {
+  const Wide<U> n = static_cast<Wide<U>>(cols);
+  const U s = kCenter && cols > 0 ? static_cast<U>(x[0]) : U(0);
+  U md = 0;
   if (kCenter) {
-    mu = LaneSum<U>(cols, [&](int64_t j) { return static_cast<U>(x[j]); }) / n;
+    md = static_cast<U>(
+        BlockedSum<U>(cols, [&](int64_t j) { return static_cast<U>(x[j]) - s; }) / n);
   }
-  const U var = LaneSum<U>(cols, [&](int64_t j) {
-                  const U d = static_cast<U>(x[j]) - mu;
-                  return d * d;
-                }) / n;
-  *mean = mu;
-  *rstd = U(1) / std::sqrt(var + epsilon);
+  const Wide<U> var = BlockedSum<U>(cols, [&](int64_t j) {
+                        const U d = (static_cast<U>(x[j]) - s) - md;
+                        return d * d;
+                      }) / n;
+  *shift = s;
+  *mean_d = md;
+  *rstd = static_cast<U>(1 / std::sqrt(var + static_cast<Wide<U>>(epsilon)));
 }
 
 // y = (x - mean) * rstd * gamma (+ beta); writes mean (if kCenter) and rstd.
+// y may be the buffer of x (each element is read before it is written).
 template <bool kCenter, typename T, typename U>
 void NormForwardRows(const T* x, const T* gamma, const T* beta, int64_t cols,
                      U epsilon, int64_t begin, int64_t end, T* y, U* mean,
@@ -56,12 +51,12 @@ void NormForwardRows(const T* x, const T* gamma, const T* beta, int64_t cols,
   for (int64_t r = begin; r < end; ++r) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
-    U mu, rs;
-    RowStats<kCenter>(xr, cols, epsilon, &mu, &rs);
-    if (kCenter) mean[r] = mu;
+    U s, md, rs;
+    RowStats<kCenter>(xr, cols, epsilon, &s, &md, &rs);
+    if (kCenter) mean[r] = s + md;
     rstd[r] = rs;
     for (int64_t j = 0; j < cols; ++j) {
-      U v = (static_cast<U>(xr[j]) - mu) * rs * static_cast<U>(gamma[j]);
+      U v = ((static_cast<U>(xr[j]) - s) - md) * rs * static_cast<U>(gamma[j]);
       if (kCenter) v += static_cast<U>(beta[j]);
       yr[j] = static_cast<T>(v);
     }
@@ -69,10 +64,14 @@ void NormForwardRows(const T* x, const T* gamma, const T* beta, int64_t cols,
 }
 
 // dx for rows [begin, end), and dgamma (+ dbeta) of those rows added into
-// this shard's own partial sums (length cols each, zeroed by the caller):
+// one row block's partial sums (length cols each, zeroed by the caller):
 //   xhat = (x - mean) * rstd,  g = dy * gamma
 //   dx = rstd * (g - mean(g) [kCenter] - xhat * mean(g * xhat))
 //   dgamma += dy * xhat,  dbeta += dy
+// For LayerNorm, x - mean is taken as (x - mean_in) - c, where mean_in is
+// the forward's float mean output and c the mean of x - mean_in: c recovers
+// what rounding mean_in to U lost, which matters when the row's offset is
+// large against its spread.
 // dmean and drstd are gradients flowing into the statistics outputs (dmean
 // only for kCenter). With d mean/dx = 1/n and d rstd/dx = -rstd^3 (x-mean)/n
 // they fold into the two row means: mean(g) -= dmean / (n rstd) and
@@ -82,50 +81,42 @@ void NormBackwardRows(const T* __restrict__ dy, const T* __restrict__ x,
                       const T* __restrict__ gamma, const U* mean,
                       const U* rstd, const U* dmean, const U* drstd,
                       int64_t cols, int64_t begin, int64_t end,
-                      T* __restrict__ dx, U* __restrict__ dgamma_partial,
-                      U* __restrict__ dbeta_partial) {
-  const U n = static_cast<U>(cols);
+                      T* __restrict__ dx, Wide<U>* __restrict__ dgamma_partial,
+                      Wide<U>* __restrict__ dbeta_partial) {
+  using W = Wide<U>;
+  const W n = static_cast<W>(cols);
   for (int64_t r = begin; r < end; ++r) {
     const T* __restrict__ xr = x + r * cols;
     const T* __restrict__ dyr = dy + r * cols;
     T* __restrict__ dxr = dx + r * cols;
     const U mu = kCenter ? mean[r] : U(0);
     const U rs = rstd[r];
+    U c = 0;
     U mean_g = 0;
     if (kCenter) {
-      mean_g = LaneSum<U>(cols, [&](int64_t j) {
-                 return static_cast<U>(dyr[j]) * static_cast<U>(gamma[j]);
-               }) / n -
-               dmean[r] / (n * rs);
+      c = static_cast<U>(BlockedSum<U>(cols, [&](int64_t j) {
+                           return static_cast<U>(xr[j]) - mu;
+                         }) / n);
+      mean_g = static_cast<U>(BlockedSum<U>(cols, [&](int64_t j) {
+                                return static_cast<U>(dyr[j]) *
+                                       static_cast<U>(gamma[j]);
+                              }) / n) -
+               dmean[r] / (static_cast<U>(cols) * rs);
     }
-    const U mean_gx = LaneSum<U>(cols, [&](int64_t j) {
-                        return static_cast<U>(dyr[j]) *
-                               static_cast<U>(gamma[j]) *
-                               (static_cast<U>(xr[j]) - mu);
-                      }) * rs / n +
-                      drstd[r] * rs / n;
+    const U mean_gx =
+        static_cast<U>(BlockedSum<U>(cols, [&](int64_t j) {
+                         return static_cast<U>(dyr[j]) *
+                                static_cast<U>(gamma[j]) *
+                                ((static_cast<U>(xr[j]) - mu) - c);
+                       }) * rs / n) +
+        drstd[r] * rs / static_cast<U>(cols);
     for (int64_t j = 0; j < cols; ++j) {
-      const U g = static_cast<U>(dyr[j]) * static_cast<U>(gamma[j]);
-      const U xh = (static_cast<U>(xr[j]) - mu) * rs;
-      dxr[j] = static_cast<T>(rs * (g - mean_g - xh * mean_gx));
+      const U d = static_cast<U>(dyr[j]);
+      const U xh = ((static_cast<U>(xr[j]) - mu) - c) * rs;
+      dgamma_partial[j] += static_cast<W>(d * xh);
+      if (kCenter) dbeta_partial[j] += static_cast<W>(d);
+      dxr[j] = static_cast<T>(rs * (d * static_cast<U>(gamma[j]) - mean_g - xh * mean_gx));
     }
-    for (int64_t j = 0; j < cols; ++j) {
-      dgamma_partial[j] += static_cast<U>(dyr[j]) * (static_cast<U>(xr[j]) - mu) * rs;
-    }
-    if (kCenter) {
-      for (int64_t j = 0; j < cols; ++j) dbeta_partial[j] += static_cast<U>(dyr[j]);
-    }
-  }
-}
-
-// out[j] = sum over p of partials[p * cols + j], for columns [begin, end).
-template <typename T, typename U>
-void SumPartials(const U* partials, int64_t num_partials, int64_t cols,
-                 int64_t begin, int64_t end, T* out) {
-  for (int64_t j = begin; j < end; ++j) {
-    U total = 0;
-    for (int64_t p = 0; p < num_partials; ++p) total += partials[p * cols + j];
-    out[j] = static_cast<T>(total);
   }
 }
 

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 
+#include "kernels/common/accumulate.h"
 #include "kernels/common/types.h"
 
 namespace tfkit {
@@ -23,7 +24,8 @@ cudaError_t LaunchNormForward(cudaStream_t stream, bool center, const T* x,
                               int64_t cols, Acc<T> epsilon, T* y,
                               Acc<T>* mean, Acc<T>* rstd);
 
-// Number of Acc<T> elements of device scratch LaunchNormBackward needs.
+// Number of Wide<Acc<T>> (double) elements of device scratch
+// LaunchNormBackward needs.
 int64_t NormBackwardWorkspaceSize(int64_t rows, int64_t cols);
 
 // dmean / drstd: gradients flowing into the statistics outputs, per row
@@ -33,7 +35,8 @@ cudaError_t LaunchNormBackward(cudaStream_t stream, bool center, const T* dy,
                                const T* x, const T* gamma, const Acc<T>* mean,
                                const Acc<T>* rstd, const Acc<T>* dmean,
                                const Acc<T>* drstd, int64_t rows, int64_t cols,
-                               Acc<T>* workspace, T* dx, T* dgamma, T* dbeta);
+                               Wide<Acc<T>>* workspace, T* dx, T* dgamma,
+                               T* dbeta);
 
 }  // namespace norm
 }  // namespace kernels

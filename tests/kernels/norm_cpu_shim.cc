@@ -34,7 +34,7 @@ void norm_backward(int center, const double* dy, const double* x,
       norm::NormBackwardRows<false>(dy, x, gamma, mean, rstd, dmean, drstd, cols, begin, end, dx, pg, pb);
     }
   }
-  norm::SumPartials(partial.data(), shards, cols, 0, cols, dgamma);
-  norm::SumPartials(partial.data() + shards * cols, shards, cols, 0, cols, dbeta);
+  tfkit::kernels::SumPartials(partial.data(), shards, cols, 0, cols, dgamma);
+  tfkit::kernels::SumPartials(partial.data() + shards * cols, shards, cols, 0, cols, dbeta);
 }
 }

@@ -122,7 +122,7 @@ void RunCase(const char* type, bool center, long rows, long cols) {
 
   Device<T> d_x(x), d_dy(dy), d_g(gamma), d_b(beta), d_y(n), d_dx(n), d_dg(cols), d_db(cols);
   Device<U> d_mean(rows), d_rstd(rows), d_dstat(dstat);
-  Device<U> d_ws(nk::NormBackwardWorkspaceSize(rows, cols));
+  Device<double> d_ws(nk::NormBackwardWorkspaceSize(rows, cols));
   cudaError_t err = nk::LaunchNormForward(nullptr, center, d_x.ptr, d_g.ptr, d_b.ptr, rows, cols,
                                             U(1e-5), d_y.ptr, d_mean.ptr, d_rstd.ptr);
   if (err == cudaSuccess) {

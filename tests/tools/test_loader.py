@@ -10,12 +10,17 @@ from tests.conftest import ROOT, run_python
 from tfkit import _loader, backend
 
 
-def test_import_is_cheap():
+def test_import_registers_ops_and_layers():
     result = run_python(
-        "import sys, tfkit; print('tensorflow' in sys.modules, 'keras' in sys.modules, tfkit.__version__)"
+        "import tfkit\n"
+        "import keras\n"
+        "from tensorflow.python.framework import op_def_registry\n"
+        "ops = [op_def_registry.get(n) is not None for n in ('Tfkit>LayerNorm', 'Tfkit>RMSNormGrad')]\n"
+        "layers = [keras.saving.get_registered_object(n) is not None for n in ('tfkit>LayerNorm', 'tfkit>RMSNorm')]\n"
+        "print(ops, layers)"
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[:2] == ["False", "False"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[True, True] [True, True]"
 
 
 def test_build_stamp_names_this_tensorflow_and_cuda():
@@ -80,9 +85,10 @@ def test_reference_backend_from_environment_runs_no_compiled_op(monkeypatch):
 
 def test_auto_falls_back_with_one_warning_and_compiled_fails(tmp_path):
     code = """
-import warnings, numpy as np, tensorflow as tf, tfkit
+import warnings, numpy as np, tensorflow as tf
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter('always')
+    import tfkit
     a = tfkit.ops.layer_norm(tf.ones([2, 3]) * [[1., 2., 3.]], tf.ones([3]), tf.zeros([3]))
     b = tfkit.ops.rms_norm(tf.ones([2, 3]), tf.ones([3]))
 msgs = [str(w.message) for w in caught if 'tfkit' in str(w.message)]

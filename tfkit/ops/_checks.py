@@ -23,16 +23,25 @@ def accumulator_dtype(dtype: tf.DType) -> tf.DType:
     return tf.float64 if dtype == tf.float64 else tf.float32
 
 
+SMALLEST_NORMAL_FLOAT32 = float(np.finfo(np.float32).tiny)
+
+
 def check_epsilon(epsilon: float) -> float:
     """Returns epsilon rounded to float32, the precision of the ops' attr.
 
-    The reference path uses the same rounded value, so both backends agree
-    to the last bit in float64.
+    The rule, the same in the compiled kernels and their shape functions:
+    after rounding to float32, epsilon is finite and at least the smallest
+    normal float32 (a denormal may be flushed to zero by the kernels). The
+    reference path uses the same rounded value, so both backends agree to
+    the last bit in float64.
     """
-    rounded = float(np.float32(epsilon))
-    if not rounded > 0.0:
-        raise invalid_argument(f"epsilon must be > 0 (as a float32), got {epsilon}")
-    return rounded
+    with np.errstate(over="ignore"):
+        rounded = np.float32(epsilon)
+    if not (np.isfinite(rounded) and rounded >= SMALLEST_NORMAL_FLOAT32):
+        raise invalid_argument(
+            f"epsilon must be > 0, finite and a normal float32 (>= {SMALLEST_NORMAL_FLOAT32:.6g}), got {rounded:.6g}"
+        )
+    return float(rounded)
 
 
 def float_input(name: str, value, dtype: tf.DType | None = None) -> tf.Tensor:

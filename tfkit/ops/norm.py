@@ -26,9 +26,11 @@ def layer_norm(x, gamma, beta, epsilon: float = 1e-5, backend: str | None = None
       x: A float16, bfloat16, float32 or float64 tensor of rank >= 1.
       gamma: Scale, shape `[x.shape[-1]]`, same dtype as `x`.
       beta: Offset, shape `[x.shape[-1]]`, same dtype as `x`.
-      epsilon: Added to the variance; must be > 0.
+      epsilon: Added to the variance; a finite float32 >= 2**-126 (the
+        smallest normal float32).
       backend: "compiled", "reference", "auto", or None for the
-        TFKIT_BACKEND environment variable (default "auto").
+        TFKIT_BACKEND environment variable (default "auto"). Inside an XLA
+        compilation "auto" runs the reference.
 
     Returns:
       A tensor with the shape and dtype of `x`.
@@ -37,7 +39,7 @@ def layer_norm(x, gamma, beta, epsilon: float = 1e-5, backend: str | None = None
       InvalidArgumentError: bad rank, shape, dtype or epsilon.
     """
     x, (gamma, beta), epsilon = _norm_inputs(x, {"gamma": gamma, "beta": beta}, epsilon)
-    library = _backend.compiled_library(backend)
+    library = _backend.compiled_library("tfkit.ops.layer_norm", backend)
     if library is None:
         return _layer_norm_composite(x, gamma, beta, epsilon)
     y, _, _ = library.tfkit_layer_norm(x, gamma, beta, epsilon=epsilon, U=_checks.accumulator_dtype(x.dtype))
@@ -53,9 +55,11 @@ def rms_norm(x, gamma, epsilon: float = 1e-6, backend: str | None = None) -> tf.
     Args:
       x: A float16, bfloat16, float32 or float64 tensor of rank >= 1.
       gamma: Scale, shape `[x.shape[-1]]`, same dtype as `x`.
-      epsilon: Added to the mean square; must be > 0.
+      epsilon: Added to the mean square; a finite float32 >= 2**-126 (the
+        smallest normal float32).
       backend: "compiled", "reference", "auto", or None for the
-        TFKIT_BACKEND environment variable (default "auto").
+        TFKIT_BACKEND environment variable (default "auto"). Inside an XLA
+        compilation "auto" runs the reference.
 
     Returns:
       A tensor with the shape and dtype of `x`.
@@ -64,7 +68,7 @@ def rms_norm(x, gamma, epsilon: float = 1e-6, backend: str | None = None) -> tf.
       InvalidArgumentError: bad rank, shape, dtype or epsilon.
     """
     x, (gamma,), epsilon = _norm_inputs(x, {"gamma": gamma}, epsilon)
-    library = _backend.compiled_library(backend)
+    library = _backend.compiled_library("tfkit.ops.rms_norm", backend)
     if library is None:
         return _rms_norm_composite(x, gamma, epsilon)
     y, _ = library.tfkit_rms_norm(x, gamma, epsilon=epsilon, U=_checks.accumulator_dtype(x.dtype))
@@ -87,8 +91,11 @@ def _layer_norm_composite(x, gamma, beta, epsilon):
     with tf.control_dependencies(_checks.runtime_last_dim_asserts(x, {"gamma": gamma, "beta": beta})):
         acc = _checks.accumulator_dtype(x.dtype)
         xf = tf.cast(x, acc)
-        mean = tf.reduce_mean(xf, axis=-1, keepdims=True)
-        centered = xf - mean
+        # Summing relative to each row's first element cancels a large common
+        # offset exactly; the centered values do not depend on the shift, so
+        # it takes no gradient.
+        shifted = xf - tf.stop_gradient(xf[..., :1])
+        centered = shifted - tf.reduce_mean(shifted, axis=-1, keepdims=True)
         var = tf.reduce_mean(tf.square(centered), axis=-1, keepdims=True)
         y = centered * tf.math.rsqrt(var + epsilon) * tf.cast(gamma, acc) + tf.cast(beta, acc)
         return tf.cast(y, x.dtype)
