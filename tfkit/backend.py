@@ -33,8 +33,10 @@ _warned_fallback = False
 class XLACompiledBackendError(tf.errors.InvalidArgumentError, ValueError):
     """backend="compiled" was asked for inside an XLA (`jit_compile`) compilation."""
 
-    def __init__(self, message: str):
-        super().__init__(None, None, message)
+    def __init__(self, node_def, op, message, *args):
+        # The signature of tf.errors.OpError, so tf.function's error
+        # rewriting keeps this type.
+        super().__init__(node_def, op, message, *args)
 
 
 def resolve(backend: str | None) -> str:
@@ -85,6 +87,8 @@ def compiled_library(op_name: str, backend: str | None) -> ModuleType | None:
     if in_xla_compilation():
         if choice == "compiled":
             raise XLACompiledBackendError(
+                None,
+                None,
                 f"{op_name}: backend='compiled' cannot run inside an XLA compilation "
                 "(jit_compile=True): XLA cannot run tfkit's compiled kernels, which "
                 "come from a loaded op library. Use backend='auto' (the default; it "

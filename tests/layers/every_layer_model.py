@@ -1,0 +1,25 @@
+"""A small Keras model holding every tfkit layer; a new family adds its layers here."""
+
+import keras
+import numpy as np
+
+import tfkit
+
+
+def build_model(seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input([16])
+    h = keras.layers.Dense(32)(inputs)
+    h = tfkit.layers.LayerNorm()(h)
+    h = keras.layers.Activation("relu")(h)
+    h = keras.layers.Dense(32)(h)
+    h = tfkit.layers.RMSNorm()(h)
+    outputs = keras.layers.Dense(3)(h)
+    return keras.Model(inputs, outputs)
+
+
+def toy_data(n: int = 128):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 16)).astype("float32")
+    y = (x[:, :3] @ np.array([1.0, -2.0, 0.5]) > 0).astype("int32") + (x[:, 3] > 1).astype("int32")
+    return x, y
