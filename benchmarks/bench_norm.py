@@ -1,11 +1,18 @@
 """Benchmark: tfkit's fused LayerNorm / RMSNorm against the composite TF ways.
 
 Compares, on one [rows, cols] float32 input under tf.function, medians of
-repeated runs measured side by side in this one process:
+repeated runs measured side by side in one process:
   - tfkit.ops.layer_norm  vs keras.layers.LayerNormalization
   - tfkit.ops.rms_norm    vs a plain-TF composite RMSNorm
-forward and forward+backward, with achieved GB/s next to a NumPy copy's GB/s.
-Prints a table and writes JSON (benchmarks/results/norm.json by default).
+each baseline both as it is and compiled with XLA (jit_compile=True), forward
+and forward+backward, with achieved GB/s next to a NumPy copy's GB/s.
+
+TensorFlow's CPU allocator matters here: by default a large output gets fresh
+pages on every call, and the page faults can cost more than the kernel.
+`--allocator both` (the default) runs the benchmark once with the default
+allocator and once with TF_CPU_ALLOCATOR_USE_BFC=true, each in its own
+process. Prints a table per allocator and writes JSON
+(benchmarks/results/norm.json by default).
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -37,18 +46,18 @@ def median_seconds(fn, repeats: int, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
-def paired_median_seconds(fn_a, fn_b, repeats: int, warmup: int = 3) -> tuple[float, float]:
-    """Medians of fn_a and fn_b timed alternately, so drift hits both alike."""
+def interleaved_median_seconds(fns, repeats: int, warmup: int = 3) -> list[float]:
+    """Medians of each of fns, timed in turn, so drift hits all alike."""
     for _ in range(warmup):
-        fn_a()
-        fn_b()
-    times_a, times_b = [], []
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        for fn, times in ((fn_a, times_a), (fn_b, times_b)):
+        for fn, samples in zip(fns, times):
             start = time.perf_counter()
             fn()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times_a), statistics.median(times_b)
+            samples.append(time.perf_counter() - start)
+    return [statistics.median(samples) for samples in times]
 
 
 def numpy_copy_gbps(nbytes: int, repeats: int) -> float:
@@ -62,10 +71,10 @@ def composite_rms_norm(x, gamma, epsilon=1e-6):
     return x * tf.math.rsqrt(tf.reduce_mean(tf.square(x), axis=-1, keepdims=True) + epsilon) * gamma
 
 
-def forward_and_backward(norm, params):
+def forward_and_backward(norm, params, jit_compile=False):
     """A tf.function computing norm(x) and the grads of sum(y * dy)."""
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def step(x, dy):
         with tf.GradientTape() as tape:
             tape.watch(x)
@@ -98,15 +107,16 @@ def run(rows: int, cols: int, repeats: int) -> dict:
     for name, ours, our_params, baseline_name, theirs, their_params in cases(cols):
         for mode in ("forward", "forward+backward"):
             if mode == "forward":
-                f_ours, f_theirs = tf.function(ours), tf.function(theirs)
+                fns = [tf.function(ours), tf.function(theirs), tf.function(theirs, jit_compile=True)]
                 args, passes = (x,), 2  # read x, write y
             else:
-                f_ours = forward_and_backward(ours, our_params)
-                f_theirs = forward_and_backward(theirs, their_params)
+                fns = [
+                    forward_and_backward(ours, our_params),
+                    forward_and_backward(theirs, their_params),
+                    forward_and_backward(theirs, their_params, jit_compile=True),
+                ]
                 args, passes = (x, dy), 5  # forward 2 + read x, dy, write dx
-            t_ours, t_theirs = paired_median_seconds(
-                lambda f=f_ours, a=args: f(*a), lambda f=f_theirs, a=args: f(*a), repeats
-            )
+            t_ours, t_theirs, t_xla = interleaved_median_seconds([lambda f=f: f(*args) for f in fns], repeats)
             results.append(
                 {
                     "op": name,
@@ -114,7 +124,9 @@ def run(rows: int, cols: int, repeats: int) -> dict:
                     "baseline": baseline_name,
                     "tfkit_ms": t_ours * 1e3,
                     "baseline_ms": t_theirs * 1e3,
+                    "baseline_xla_ms": t_xla * 1e3,
                     "speedup": t_theirs / t_ours,
+                    "speedup_vs_xla": t_xla / t_ours,
                     "tfkit_gbps": passes * tensor_bytes / t_ours / 1e9,
                 }
             )
@@ -125,20 +137,53 @@ def run(rows: int, cols: int, repeats: int) -> dict:
         "numpy_copy_gbps": copy_gbps,
         "tensorflow": tf.version.VERSION,
         "cpu_count": os.cpu_count(),
+        "allocator": allocator_name(),
         "results": results,
     }
 
 
+def allocator_name() -> str:
+    bfc = os.environ.get(BFC_ENV, "").lower() in ("1", "true")
+    return "bfc" if bfc else "default"
+
+
+BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
+ALLOCATOR_ENV = {"default": "false", "bfc": "true"}
+
+
 def print_table(report: dict) -> None:
     copy = report["numpy_copy_gbps"]
+    allocator = f"{report['allocator']} ({BFC_ENV}={ALLOCATOR_ENV[report['allocator']]})"
+    print(f"CPU allocator: {allocator}")
     print(f"shape {report['shape']} {report['dtype']}, median of {report['repeats']} runs; NumPy copy: {copy:.1f} GB/s")
-    header = f"{'op':<10} {'mode':<17} {'tfkit ms':>9} {'baseline ms':>12} {'speedup':>8} {'GB/s':>6} {'% copy':>7}"
-    print(header + "  baseline")
+    header = (
+        f"{'op':<10} {'mode':<17} {'tfkit ms':>9} {'composite ms':>13} {'XLA ms':>8} "
+        f"{'vs composite':>13} {'vs XLA':>7} {'GB/s':>6} {'% copy':>7}"
+    )
+    print(header + "  composite")
     for r in report["results"]:
         print(
-            f"{r['op']:<10} {r['mode']:<17} {r['tfkit_ms']:>9.2f} {r['baseline_ms']:>12.2f} "
-            f"{r['speedup']:>7.2f}x {r['tfkit_gbps']:>6.1f} {100 * r['tfkit_gbps'] / copy:>6.0f}%  {r['baseline']}"
+            f"{r['op']:<10} {r['mode']:<17} {r['tfkit_ms']:>9.2f} {r['baseline_ms']:>13.2f} "
+            f"{r['baseline_xla_ms']:>8.2f} {r['speedup']:>12.2f}x {r['speedup_vs_xla']:>6.2f}x "
+            f"{r['tfkit_gbps']:>6.1f} {100 * r['tfkit_gbps'] / copy:>6.0f}%  {r['baseline']}"
         )
+
+
+def run_in_subprocess(allocator: str, args: argparse.Namespace) -> dict:
+    """Runs one allocator's benchmark in a fresh process (the allocator is
+    chosen when TensorFlow starts) and returns its report."""
+    command = [
+        sys.executable,
+        __file__,
+        f"--allocator={allocator}",
+        f"--rows={args.rows}",
+        f"--cols={args.cols}",
+        f"--repeats={args.repeats}",
+        "--json=-",
+    ]
+    env = {**os.environ, BFC_ENV: ALLOCATOR_ENV[allocator]}
+    output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(output[output.index("{") :])
 
 
 def main() -> None:
@@ -146,13 +191,26 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=8192)
     parser.add_argument("--cols", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "norm.json")
+    parser.add_argument("--allocator", choices=["both", *ALLOCATOR_ENV], default="both")
+    parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "norm.json"))
     args = parser.parse_args()
-    report = run(args.rows, args.cols, args.repeats)
-    print_table(report)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.json}")
+    if args.allocator != "both":
+        if allocator_name() != args.allocator:
+            parser.error(f"--allocator={args.allocator} needs {BFC_ENV}={ALLOCATOR_ENV[args.allocator]} set")
+        report = run(args.rows, args.cols, args.repeats)
+        if args.json == "-":
+            print(json.dumps(report))
+            return
+        reports = [report]
+    else:
+        reports = [run_in_subprocess(allocator, args) for allocator in ALLOCATOR_ENV]
+    for report in reports:
+        print_table(report)
+        print()
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(reports, indent=2))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
