@@ -89,21 +89,24 @@ void Expect(const char* what, const std::vector<T>& got, const std::vector<R>& w
   }
 }
 
+// x is drawn around `offset` (accuracy of the shifted row statistics);
+// `tol` defaults to the dtype's tolerance.
 template <typename T>
-void RunCase(const char* type, bool center, long rows, long cols) {
+void RunCase(const char* type, bool center, long rows, long cols,
+             double offset = 0.0, double tol = Tolerance<T>()) {
   using U = k::Acc<T>;
   std::mt19937 rng(rows * 131 + cols);
   std::normal_distribution<double> normal(0.5, 1.5);
   const size_t n = rows * cols;
   std::vector<T> x(n), dy(n), gamma(cols), beta(cols);
   std::vector<double> xd(n), dyd(n), gd(cols), bd(cols);
-  auto fill = [&](std::vector<T>& t, std::vector<double>& d) {
+  auto fill = [&](std::vector<T>& t, std::vector<double>& d, double shift) {
     for (size_t i = 0; i < t.size(); ++i) {
-      t[i] = FromDouble<T>(normal(rng));
+      t[i] = FromDouble<T>(normal(rng) + shift);
       d[i] = ToDouble(t[i]);
     }
   };
-  fill(x, xd), fill(dy, dyd), fill(gamma, gd), fill(beta, bd);
+  fill(x, xd, offset), fill(dy, dyd, 0), fill(gamma, gd, 0), fill(beta, bd, 0);
   std::vector<U> dstat(rows);
   std::vector<double> dstatd(rows);
   for (long r = 0; r < rows; ++r) dstatd[r] = dstat[r] = static_cast<U>(normal(rng));
@@ -136,13 +139,37 @@ void RunCase(const char* type, bool center, long rows, long cols) {
     ++failures;
     return;
   }
-  const double tol = Tolerance<T>();
   Expect("y", d_y.Get(n), y, tol, type, center, rows, cols);
   Expect("rstd", d_rstd.Get(rows), rstd, tol, type, center, rows, cols);
   if (center) Expect("mean", d_mean.Get(rows), mean, tol, type, center, rows, cols);
   Expect("dx", d_dx.Get(n), dx, tol, type, center, rows, cols);
   Expect("dgamma", d_dg.Get(cols), pg, tol, type, center, rows, cols);
   if (center) Expect("dbeta", d_db.Get(cols), pb, tol, type, center, rows, cols);
+}
+
+// 2**25 rows of one column with dy = 1: dbeta must be exactly the row count
+// (a float32 running sum stops at 2**24).
+void RunManyRowsCase() {
+  const long rows = 1L << 25;
+  std::vector<float> x(rows), ones(rows, 1.0f), zeros(rows, 0.0f);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (float& v : x) v = normal(rng);
+  const std::vector<float> gamma(1, 1.0f), beta(1, 0.0f);
+  Device<float> d_x(x), d_dy(ones), d_zero(zeros), d_g(gamma), d_b(beta), d_y(rows), d_dx(rows),
+      d_dg(1), d_db(1), d_mean(rows), d_rstd(rows);
+  Device<double> d_ws(nk::NormBackwardWorkspaceSize(rows, 1));
+  cudaError_t err = nk::LaunchNormForward(nullptr, true, d_x.ptr, d_g.ptr, d_b.ptr, rows, 1L, 1e-5f,
+                                          d_y.ptr, d_mean.ptr, d_rstd.ptr);
+  if (err == cudaSuccess) {
+    err = nk::LaunchNormBackward(nullptr, true, d_dy.ptr, d_x.ptr, d_g.ptr, d_mean.ptr, d_rstd.ptr,
+                                 d_zero.ptr, d_zero.ptr, rows, 1L, d_ws.ptr, d_dx.ptr, d_dg.ptr, d_db.ptr);
+  }
+  if (err == cudaSuccess) err = cudaDeviceSynchronize();
+  const double dbeta = err == cudaSuccess ? d_db.Get(1)[0] : -1.0;
+  const bool ok = dbeta == static_cast<double>(rows);
+  ok ? ++passes : ++failures;
+  if (!ok) std::printf("FAIL many rows: dbeta %.1f != %ld (%s)\n", dbeta, rows, cudaGetErrorString(err));
 }
 
 int main() {
@@ -160,6 +187,12 @@ int main() {
       RunCase<k::BFloat16>("bfloat16", center, s[0], s[1]);
     }
   }
+  // Accuracy targets: offsets up to 1e4 and 16M-long rows in float32.
+  for (bool center : {true, false}) {
+    for (double offset : {1e2, 1e4}) RunCase<float>("float32", center, 64, 1024, offset, 1e-4);
+    RunCase<float>("float32", center, 1, 1L << 24, 0.0, 1e-5);
+  }
+  RunManyRowsCase();
   std::printf("%d passed, %d failed\n", passes, failures);
   return failures ? 1 : 0;
 }

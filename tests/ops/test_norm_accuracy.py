@@ -77,6 +77,7 @@ def test_long_float32_row_gradients():
     assert max_relative_error(dgamma, want_dgamma) <= 1e-5
 
 
+@pytest.mark.slow
 def test_dbeta_exact_for_many_rows():
     """2**25 rows of one column: a float32 running sum would stop at 2**24."""
     library = tfkit.load_library()
@@ -87,6 +88,15 @@ def test_dbeta_exact_for_many_rows():
     _, dgamma, dbeta = library.tfkit_layer_norm_grad(tf.ones([rows, 1]), x, tf.ones([1]), mean, rstd, zeros, zeros)
     assert dbeta.numpy()[0] == float(rows)
     assert dgamma.numpy()[0] == 0.0
+
+
+@pytest.mark.slow
+def test_float16_row_longer_than_float32_lanes_can_count():
+    """402,653,184 float16 ones: 16 float32 lanes would stop counting at 2**24
+    each and give 1.2246 instead of 1."""
+    cols = 402_653_184
+    y = norm.rms_norm(tf.ones([1, cols], tf.float16), tf.ones([cols], tf.float16), backend="compiled")
+    assert tf.reduce_min(y).numpy() == 1.0 and tf.reduce_max(y).numpy() == 1.0
 
 
 THREADS_SCRIPT = """
