@@ -98,5 +98,5 @@ def _load(path: Path) -> ModuleType:
     _check_tf_version(path, build_info(path))
     try:
         return tf.load_op_library(str(path))
-    except (tf.errors.NotFoundError, OSError) as err:
+    except Exception as err:  # whatever the dynamic loader or TF raises
         raise OpLibraryError(f"TensorFlow could not load {path}: {err}. Rebuild it with `{REBUILD_COMMAND}`.") from err

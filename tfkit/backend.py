@@ -57,6 +57,14 @@ def resolve(backend: str | None) -> str:
     return choice
 
 
+def supports_xla(backend: str | None) -> bool:
+    """Whether an op (or a layer) with this backend argument can be traced
+    into an XLA compilation: every backend but "compiled" can. Layers set
+    Keras's `supports_jit` from it, so Keras's `jit_compile="auto"` leaves
+    XLA off for a model that asks for the compiled kernels explicitly."""
+    return resolve(backend) != "compiled"
+
+
 def in_xla_compilation() -> bool:
     """Whether ops built now are traced into an XLA compilation.
 

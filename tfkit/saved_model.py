@@ -8,12 +8,14 @@ from tfkit import _loader
 
 
 def load(export_dir: str, tags=None, options=None):
-    """Registers tfkit's ops, then loads a SavedModel with tf.saved_model.load.
+    """Checks that tfkit's ops are registered, then runs tf.saved_model.load.
 
     A SavedModel exported from a model that used the compiled backend holds
     `Tfkit>...` ops; TensorFlow can only load it once they are registered.
-    This is all a serving process needs from tfkit: the model's Python code
-    is not required.
+    `import tfkit` registers them, so plain `tf.saved_model.load` works too;
+    this function differs in raising tfkit's own error, which says why and
+    how to rebuild, when the op library could not load. The model's Python
+    code is not required.
 
     Args:
       export_dir: The SavedModel directory (e.g. from `model.export`).

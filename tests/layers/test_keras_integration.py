@@ -110,5 +110,16 @@ def test_mirrored_strategy_step_matches_single_device():
     assert diff <= 1e-5, diff
 
 
-def test_layers_report_jit_support():
-    assert all(layer.supports_jit for layer in (tfkit.layers.LayerNorm(), tfkit.layers.RMSNorm()))
+def test_layers_report_jit_support_from_their_backend():
+    for cls in (tfkit.layers.LayerNorm, tfkit.layers.RMSNorm):
+        assert cls().supports_jit and cls(backend="reference").supports_jit
+        assert not cls(backend="compiled").supports_jit
+
+
+def test_explicitly_compiled_layers_keep_keras_auto_off_xla(monkeypatch):
+    pretend_a_gpu_is_visible(monkeypatch)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input([8]), keras.layers.Dense(8), tfkit.layers.LayerNorm(backend="compiled")])
+    model.compile(optimizer="sgd", loss="mse", jit_compile="auto")
+    assert model.jit_compile is False
+    model.fit(np.ones([16, 8], np.float32), np.zeros([16, 8], np.float32), verbose=0)

@@ -160,7 +160,8 @@ import numpy as np, tensorflow as tf, tfkit
 x = np.load({str(tmp / "x.npy")!r})
 expected = np.load({str(tmp / "expected.npy")!r})
 for load in (tf.saved_model.load, tfkit.saved_model.load):
-    out = load({str(export_dir)!r}).serve(x).numpy()
+    served = load({str(export_dir)!r})
+    out = served.serve(x).numpy()
     np.testing.assert_array_equal(out, expected)
 print('fresh-process outputs identical', out.shape)
 """

@@ -132,3 +132,30 @@ def test_project_files_hard_code_no_tf_flags():
         if path.is_file():
             text = path.read_text()
             assert "-std=c++" not in text and "_GLIBCXX_USE_CXX11_ABI=" not in text, path
+
+
+IMPORT_WITHOUT_LIBRARY = """
+import warnings, numpy as np
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    import tfkit
+    y = tfkit.ops.rms_norm(np.array([[3.0, 4.0]], np.float32), np.ones(2, np.float32))
+messages = [str(w.message) for w in caught if 'tfkit' in str(w.message)]
+assert len(messages) == 1, messages
+np.testing.assert_allclose(y.numpy(), [[0.8485281, 1.1313709]], rtol=1e-5)
+print('warned:', messages[0])
+"""
+
+
+@pytest.mark.parametrize("problem", ["missing", "stale", "unloadable"])
+def test_import_never_fails_because_of_the_library(problem, tmp_path):
+    if problem == "missing":
+        path, says = tmp_path / "missing.so", "not found"
+    elif problem == "stale":
+        path, says = stale_copy(tmp_path), "1.99.9"
+    else:
+        path, says = tmp_path / "_tfkit_ops.so", "could not load"
+        path.write_bytes(f"TFKIT_BUILD_STAMP tf_version={tf.version.VERSION};cuda=0;\0garbage".encode())
+    result = run_python(IMPORT_WITHOUT_LIBRARY, env={"TFKIT_LIBRARY": str(path)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "warned:" in result.stdout and says in result.stdout and "make build" in result.stdout

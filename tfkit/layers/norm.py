@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from tfkit import backend as tfkit_backend
 from tfkit.ops import norm as norm_ops
 
 
@@ -44,6 +45,7 @@ class _FusedNorm(keras.layers.Layer):
         self.gamma_constraint = keras.constraints.get(gamma_constraint)
         self.backend = backend
         self.supports_masking = True
+        self.supports_jit = tfkit_backend.supports_xla(backend)
 
     def _resolve_axes(self, input_shape) -> tuple[int, ...]:
         """Sets self._axes and returns the parameters' shape."""
