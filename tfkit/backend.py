@@ -1,30 +1,29 @@
-"""Backend choice for tfkit ops: compiled C++/CUDA, pure-TF reference, or auto.
+"""Backend rules for tfkit ops: compiled C++/CUDA, pure-TF reference,
+Python prototype, or auto.
 
-Every op family asks `compiled_library(op_name, backend)` once per call (so
-once per trace under `tf.function`); this is the one place that decides which
-implementation runs:
+Every op is a `tfkit.declare.Op`, which applies these rules once per call (so
+once per trace under `tf.function`):
 
 - "reference": the pure-TensorFlow composite.
 - "compiled": the C++/CUDA op. Inside an XLA compilation (`jit_compile=True`)
   this is an error: XLA cannot run custom kernels from a loaded library.
-- "auto": the compiled op, except inside an XLA compilation, where the
-  reference runs (XLA compiles and fuses it), and where the library can't be
-  loaded, where the reference runs after one warning that says why.
+- "prototype": the Python function (not under XLA either).
+- "auto": the compiled op, else the reference, else the prototype; inside an
+  XLA compilation the reference (XLA compiles and fuses it); where the
+  library can't be loaded, the next one after a warning that says why.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from types import ModuleType
 
 import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
 from tensorflow.python.ops import control_flow_util
 
-from tfkit import _loader
 
-BACKENDS = ("auto", "compiled", "reference")
+BACKENDS = ("auto", "compiled", "reference", "prototype")
 ENV_VAR = "TFKIT_BACKEND"
 
 _warned_fallback = False
@@ -61,8 +60,8 @@ def supports_xla(backend: str | None) -> bool:
     """Whether an op (or a layer) with this backend argument can be traced
     into an XLA compilation: every backend but "compiled" can. Layers set
     Keras's `supports_jit` from it, so Keras's `jit_compile="auto"` leaves
-    XLA off for a model that asks for the compiled kernels explicitly."""
-    return resolve(backend) != "compiled"
+    XLA off for a model that asks for compiled or prototype code explicitly."""
+    return resolve(backend) in ("auto", "reference")
 
 
 def in_xla_compilation() -> bool:
@@ -77,40 +76,27 @@ def in_xla_compilation() -> bool:
     return control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph())
 
 
-def compiled_library(op_name: str, backend: str | None) -> ModuleType | None:
-    """Returns the loaded op library, or None where the reference should run.
-
-    Args:
-      op_name: The op asking, e.g. "tfkit.ops.layer_norm", for error messages.
-      backend: "auto", "compiled", "reference" or None (TFKIT_BACKEND).
-
-    Raises:
-      XLACompiledBackendError: "compiled" inside an XLA compilation (an
-        InvalidArgumentError that is also a ValueError), at trace time.
-      OpLibraryError: "compiled" and the library can't load.
-    """
-    choice = resolve(backend)
-    if choice == "reference":
-        return None
-    if in_xla_compilation():
-        if choice == "compiled":
-            raise XLACompiledBackendError(
-                None,
-                None,
-                f"{op_name}: backend='compiled' cannot run inside an XLA compilation "
-                "(jit_compile=True): XLA cannot run tfkit's compiled kernels, which "
-                "come from a loaded op library. Use backend='auto' (the default; it "
-                "runs the pure-TensorFlow reference under XLA) or 'reference', or "
-                "turn jit_compile off."
-            )
-        return None
+def xla_error(op_name: str, choice: str) -> XLACompiledBackendError:
+    """The error for an implementation XLA cannot run, saying what to do."""
     if choice == "compiled":
-        return _loader.load_library()
-    try:
-        return _loader.load_library()
-    except _loader.OpLibraryError as err:
-        warn_fallback(err, stacklevel=3)
-        return None
+        return XLACompiledBackendError(
+            None,
+            None,
+            f"{op_name}: backend='compiled' cannot run inside an XLA compilation "
+            "(jit_compile=True): XLA cannot run tfkit's compiled kernels, which "
+            "come from a loaded op library. Use backend='auto' (the default; it "
+            "runs the pure-TensorFlow reference under XLA) or 'reference', or "
+            "turn jit_compile off.",
+        )
+    return XLACompiledBackendError(
+        None,
+        None,
+        f"{op_name}: its prototype (a Python function run by tf.numpy_function or "
+        "tf.py_function) cannot run inside an XLA compilation (jit_compile=True): "
+        "XLA cannot call back into Python. Declare a pure-TensorFlow reference "
+        "for it (@op.reference), which runs under XLA with backend='auto', or "
+        "turn jit_compile off.",
+    )
 
 
 def warn_fallback(err: Exception, stacklevel: int = 2) -> None:

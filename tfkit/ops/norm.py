@@ -1,8 +1,9 @@
 """The norm family: fused LayerNorm and RMSNorm over the last axis.
 
-Each op has a compiled C++/CUDA implementation (`Tfkit>LayerNorm`,
-`Tfkit>RMSNorm`, with grad ops that reuse the forward's row statistics) and a
-pure-TensorFlow reference that defines the expected numerics.
+Each op is a `tfkit.declare.Op` with a compiled C++/CUDA implementation
+(`Tfkit>LayerNorm`, `Tfkit>RMSNorm`, with grad ops that reuse the forward's
+row statistics) and a pure-TensorFlow reference that defines the expected
+numerics.
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfkit import _loader
-from tfkit import backend as _backend
+from tfkit.declare import Op
 from tfkit.ops import _checks
 
 __all__ = ["layer_norm", "layer_norm_reference", "rms_norm", "rms_norm_reference"]
 
 
-def layer_norm(x, gamma, beta, epsilon: float = 1e-5, backend: str | None = None) -> tf.Tensor:
+def _prepare_layer_norm(x, gamma, beta, epsilon: float = 1e-5):
     """Layer normalization over the last axis of `x`.
 
     Computes `(x - mean) / sqrt(var + epsilon) * gamma + beta`, where `mean`
@@ -39,14 +40,10 @@ def layer_norm(x, gamma, beta, epsilon: float = 1e-5, backend: str | None = None
       InvalidArgumentError: bad rank, shape, dtype or epsilon.
     """
     x, (gamma, beta), epsilon = _norm_inputs(x, {"gamma": gamma, "beta": beta}, epsilon)
-    library = _backend.compiled_library("tfkit.ops.layer_norm", backend)
-    if library is None:
-        return _layer_norm_composite(x, gamma, beta, epsilon)
-    y, _, _ = library.tfkit_layer_norm(x, gamma, beta, epsilon=epsilon, U=_checks.accumulator_dtype(x.dtype))
-    return y
+    return (x, gamma, beta), {"epsilon": epsilon}
 
 
-def rms_norm(x, gamma, epsilon: float = 1e-6, backend: str | None = None) -> tf.Tensor:
+def _prepare_rms_norm(x, gamma, epsilon: float = 1e-6):
     """RMS normalization over the last axis of `x`.
 
     Computes `x / sqrt(mean(x**2) + epsilon) * gamma` over the last axis.
@@ -68,9 +65,23 @@ def rms_norm(x, gamma, epsilon: float = 1e-6, backend: str | None = None) -> tf.
       InvalidArgumentError: bad rank, shape, dtype or epsilon.
     """
     x, (gamma,), epsilon = _norm_inputs(x, {"gamma": gamma}, epsilon)
-    library = _backend.compiled_library("tfkit.ops.rms_norm", backend)
-    if library is None:
-        return _rms_norm_composite(x, gamma, epsilon)
+    return (x, gamma), {"epsilon": epsilon}
+
+
+layer_norm = Op("tfkit.ops.layer_norm", prepare=_prepare_layer_norm)
+rms_norm = Op("tfkit.ops.rms_norm", prepare=_prepare_rms_norm)
+
+
+@layer_norm.compiled
+def _layer_norm_compiled(x, gamma, beta, *, epsilon):
+    library = _loader.load_library()
+    y, _, _ = library.tfkit_layer_norm(x, gamma, beta, epsilon=epsilon, U=_checks.accumulator_dtype(x.dtype))
+    return y
+
+
+@rms_norm.compiled
+def _rms_norm_compiled(x, gamma, *, epsilon):
+    library = _loader.load_library()
     y, _ = library.tfkit_rms_norm(x, gamma, epsilon=epsilon, U=_checks.accumulator_dtype(x.dtype))
     return y
 
@@ -78,16 +89,17 @@ def rms_norm(x, gamma, epsilon: float = 1e-6, backend: str | None = None) -> tf.
 def layer_norm_reference(x, gamma, beta, epsilon: float = 1e-5) -> tf.Tensor:
     """Pure-TensorFlow layer normalization: the numerics tfkit's kernels match."""
     x, (gamma, beta), epsilon = _norm_inputs(x, {"gamma": gamma, "beta": beta}, epsilon)
-    return _layer_norm_composite(x, gamma, beta, epsilon)
+    return _layer_norm_composite(x, gamma, beta, epsilon=epsilon)
 
 
 def rms_norm_reference(x, gamma, epsilon: float = 1e-6) -> tf.Tensor:
     """Pure-TensorFlow RMS normalization: the numerics tfkit's kernels match."""
     x, (gamma,), epsilon = _norm_inputs(x, {"gamma": gamma}, epsilon)
-    return _rms_norm_composite(x, gamma, epsilon)
+    return _rms_norm_composite(x, gamma, epsilon=epsilon)
 
 
-def _layer_norm_composite(x, gamma, beta, epsilon):
+@layer_norm.reference
+def _layer_norm_composite(x, gamma, beta, *, epsilon):
     with tf.control_dependencies(_checks.runtime_last_dim_asserts(x, {"gamma": gamma, "beta": beta})):
         acc = _checks.accumulator_dtype(x.dtype)
         xf = tf.cast(x, acc)
@@ -101,7 +113,8 @@ def _layer_norm_composite(x, gamma, beta, epsilon):
         return tf.cast(y, x.dtype)
 
 
-def _rms_norm_composite(x, gamma, epsilon):
+@rms_norm.reference
+def _rms_norm_composite(x, gamma, *, epsilon):
     with tf.control_dependencies(_checks.runtime_last_dim_asserts(x, {"gamma": gamma})):
         acc = _checks.accumulator_dtype(x.dtype)
         xf = tf.cast(x, acc)
