@@ -29,16 +29,20 @@ def _register_ops() -> None:
 
 _register_ops()
 
-from tfkit import layers, ops, saved_model  # noqa: E402
+from tfkit import declare, layers, ops, prototype, saved_model  # noqa: E402
+from tfkit.declare import Op  # noqa: E402
 
 __all__ = [
+    "Op",
     "OpLibraryError",
     "__version__",
     "backend",
     "build_info",
+    "declare",
     "layers",
     "library_path",
     "load_library",
     "ops",
+    "prototype",
     "saved_model",
 ]

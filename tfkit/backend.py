@@ -48,12 +48,30 @@ def resolve(backend: str | None) -> str:
     """
     source = "backend"
     if backend is None:
-        backend = os.environ.get(ENV_VAR) or "auto"
+        backend = _environment_backend()
+        if not backend:
+            return "auto"
         source = ENV_VAR
+    if backend in BACKENDS:
+        return backend
     choice = str(backend).strip().lower()
     if choice not in BACKENDS:
         raise ValueError(f"{source} must be one of {BACKENDS}, got {backend!r}")
     return choice
+
+
+def _environment_backend() -> str | None:
+    """TFKIT_BACKEND, read on every call. A missing key makes
+    `os.environ.get` raise and catch a KeyError, which costs more than a
+    prototype op's whole wrapper, so the mapping's own dict is asked first."""
+    data = getattr(os.environ, "_data", None)
+    if isinstance(data, dict):
+        value = data.get(_ENV_KEY)
+        return os.environ.decodevalue(value) if value is not None else None
+    return os.environ.get(ENV_VAR)
+
+
+_ENV_KEY = os.environ.encodekey(ENV_VAR)
 
 
 def supports_xla(backend: str | None) -> bool:
