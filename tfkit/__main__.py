@@ -39,13 +39,31 @@ def info() -> int:
     return 0
 
 
+def check(export_dir: str) -> int:
+    from tfkit import saved_model
+
+    try:
+        report = saved_model.check(export_dir)
+    except FileNotFoundError as err:
+        print(err, file=sys.stderr)
+        return 2
+    print(report)
+    return 0 if report.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tfkit", description="tfkit command line")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="TensorFlow version, op library, build stamp, devices")
+    check_parser = commands.add_parser(
+        "check", help="inspect a SavedModel: Python-callback ops, custom ops (exit 1 on a problem)"
+    )
+    check_parser.add_argument("export_dir")
     args = parser.parse_args(argv)
     if args.command == "info":
         return info()
+    if args.command == "check":
+        return check(args.export_dir)
     return 2
 
 

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.eager import record
+from tensorflow.python.saved_model import save_context
 
 from tfkit.declare import Op
 
@@ -132,8 +133,10 @@ class _Prototype:
         eager = tf.executing_eagerly()
         if not eager:
             _keep_keras_off_xla()
-        if (self.grad is None and not self.numpy) or (eager and not record.could_possibly_record()):
-            return self._forward(inputs, attrs)
+        if self.grad is None and not self.numpy:
+            return self._forward(inputs, attrs)  # tf.py_function records its own gradient
+        if (eager or self.grad is None) and not record.could_possibly_record():
+            return self._forward(inputs, attrs)  # no tape can ask for a gradient
         return self._with_gradient(inputs, attrs)
 
     # Forward -----------------------------------------------------------
@@ -205,6 +208,8 @@ class _Prototype:
 
             def backward(*dys, variables=None):
                 if self.grad is None:
+                    if save_context.in_save_context():
+                        return [tf.zeros_like(x) for x in xs]  # the export guard refuses it anyway
                     raise PrototypeGradientError(
                         f"{self.name} has no gradient: its NumPy body is invisible to TensorFlow. Pass "
                         "grad= to tfkit.prototype.op, write the body with TensorFlow ops "
@@ -219,7 +224,9 @@ class _Prototype:
     def _gradient(self, dys, xs, ys, attrs):
         @tf.custom_gradient
         def first_order(*tensors):
-            def second_order(*unused, variables=None):
+            def second_order(*upstream, variables=None):
+                if save_context.in_save_context():
+                    return [tf.zeros_like(t) for t in tensors]  # the export guard refuses it anyway
                 raise PrototypeGradientError(
                     f"{self.name}: second-order gradients through a prototype's grad= function are not "
                     "defined. Declare a reference (@op.reference) and use backend='reference' for them."
