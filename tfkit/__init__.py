@@ -29,7 +29,7 @@ def _register_ops() -> None:
 
 _register_ops()
 
-from tfkit import declare, layers, ops, prototype, saved_model  # noqa: E402
+from tfkit import declare, layers, ops, prototype, saved_model, testing  # noqa: E402
 from tfkit.declare import Op  # noqa: E402
 
 __all__ = [
@@ -45,4 +45,5 @@ __all__ = [
     "ops",
     "prototype",
     "saved_model",
+    "testing",
 ]

@@ -45,7 +45,14 @@ from tensorflow.python.saved_model import save_context
 
 from tfkit.declare import Op
 
-__all__ = ["PrototypeError", "PrototypeGradientError", "PrototypeOutputError", "op", "prototype_op_of"]
+__all__ = [
+    "PrototypeError",
+    "PrototypeGradientError",
+    "PrototypeInvalidArgumentError",
+    "PrototypeOutputError",
+    "op",
+    "prototype_op_of",
+]
 
 BODIES = ("numpy", "tensorflow")
 CALLBACK_OP_TYPES = ("PyFunc", "PyFuncStateless", "EagerPyFunc")
@@ -58,12 +65,15 @@ class PrototypeError(RuntimeError):
     """The user's function raised; the message names the op and the original."""
 
 
-class PrototypeGradientError(LookupError):
-    """A prototype was differentiated where it defines no gradient."""
+class PrototypeGradientError(Exception):
+    """A prototype was differentiated where it defines no gradient.
+
+    (A plain Exception, so tf.function's error rewriting keeps its type.)"""
 
 
-class PrototypeOutputError(tf.errors.InvalidArgumentError, ValueError):
-    """A prototype returned outputs that do not match its declared rule.
+class PrototypeInvalidArgumentError(tf.errors.InvalidArgumentError, ValueError):
+    """The user's function rejected its arguments (it raised a ValueError or an
+    InvalidArgumentError); the message names the op and the original.
 
     Also a ValueError, which TensorFlow's Python callback ops turn into an
     InvalidArgumentError when they run in a graph.
@@ -71,6 +81,10 @@ class PrototypeOutputError(tf.errors.InvalidArgumentError, ValueError):
 
     def __init__(self, node_def, op, message, *args):
         super().__init__(node_def, op, message, *args)
+
+
+class PrototypeOutputError(PrototypeInvalidArgumentError):
+    """A prototype returned outputs that do not match its declared rule."""
 
 
 def op(
@@ -120,15 +134,25 @@ class _Prototype:
         self.grad = grad
         self.rule = outputs
         self.numpy = body == "numpy"
-        self.attr_names = _keyword_only_names(function)
+        self.attr_defaults = _keyword_only_defaults(function)
+        self._defaults = {n: d for n, d in self.attr_defaults.items() if d is not inspect.Parameter.empty}
+        self._required = [n for n in self.attr_defaults if n not in self._defaults]
 
-    def __call__(self, *args, **attrs):
-        unknown = set(attrs) - self.attr_names
+    def _complete(self, attrs: dict) -> dict:
+        """attrs with the defaults filled in; unknown or missing ones raise."""
+        unknown = attrs.keys() - self.attr_defaults.keys()
         if unknown:
             raise TypeError(
                 f"{self.name} got unknown attributes {sorted(unknown)}; its keyword-only parameters are "
-                f"{sorted(self.attr_names)}"
+                f"{sorted(self.attr_defaults)}"
             )
+        missing = [n for n in self._required if n not in attrs]
+        if missing:
+            raise TypeError(f"{self.name} needs the attributes {missing}")
+        return {**self._defaults, **attrs}
+
+    def __call__(self, *args, **attrs):
+        attrs = self._complete(attrs) if attrs or self._required else self._defaults
         inputs = [a if isinstance(a, tf.Tensor) else tf.convert_to_tensor(a) for a in args]
         eager = tf.executing_eagerly()
         if not eager:
@@ -195,8 +219,10 @@ class _Prototype:
     def _call_user(self, function, values, attrs):
         try:
             return function(*values, **attrs)
+        except (ValueError, tf.errors.InvalidArgumentError) as err:
+            raise PrototypeInvalidArgumentError(None, None, _describe(self.name, err)) from err
         except Exception as err:
-            raise PrototypeError(_describe(self.name, function, err)) from err
+            raise PrototypeError(_describe(self.name, err)) from err
 
     # Gradients ---------------------------------------------------------
 
@@ -206,6 +232,7 @@ class _Prototype:
             ys = self._forward(list(xs), attrs)
             outs = ys if isinstance(ys, list) else [ys]
 
+            @tf.autograph.experimental.do_not_convert  # keep its error's type
             def backward(*dys, variables=None):
                 if self.grad is None:
                     if save_context.in_save_context():
@@ -224,6 +251,7 @@ class _Prototype:
     def _gradient(self, dys, xs, ys, attrs):
         @tf.custom_gradient
         def first_order(*tensors):
+            @tf.autograph.experimental.do_not_convert  # keep its error's type
             def second_order(*upstream, variables=None):
                 if save_context.in_save_context():
                     return [tf.zeros_like(t) for t in tensors]  # the export guard refuses it anyway
@@ -263,9 +291,11 @@ class _Prototype:
         return grads
 
 
-def _keyword_only_names(function) -> set[str]:
+def _keyword_only_defaults(function) -> dict[str, Any]:
+    """The function's keyword-only parameters (its attributes) and their
+    defaults; a required attribute maps to inspect.Parameter.empty."""
     parameters = inspect.signature(function).parameters.values()
-    return {p.name for p in parameters if p.kind == inspect.Parameter.KEYWORD_ONLY}
+    return {p.name: p.default for p in parameters if p.kind == inspect.Parameter.KEYWORD_ONLY}
 
 
 def _apply_rule(rule, input_specs: Sequence[tf.TensorSpec], attrs: dict):
@@ -304,7 +334,7 @@ def prototype_op_of(node_def) -> str | None:
     return _TOKENS.get(token)
 
 
-def _describe(op_name: str, function, err: Exception) -> str:
+def _describe(op_name: str, err: Exception) -> str:
     """`op_name` raised `type: message`, with the user's innermost frame."""
     frames = traceback.extract_tb(err.__traceback__)
     here = os.path.abspath(__file__)
