@@ -40,9 +40,12 @@ test: cpu-variant build
 
 demo: build
 	$(PY) examples/digits_classifier.py
+	@echo
+	$(PY) examples/prototype_op.py
 
 bench: build
 	$(PY) benchmarks/bench_norm.py
+	$(PY) benchmarks/bench_prototype.py
 
 info: build
 	$(PY) -m tfkit info
