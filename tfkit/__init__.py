@@ -29,7 +29,7 @@ def _register_ops() -> None:
 
 _register_ops()
 
-from tfkit import declare, layers, ops, prototype, saved_model, testing  # noqa: E402
+from tfkit import build, declare, layers, ops, prototype, saved_model, testing  # noqa: E402
 from tfkit.declare import Op  # noqa: E402
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "OpLibraryError",
     "__version__",
     "backend",
+    "build",
     "build_info",
     "declare",
     "layers",

@@ -92,6 +92,22 @@ def load_library() -> ModuleType:
         return _module
 
 
+_by_path: dict[Path, ModuleType] = {}
+
+
+def load_path(path: Path) -> ModuleType:
+    """Loads any stamped op library (e.g. one `tfkit.build` made), once.
+
+    Raises:
+      OpLibraryError: missing, built for another TensorFlow, or refused.
+    """
+    path = Path(path).resolve()
+    with _lock:
+        if path not in _by_path:
+            _by_path[path] = _load(path)
+        return _by_path[path]
+
+
 def _load(path: Path) -> ModuleType:
     import tensorflow as tf
 

@@ -3,14 +3,13 @@
 #include <algorithm>
 #include <type_traits>
 
-#include "cc/kernels/kernel_utils.h"
 #include "kernels/common/accumulate.h"
 #include "kernels/common/types.h"
 #include "kernels/norm/norm_cpu.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
-#include "tensorflow/core/util/work_sharder.h"
+#include "tfkit/op_utils.h"
 
 #if GOOGLE_CUDA
 #include "kernels/norm/norm_gpu.h"
@@ -67,13 +66,10 @@ struct NormFunctor;
 template <typename T, bool kCenter>
 struct NormFunctor<CPUDevice, T, kCenter> {
   static void Forward(OpKernelContext* ctx, const NormArgs<T>& a) {
-    auto* workers = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-    ::tensorflow::Shard(workers->NumThreads(), workers, a.rows, RowCost(a.cols),
-                        [&](int64_t begin, int64_t end) {
-                          cpu::NormForwardRows<kCenter>(
-                              a.x, a.gamma, a.beta, a.cols, a.epsilon, begin,
-                              end, a.y, a.mean, a.rstd);
-                        });
+    ShardRows(ctx, a.rows, RowCost(a.cols), [&](int64_t begin, int64_t end) {
+      cpu::NormForwardRows<kCenter>(a.x, a.gamma, a.beta, a.cols, a.epsilon,
+                                    begin, end, a.y, a.mean, a.rstd);
+    });
   }
 
   // dgamma/dbeta are summed per fixed row block (kernels/common/accumulate.h)
@@ -82,7 +78,6 @@ struct NormFunctor<CPUDevice, T, kCenter> {
   // not depend on the number of threads.
   static void Backward(OpKernelContext* ctx, const NormArgs<T>& a) {
     using W = ::tfkit::kernels::Wide<Acc<T>>;
-    auto* workers = ctx->device()->tensorflow_cpu_worker_threads()->workers;
     const ::tfkit::kernels::RowBlocks blocks =
         ::tfkit::kernels::FixedRowBlocks(a.rows);
     Tensor partial;
@@ -92,9 +87,8 @@ struct NormFunctor<CPUDevice, T, kCenter> {
     W* dgamma_part = partial.flat<W>().data();
     W* dbeta_part = dgamma_part + blocks.count * a.cols;
     std::fill_n(dgamma_part, 2 * blocks.count * a.cols, W(0));
-    ::tensorflow::Shard(
-        workers->NumThreads(), workers, blocks.count,
-        blocks.rows_per_block * RowCost(a.cols),
+    ShardRows(
+        ctx, blocks.count, blocks.rows_per_block * RowCost(a.cols),
         [&](int64_t first, int64_t last) {
           for (int64_t b = first; b < last; ++b) {
             cpu::NormBackwardRows<kCenter>(
@@ -103,8 +97,8 @@ struct NormFunctor<CPUDevice, T, kCenter> {
                 dgamma_part + b * a.cols, dbeta_part + b * a.cols);
           }
         });
-    ::tensorflow::Shard(workers->NumThreads(), workers, a.cols,
-                        2 * blocks.count + 1, [&](int64_t begin, int64_t end) {
+    ShardRows(ctx, a.cols, 2 * blocks.count + 1,
+              [&](int64_t begin, int64_t end) {
                           ::tfkit::kernels::SumPartials(
                               dgamma_part, blocks.count, a.cols, begin, end,
                               a.dgamma);
@@ -144,17 +138,11 @@ typename GpuStorage<T>::type* AsGpu(T* p) {
   return reinterpret_cast<typename GpuStorage<T>::type*>(p);
 }
 
-void CheckLaunch(OpKernelContext* ctx, cudaError_t err, const char* what) {
-  OP_REQUIRES(ctx, err == cudaSuccess,
-              absl::InternalError(absl::StrCat(what, " CUDA launch failed: ",
-                                               cudaGetErrorString(err))));
-}
-
 template <typename T, bool kCenter>
 struct NormFunctor<GPUDevice, T, kCenter> {
   static void Forward(OpKernelContext* ctx, const NormArgs<T>& a) {
     const cudaStream_t stream = ctx->eigen_gpu_device().stream();
-    CheckLaunch(ctx,
+    CheckCudaLaunch(ctx,
                 gpu::LaunchNormForward(stream, kCenter, AsGpu(a.x),
                                        AsGpu(a.gamma), AsGpu(a.beta), a.rows,
                                        a.cols, a.epsilon, AsGpu(a.y), a.mean,
@@ -169,7 +157,7 @@ struct NormFunctor<GPUDevice, T, kCenter> {
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<W>::v(),
                                            TensorShape({size}), &workspace));
     const cudaStream_t stream = ctx->eigen_gpu_device().stream();
-    CheckLaunch(ctx,
+    CheckCudaLaunch(ctx,
                 gpu::LaunchNormBackward(
                     stream, kCenter, AsGpu(a.dy), AsGpu(a.x), AsGpu(a.gamma),
                     a.mean, a.rstd, a.dmean, a.drstd, a.rows, a.cols,

@@ -1,8 +1,8 @@
 // Op registrations for the norm family: fused LayerNorm and RMSNorm over the
 // last axis, each with a grad op that reuses the forward's row statistics.
-#include "cc/kernels/kernel_utils.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "tfkit/op_utils.h"
 
 namespace tfkit {
 namespace {

@@ -1,15 +1,30 @@
-// Input checks shared by tfkit OpKernels. Every failure is an
-// InvalidArgument error that names the argument and what was expected.
-#ifndef TFKIT_CC_KERNELS_KERNEL_UTILS_H_
-#define TFKIT_CC_KERNELS_KERNEL_UTILS_H_
+// tfkit's public C++ helpers for op authors (tfkit's own families use them
+// too); `tfkit.build.include_dir()` returns the folder holding `tfkit/`.
+//
+// - Input checks: every failure is an InvalidArgument error that names the
+//   argument and what was expected.
+// - ShardRows: runs a row-range function over the CPU device's thread pool.
+// - CheckCudaLaunch (GOOGLE_CUDA builds): turns a launcher's cudaError_t
+//   into an Internal error of the op.
+#ifndef TFKIT_OP_UTILS_H_
+#define TFKIT_OP_UTILS_H_
 
 #include <cmath>
 #include <limits>
 
+#include <algorithm>
+#include <functional>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
+#include "tensorflow/core/util/work_sharder.h"
+
+#if GOOGLE_CUDA
+#include <cuda_runtime.h>
+#endif
 
 namespace tfkit {
 
@@ -71,6 +86,26 @@ inline tensorflow::TensorShape StatsShape(const tensorflow::TensorShape& x) {
   return stats;
 }
 
+// Calls fn(begin, end) over [0, rows) split across the CPU device's threads;
+// cost_per_row is a rough count of operations per row (for the shard size).
+inline void ShardRows(tensorflow::OpKernelContext* ctx, int64_t rows,
+                      int64_t cost_per_row,
+                      const std::function<void(int64_t, int64_t)>& fn) {
+  auto* workers = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+  tensorflow::Shard(workers->NumThreads(), workers, rows,
+                    std::max<int64_t>(cost_per_row, 1), fn);
+}
+
+#if GOOGLE_CUDA
+// Fails the op with an Internal error naming `what` when a launch failed.
+inline void CheckCudaLaunch(tensorflow::OpKernelContext* ctx, cudaError_t err,
+                            const char* what) {
+  OP_REQUIRES(ctx, err == cudaSuccess,
+              absl::InternalError(absl::StrCat(what, " CUDA launch failed: ",
+                                               cudaGetErrorString(err))));
+}
+#endif  // GOOGLE_CUDA
+
 }  // namespace tfkit
 
-#endif  // TFKIT_CC_KERNELS_KERNEL_UTILS_H_
+#endif  // TFKIT_OP_UTILS_H_

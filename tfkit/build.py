@@ -1,0 +1,294 @@
+"""Compile and load a TensorFlow op library in one call, without Bazel.
+
+    module = tfkit.build.load_inline("scale", cpp_source)     # C++ source text
+    module = tfkit.build.load("my_ops", ["ops.cc", "kernels.cc"], cuda_sources=["kernels.cu.cc"])
+    y = module.my_scale(x, factor=2.0)
+
+The system C++ compiler (`CXX`, else `c++`) gets TensorFlow's own flags from
+`tf.sysconfig`; CUDA sources go through nvcc (found like the Bazel rules find
+it) with the Bazel macro's flags and architectures. The library carries the
+same build stamp as a Bazel build, so tfkit's loader refuses it under another
+TensorFlow.
+
+Builds are cached under `TFKIT_CACHE_DIR` (default `~/.cache/tfkit`), keyed
+by the sources, the local headers they include, the flags, the compiler's
+version and TensorFlow's version: an unchanged second call, in any process,
+runs no compiler. A file lock lets one process build while others wait for
+its result, and the library appears under its final name only when complete.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import fcntl
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+import tensorflow as tf
+
+from tfkit import _loader
+
+__all__ = ["BuildError", "CUDA_ARCHS", "cache_dir", "find_cuda", "include_dir", "load", "load_inline"]
+
+# The Bazel macro's architectures (cc/op_library.bzl); a test keeps them equal.
+CUDA_ARCHS = ("sm_80", "sm_90")
+_CXX_FLAGS = ("-O2", "-fPIC", "-Wno-sign-compare", "-Wno-unused-function")
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
+_ERROR_LINE = re.compile(r"^[^\s:][^:]*:\d+(:\d+)?: (fatal )?error", re.MULTILINE)
+
+
+class BuildError(RuntimeError):
+    """A compile or link failed; the message shows the first errors and names the log."""
+
+
+def include_dir() -> str:
+    """The folder to add to the include path for `#include "tfkit/op_utils.h"`."""
+    return str(Path(__file__).with_name("include"))
+
+
+def cache_dir() -> Path:
+    """Where builds are cached: TFKIT_CACHE_DIR, else ~/.cache/tfkit."""
+    return Path(os.environ.get("TFKIT_CACHE_DIR") or Path.home() / ".cache" / "tfkit")
+
+
+def find_cuda() -> Path | None:
+    """The CUDA toolkit root, searched like the Bazel rule `cuda_configure`:
+    CUDA_HOME, CUDA_PATH, the folder above nvcc on PATH, /usr/local/cuda; the
+    first holding bin/nvcc and include/cuda_runtime.h."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(str(Path(nvcc).resolve().parents[1]))
+    candidates.append("/usr/local/cuda")
+    for root in filter(None, candidates):
+        if (Path(root) / "bin" / "nvcc").is_file() and (Path(root) / "include" / "cuda_runtime.h").is_file():
+            return Path(root)
+    return None
+
+
+def load_inline(name: str, cpp_source: str, *, cuda_source: str | None = None, **options) -> ModuleType:
+    """Like `load`, from source text: `cpp_source` (and `cuda_source`, nvcc)."""
+    sources_dir = cache_dir() / "inline" / _digest([name, cpp_source, cuda_source or ""])[:16]
+    sources_dir.mkdir(parents=True, exist_ok=True)
+    cpp = _write_if_changed(sources_dir / f"{name}.cc", cpp_source)
+    cuda = [_write_if_changed(sources_dir / f"{name}.cu.cc", cuda_source)] if cuda_source else []
+    return load(name, [cpp], cuda_sources=cuda, **options)
+
+
+def load(
+    name: str,
+    sources: Sequence[str | os.PathLike],
+    *,
+    cuda_sources: Sequence[str | os.PathLike] = (),
+    include_dirs: Sequence[str | os.PathLike] = (),
+    defines: Sequence[str] = (),
+    extra_cflags: Sequence[str] = (),
+    build_dir: str | os.PathLike | None = None,
+    verbose: bool = False,
+) -> ModuleType:
+    """Compiles (or finds in the cache), links and loads an op library.
+
+    Args:
+      name: The library's name (a valid file name); `<name>.so` is built.
+      sources: C++ sources: op registrations and kernels.
+      cuda_sources: CUDA sources, compiled with nvcc when a toolkit is found
+        (then the C++ sources also get GOOGLE_CUDA=1); ignored without one.
+      include_dirs: Extra include directories (tfkit's and each source's
+        folder are always on the path).
+      defines: Preprocessor definitions, "NAME" or "NAME=VALUE".
+      extra_cflags: Further flags for the C++ compiler.
+      build_dir: Where to build (default: a folder per build key in the cache).
+      verbose: Print the commands and the compiler's output.
+
+    Returns:
+      The module `tf.load_op_library` returns.
+
+    Raises:
+      BuildError: a compile or the link failed.
+      OpLibraryError: the built library could not be loaded.
+    """
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", name):
+        raise ValueError(f"name must be a file name of letters, digits, '_', '.', '-', got {name!r}")
+    plan = _Plan(name, sources, cuda_sources, include_dirs, defines, extra_cflags, verbose)
+    folder = Path(build_dir) if build_dir is not None else cache_dir() / f"{name}-{plan.key[:16]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    library = folder / f"{name}.so"
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process building this waits here
+        if not _is_current(library, plan.key):
+            plan.build(folder, library)
+    return _loader.load_path(library)
+
+
+def _is_current(library: Path, key: str) -> bool:
+    marker = library.with_suffix(".key")
+    return library.is_file() and marker.is_file() and marker.read_text() == key
+
+
+class _Plan:
+    """The commands of one build and its cache key."""
+
+    def __init__(self, name, sources, cuda_sources, include_dirs, defines, extra_cflags, verbose):
+        self.name = name
+        self.sources = [Path(s).resolve() for s in sources]
+        self.cuda = find_cuda() if cuda_sources else None
+        self.cuda_sources = [Path(s).resolve() for s in cuda_sources] if self.cuda else []
+        self.verbose = verbose
+        missing = [str(s) for s in [*self.sources, *self.cuda_sources] if not s.is_file()]
+        if missing:
+            raise FileNotFoundError(f"tfkit.build.load({name!r}): no such source {missing}")
+        folders = {str(s.parent) for s in [*self.sources, *self.cuda_sources]}
+        self.include_dirs = [include_dir(), *map(str, include_dirs), *sorted(folders)]
+        gpu = ["GOOGLE_CUDA=1"] if self.cuda_sources else []
+        self.defines = [*defines, *gpu]
+        self.cxx = os.environ.get("CXX") or "c++"
+        includes = [f"-I{d}" for d in self.include_dirs]
+        self.cflags = [*tf.sysconfig.get_compile_flags(), *_CXX_FLAGS, *includes]
+        self.cflags += [f"-D{d}" for d in self.defines] + list(extra_cflags)
+        self.ldflags = list(tf.sysconfig.get_link_flags())
+        if self.cuda_sources:
+            self.cflags.append(f"-I{self.cuda / 'include'}")
+            self.ldflags += [f"-L{self.cuda / 'lib64'}", "-lcudart_static", "-ldl", "-lrt", "-lpthread"]
+        self.key = _digest(
+            [
+                tf.version.VERSION,
+                _compiler_version(self.cxx),
+                _compiler_version(str(self.cuda / "bin" / "nvcc")) if self.cuda_sources else "",
+                *self.cflags,
+                *self.ldflags,
+                *self.nvcc_flags(),
+                *(_content(p) for p in self.local_files()),
+            ]
+        )
+
+    def nvcc_flags(self) -> list[str]:
+        if not self.cuda_sources:
+            return []
+        std = next((f for f in tf.sysconfig.get_compile_flags() if f.startswith("-std=")), "-std=c++17")
+        defines = [f for f in tf.sysconfig.get_compile_flags() if f.startswith("-D")]
+        flags = ["-DGOOGLE_CUDA=1", "-x", "cu", "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC", "-O3", std]
+        flags += defines + [f"-D{d}" for d in self.defines] + [f"-I{d}" for d in self.include_dirs]
+        for arch in CUDA_ARCHS:
+            flags += ["-gencode", f"arch=compute_{arch[3:]},code={arch}"]
+        last = CUDA_ARCHS[-1][3:]
+        return flags + ["-gencode", f"arch=compute_{last},code=compute_{last}"]
+
+    def local_files(self) -> list[Path]:
+        """The sources and every local header they include, transitively."""
+        seen: dict[Path, None] = {}
+        pending = [*self.sources, *self.cuda_sources]
+        while pending:
+            path = pending.pop()
+            if path in seen:
+                continue
+            seen[path] = None
+            for included in _INCLUDE.findall(path.read_text(errors="replace")):
+                for folder in [path.parent, *map(Path, self.include_dirs)]:
+                    candidate = (folder / included).resolve()
+                    if candidate.is_file():
+                        pending.append(candidate)
+                        break
+        return sorted(seen)
+
+    def stamp_source(self) -> str:
+        cuda = bool(self.cuda_sources)
+        stamp = (
+            f"TFKIT_BUILD_STAMP tf_version={tf.version.VERSION};cuda={int(cuda)};"
+            f"cuda_version={_cuda_release(self.cuda) if cuda else 'none'};"
+            f"cuda_archs={','.join(CUDA_ARCHS) if cuda else 'none'};"
+        )
+        return (
+            'extern "C" __attribute__((visibility("default"), used)) '
+            f'const char tfkit_build_stamp[] = "{stamp}";\n'
+        )
+
+    def build(self, folder: Path, library: Path) -> None:
+        stamp = _write_if_changed(folder / "_build_stamp.cc", self.stamp_source())
+        jobs = [(s, folder / f"{s.name}.o", self.cxx_command) for s in [*self.sources, stamp]]
+        jobs += [(s, folder / f"{s.name}.o", self.nvcc_command) for s in self.cuda_sources]
+        workers = min(len(jobs), os.cpu_count() or 1)
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            objects = list(pool.map(lambda job: self.compile(folder, *job), jobs))
+        partial = folder / f"{library.name}.{os.getpid()}.tmp"
+        self.run([self.cxx, "-shared", *map(str, objects), "-o", str(partial), *self.ldflags], folder, "link")
+        os.replace(partial, library)  # only a complete library ever has the final name
+        library.with_suffix(".key").write_text(self.key)
+
+    def cxx_command(self, source: Path, obj: Path) -> list[str]:
+        return [self.cxx, *self.cflags, "-c", str(source), "-o", str(obj)]
+
+    def nvcc_command(self, source: Path, obj: Path) -> list[str]:
+        return [str(self.cuda / "bin" / "nvcc"), *self.nvcc_flags(), "-c", str(source), "-o", str(obj)]
+
+    def compile(self, folder: Path, source: Path, obj: Path, command) -> Path:
+        """Compiles one source; prints one progress line for each of the user's."""
+        start = time.perf_counter()
+        partial = obj.with_name(f"{obj.name}.{os.getpid()}.tmp")
+        self.run(command(source, partial), folder, source.name)
+        os.replace(partial, obj)
+        if source.parent != folder:  # not the generated stamp
+            seconds = time.perf_counter() - start
+            print(f"tfkit.build {self.name}: compiled {source.name} in {seconds:.1f} s", file=sys.stderr)
+        return obj
+
+    def run(self, command: list[str], folder: Path, what: str) -> None:
+        if self.verbose:
+            print(" ".join(command), file=sys.stderr)
+        result = subprocess.run(command, capture_output=True, text=True, cwd=folder, check=False)
+        output = result.stdout + result.stderr
+        if self.verbose and output:
+            print(output, file=sys.stderr)
+        if result.returncode != 0:
+            log = folder / f"{what}.log"
+            log.write_text(" ".join(command) + "\n\n" + output)
+            raise BuildError(_failure_message(self.name, what, output, log))
+
+
+def _failure_message(name: str, what: str, output: str, log: Path) -> str:
+    lines = output.splitlines()
+    errors = [i for i, line in enumerate(lines) if _ERROR_LINE.match(line)]
+    shown = []
+    for i in errors[:3]:
+        shown += lines[i : i + 3]
+    excerpt = "\n".join(shown or lines[-15:])
+    return f"tfkit.build {name}: {what} failed:\n{excerpt}\nfull log: {log}"
+
+
+@functools.lru_cache(maxsize=None)
+def _compiler_version(compiler: str) -> str:
+    try:
+        result = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False)
+    except OSError as err:
+        raise BuildError(f"tfkit.build: cannot run the compiler {compiler!r}: {err}") from err
+    return result.stdout.strip()
+
+
+def _cuda_release(root: Path) -> str:
+    match = re.search(r"release (\d+\.\d+)", _compiler_version(str(root / "bin" / "nvcc")))
+    return match.group(1) if match else "unknown"
+
+
+def _digest(parts) -> str:
+    return hashlib.sha256(json.dumps(list(parts)).encode()).hexdigest()
+
+
+def _content(path: Path) -> str:
+    return f"{path}:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+
+
+def _write_if_changed(path: Path, text: str) -> Path:
+    if not path.is_file() or path.read_text() != text:
+        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        partial.write_text(text)
+        os.replace(partial, path)
+    return path
