@@ -78,6 +78,15 @@ class OpCheckReport:
     op: str
     results: dict[str, CheckResult]
 
+    def __getitem__(self, name: str) -> CheckResult:
+        return self.results[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.results
+
+    def __iter__(self):
+        return iter(self.results)
+
     @property
     def failed(self) -> dict[str, CheckResult]:
         return {name: r for name, r in self.results.items() if r.status == "failed"}

@@ -24,7 +24,7 @@ def test_norm_op_passes_every_check_with_bad_inputs():
         bad_inputs=[([tf.ones([2, 5]), tf.ones([4]), tf.ones([5])], {}), ([X, gamma, beta], {"epsilon": 0.0})],
     )
     assert set(statuses(report).values()) == {"passed"}, report
-    assert "fresh process" in report.results["saved_model"].detail
+    assert "fresh process" in report["saved_model"].detail and list(report) == list(CHECKS)
     assert "2 bad argument sets" in report.results["bad_inputs"].detail
 
 
