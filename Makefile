@@ -11,7 +11,7 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 CPU_VARIANT := build/cpu/_tfkit_ops.so
 
-.PHONY: setup build build-cpu cpu-variant test demo bench info clean
+.PHONY: setup build build-cpu cpu-variant test sanitize demo bench info clean
 
 setup: $(VENV)/.installed
 	@tools/setup_bazel.sh
@@ -37,6 +37,11 @@ cpu-variant: setup
 
 test: cpu-variant build
 	$(PY) -m pytest -q tests
+	$(PY) tools/sanitize.py
+
+# tfkit's op library built with ASan + UBSan, and the op tests run against it.
+sanitize: setup
+	$(PY) tools/sanitize.py
 
 demo: build
 	$(PY) examples/digits_classifier.py

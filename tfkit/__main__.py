@@ -59,7 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         "check", help="inspect a SavedModel: Python-callback ops, custom ops (exit 1 on a problem)"
     )
     check_parser.add_argument("export_dir")
+    commands.add_parser(
+        "sanitizer-env", help="print the exports a process needs to load libraries built with sanitize=True"
+    )
     args = parser.parse_args(argv)
+    if args.command == "sanitizer-env":
+        from tfkit import build
+
+        for key, value in build.sanitizer_env().items():
+            print(f"export {key}={value}")
+        return 0
     if args.command == "info":
         return info()
     if args.command == "check":

@@ -38,7 +38,18 @@ import tensorflow as tf
 
 from tfkit import _loader
 
-__all__ = ["BuildError", "CUDA_ARCHS", "cache_dir", "find_cuda", "include_dir", "load", "load_inline"]
+__all__ = [
+    "BuildError",
+    "CUDA_ARCHS",
+    "SANITIZE_FLAGS",
+    "cache_dir",
+    "compile_library",
+    "find_cuda",
+    "include_dir",
+    "load",
+    "load_inline",
+    "sanitizer_env",
+]
 
 # The Bazel macro's architectures (cc/op_library.bzl); a test keeps them equal.
 CUDA_ARCHS = ("sm_80", "sm_90")
@@ -85,7 +96,42 @@ def load_inline(name: str, cpp_source: str, *, cuda_source: str | None = None, *
     return load(name, [cpp], cuda_sources=cuda, **options)
 
 
-def load(
+def load(name: str, sources: Sequence[str | os.PathLike], **options) -> ModuleType:
+    """Compiles (or finds in the cache), links and loads an op library.
+
+    Args:
+      name: The library's name (a valid file name); `<name>.so` is built.
+      sources: C++ sources: op registrations and kernels.
+      **options: As for `compile_library`: cuda_sources, include_dirs,
+        defines, extra_cflags, build_dir, verbose, sanitize.
+
+    Returns:
+      The module `tf.load_op_library` returns.
+
+    Raises:
+      BuildError: a compile or the link failed.
+      OpLibraryError: the built library could not be loaded, or it is
+        sanitized and this process was not started under `sanitizer_env()`.
+    """
+    library = compile_library(name, sources, **options)
+    if options.get("sanitize") and not _asan_runtime_loaded():
+        # Loading it here would make the ASan runtime abort the process.
+        raise _loader.OpLibraryError(
+            f"{library} was built with sanitize=True; it loads only into a process started with the sanitizer "
+            "runtimes preloaded: run under the environment `python -m tfkit sanitizer-env` prints "
+            "(tfkit.build.sanitizer_env())."
+        )
+    return _loader.load_path(library)
+
+
+def _asan_runtime_loaded() -> bool:
+    try:
+        return "libasan" in Path("/proc/self/maps").read_text()
+    except OSError:
+        return "libasan" in os.environ.get("LD_PRELOAD", "")
+
+
+def compile_library(
     name: str,
     sources: Sequence[str | os.PathLike],
     *,
@@ -95,8 +141,9 @@ def load(
     extra_cflags: Sequence[str] = (),
     build_dir: str | os.PathLike | None = None,
     verbose: bool = False,
-) -> ModuleType:
-    """Compiles (or finds in the cache), links and loads an op library.
+    sanitize: bool = False,
+) -> Path:
+    """Compiles and links an op library (or finds it in the cache); returns its path.
 
     Args:
       name: The library's name (a valid file name); `<name>.so` is built.
@@ -109,17 +156,22 @@ def load(
       extra_cflags: Further flags for the C++ compiler.
       build_dir: Where to build (default: a folder per build key in the cache).
       verbose: Print the commands and the compiler's output.
-
-    Returns:
-      The module `tf.load_op_library` returns.
+      sanitize: Build with AddressSanitizer and UndefinedBehaviorSanitizer
+        (C++ sources only; any report stops the process). Load and test it
+        in a process started under `sanitizer_env()`.
 
     Raises:
       BuildError: a compile or the link failed.
-      OpLibraryError: the built library could not be loaded.
     """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", name):
         raise ValueError(f"name must be a file name of letters, digits, '_', '.', '-', got {name!r}")
+    if sanitize:
+        cuda_sources = ()
+        extra_cflags = [*SANITIZE_FLAGS, *extra_cflags]
     plan = _Plan(name, sources, cuda_sources, include_dirs, defines, extra_cflags, verbose)
+    if sanitize:
+        plan.ldflags.append("-fsanitize=address,undefined")
+        plan.key = _digest([plan.key, "sanitize"])
     folder = Path(build_dir) if build_dir is not None else cache_dir() / f"{name}-{plan.key[:16]}"
     folder.mkdir(parents=True, exist_ok=True)
     library = folder / f"{name}.so"
@@ -127,7 +179,39 @@ def load(
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process building this waits here
         if not _is_current(library, plan.key):
             plan.build(folder, library)
-    return _loader.load_path(library)
+    return library
+
+
+# GCC 12's `null`, `nonnull-attribute` and `returns-nonnull-attribute`
+# checks break compiling absl's headers (constant expressions stop being
+# constant); every other UBSan check is on, and stops at its first report.
+SANITIZE_FLAGS = (
+    "-fsanitize=address,undefined",
+    "-fno-sanitize=null,nonnull-attribute,returns-nonnull-attribute",
+    "-fno-sanitize-recover=all",
+    "-fno-omit-frame-pointer",
+    "-g",
+)
+
+
+def sanitizer_env() -> dict[str, str]:
+    """The environment a process needs to load sanitized op libraries.
+
+    LD_PRELOAD puts the ASan runtime first and libstdc++ right after it
+    (without that, ASan aborts at the first C++ exception TensorFlow throws);
+    leak checking is off (Python and TensorFlow keep memory to the end); any
+    report ends the process with a non-zero exit.
+    """
+    cxx = os.environ.get("CXX") or "c++"
+
+    def runtime(library: str) -> str:
+        return subprocess.run([cxx, f"-print-file-name={library}"], capture_output=True, text=True).stdout.strip()
+
+    return {
+        "LD_PRELOAD": f"{runtime('libasan.so')}:{runtime('libstdc++.so.6')}",
+        "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1:halt_on_error=1",
+        "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+    }
 
 
 def _is_current(library: Path, key: str) -> bool:
