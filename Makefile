@@ -49,8 +49,7 @@ demo: build
 	$(PY) examples/prototype_op.py
 
 bench: build
-	$(PY) benchmarks/bench_norm.py
-	$(PY) benchmarks/bench_prototype.py
+	for bench in benchmarks/bench_*.py; do $(PY) $$bench || exit 1; done
 
 info: build
 	$(PY) -m tfkit info

@@ -20,68 +20,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 import tfkit
-
-
-def median_seconds(fn, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def interleaved_median_seconds(fns, repeats: int, warmup: int = 3) -> list[float]:
-    """Medians of each of fns, timed in turn, so drift hits all alike."""
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, samples in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - start)
-    return [statistics.median(samples) for samples in times]
-
-
-def numpy_copy_gbps(nbytes: int, repeats: int) -> float:
-    src = np.random.default_rng(0).random(nbytes // 8)
-    dst = np.empty_like(src)
-    seconds = median_seconds(lambda: np.copyto(dst, src), repeats)
-    return 2 * nbytes / seconds / 1e9
+from benchmarks.common import forward_and_backward, interleaved_median_seconds, numpy_copy_gbps
 
 
 def composite_rms_norm(x, gamma, epsilon=1e-6):
     return x * tf.math.rsqrt(tf.reduce_mean(tf.square(x), axis=-1, keepdims=True) + epsilon) * gamma
-
-
-def forward_and_backward(norm, params, jit_compile=False):
-    """A tf.function computing norm(x) and the grads of sum(y * dy)."""
-
-    @tf.function(jit_compile=jit_compile)
-    def step(x, dy):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = norm(x)
-        return tape.gradient(y, [x, *params], output_gradients=dy)
-
-    return step
 
 
 def cases(cols: int):

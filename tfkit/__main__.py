@@ -51,6 +51,20 @@ def check(export_dir: str) -> int:
     return 0 if report.ok else 1
 
 
+def new_op(name: str, root: str) -> int:
+    from tfkit import scaffold
+
+    try:
+        written = scaffold.new_op(name, root)
+    except scaffold.ScaffoldError as err:
+        print(err, file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    print(f"next: make test (the new family's tests: tests/ops/test_{name}.py), make bench")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tfkit", description="tfkit command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -59,10 +73,15 @@ def main(argv: list[str] | None = None) -> int:
         "check", help="inspect a SavedModel: Python-callback ops, custom ops (exit 1 on a problem)"
     )
     check_parser.add_argument("export_dir")
+    new_op_parser = commands.add_parser("new-op", help="generate a new op family (every layer, tests, benchmark)")
+    new_op_parser.add_argument("name", help="the family name, e.g. soft_clip")
+    new_op_parser.add_argument("--root", default=".", help="the tfkit checkout (default: .)")
     commands.add_parser(
         "sanitizer-env", help="print the exports a process needs to load libraries built with sanitize=True"
     )
     args = parser.parse_args(argv)
+    if args.command == "new-op":
+        return new_op(args.name, args.root)
     if args.command == "sanitizer-env":
         from tfkit import build
 

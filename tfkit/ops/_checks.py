@@ -44,6 +44,18 @@ def check_epsilon(epsilon: float) -> float:
     return float(rounded)
 
 
+def check_positive_finite(name: str, value: float) -> float:
+    """Returns value as a float32-rounded float if it is finite and > 0.
+
+    The same rule and message as `CheckPositiveFinite` in tfkit/op_utils.h.
+    """
+    with np.errstate(over="ignore"):
+        rounded = np.float32(value)
+    if not (np.isfinite(rounded) and rounded > 0):
+        raise invalid_argument(f"{name} must be a finite float > 0, got {rounded:.6g}")
+    return float(rounded)
+
+
 def float_input(name: str, value, dtype: tf.DType | None = None) -> tf.Tensor:
     """Converts `value` to a tensor of a supported float dtype (`dtype` if set)."""
     tensor = tf.convert_to_tensor(value, dtype_hint=dtype)

@@ -79,6 +79,12 @@ inline absl::Status CheckEpsilon(float epsilon) {
                     kSmallestNormal, "), got ", epsilon);
 }
 
+// An attr that must be a finite float > 0 (a scale, a limit, a width).
+inline absl::Status CheckPositiveFinite(const char* name, float value) {
+  if (std::isfinite(value) && value > 0.0f) return absl::OkStatus();
+  return InvalidArg(name, " must be a finite float > 0, got ", value);
+}
+
 // x's shape without its last axis: the shape of per-row statistics.
 inline tensorflow::TensorShape StatsShape(const tensorflow::TensorShape& x) {
   tensorflow::TensorShape stats = x;

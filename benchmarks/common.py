@@ -1,0 +1,109 @@
+"""Timing helpers shared by tfkit's benchmarks: medians timed in turn in one
+process, a NumPy copy's bandwidth as the yardstick, and the one comparison
+every element-wise family reports (tfkit vs the composite vs XLA)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def median_seconds(fn, repeats: int, warmup: int = 3) -> float:
+    return interleaved_median_seconds([fn], repeats, warmup)[0]
+
+
+def interleaved_median_seconds(fns, repeats: int, warmup: int = 3) -> list[float]:
+    """Medians of each of fns, timed in turn, so drift hits all alike."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, samples in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - start)
+    return [statistics.median(samples) for samples in times]
+
+
+def numpy_copy_gbps(nbytes: int, repeats: int) -> float:
+    src = np.random.default_rng(0).random(nbytes // 8)
+    dst = np.empty_like(src)
+    seconds = median_seconds(lambda: np.copyto(dst, src), repeats)
+    return 2 * nbytes / seconds / 1e9
+
+
+def forward_and_backward(fn, params=(), jit_compile=False):
+    """A tf.function computing fn(x) and the grads of sum(y * dy) for x and params."""
+
+    @tf.function(jit_compile=jit_compile)
+    def step(x, dy):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+        return tape.gradient(y, [x, *params], output_gradients=dy)
+
+    return step
+
+
+def compare(name: str, ours, composite, shape, repeats: int) -> dict:
+    """tfkit's `ours` vs `composite` and XLA-compiled `composite` on one
+    float32 input of `shape`: forward (2 tensor passes) and forward+backward
+    (5 passes: x, y, dy, y again, dx)."""
+    x = tf.random.normal(shape)
+    dy = tf.random.normal(shape)
+    tensor_bytes = int(np.prod(shape)) * 4
+    results = []
+    for mode, passes in (("forward", 2), ("forward+backward", 5)):
+        if mode == "forward":
+            fns, args = [tf.function(ours), tf.function(composite), tf.function(composite, jit_compile=True)], (x,)
+        else:
+            fns = [forward_and_backward(ours), forward_and_backward(composite), forward_and_backward(composite, (), True)]
+            args = (x, dy)
+        t_ours, t_composite, t_xla = interleaved_median_seconds([lambda f=f: f(*args) for f in fns], repeats)
+        results.append(
+            {
+                "op": name,
+                "mode": mode,
+                "tfkit_ms": t_ours * 1e3,
+                "composite_ms": t_composite * 1e3,
+                "xla_ms": t_xla * 1e3,
+                "speedup": t_composite / t_ours,
+                "speedup_vs_xla": t_xla / t_ours,
+                "tfkit_gbps": passes * tensor_bytes / t_ours / 1e9,
+            }
+        )
+    return {
+        "shape": list(shape),
+        "repeats": repeats,
+        "numpy_copy_gbps": numpy_copy_gbps(tensor_bytes, repeats),
+        "cpu_count": os.cpu_count(),
+        "results": results,
+    }
+
+
+def print_report(report: dict) -> None:
+    copy = report["numpy_copy_gbps"]
+    print(f"shape {report['shape']} float32, median of {report['repeats']} runs; NumPy copy: {copy:.1f} GB/s")
+    print(f"{'op':<12} {'mode':<17} {'tfkit ms':>9} {'composite ms':>13} {'XLA ms':>8} {'vs composite':>13} {'vs XLA':>7}")
+    for r in report["results"]:
+        print(
+            f"{r['op']:<12} {r['mode']:<17} {r['tfkit_ms']:>9.2f} {r['composite_ms']:>13.2f} {r['xla_ms']:>8.2f} "
+            f"{r['speedup']:>12.2f}x {r['speedup_vs_xla']:>6.2f}x"
+        )
+
+
+def write_report(name: str, report) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(f"wrote {path}")
+    return path
