@@ -42,6 +42,7 @@ __all__ = [
     "BuildError",
     "CUDA_ARCHS",
     "SANITIZE_FLAGS",
+    "bazel_dir",
     "cache_dir",
     "compile_library",
     "find_cuda",
@@ -65,6 +66,15 @@ class BuildError(RuntimeError):
 def include_dir() -> str:
     """The folder to add to the include path for `#include "tfkit/op_utils.h"`."""
     return str(Path(__file__).with_name("include"))
+
+
+def bazel_dir() -> str:
+    """The folder holding tfkit's Bazel macro (`cc/op_library.bzl`) and its
+    configure rules (`third_party/tf`, `third_party/cuda`, the local
+    `rules_cc`/`rules_java`): in an installed tfkit, `tfkit/bazel`; in a
+    checkout, the checkout itself."""
+    installed = Path(__file__).with_name("bazel")
+    return str(installed if installed.is_dir() else Path(__file__).resolve().parents[1])
 
 
 def cache_dir() -> Path:

@@ -66,7 +66,7 @@ def new_op(name: str, root: str | Path = ".") -> list[Path]:
     written = []
     for template, target in targets.items():
         target.parent.mkdir(parents=True, exist_ok=True)
-        text = string.Template((_TEMPLATES / template).read_text()).substitute(values)
+        text = string.Template((_TEMPLATES / f"{template}.tmpl").read_text()).substitute(values)
         with open(target, "x") as out:
             out.write(text)
         written.append(target)

@@ -1,0 +1,73 @@
+"""Builds tfkit's wheel: the Python package plus the op library (built with
+Bazel where a Bazel is found, else with tfkit.build's compiler path), its
+public C++ headers and the Bazel macro and configure rules op projects use.
+The wheel requires the TensorFlow release the library was built for."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import Distribution, setup
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).resolve().parent
+LIBRARY = "_tfkit_ops.so"
+# The Bazel files an op project of one's own loads from the installed tfkit.
+BAZEL_FILES = ["cc/op_library.bzl", "third_party/tf", "third_party/cuda", "third_party/rules_cc", "third_party/rules_java"]
+
+
+def bazel_available() -> bool:
+    return any(shutil.which(tool) for tool in ("bazelisk", "bazel-4", "bazel"))
+
+
+def build_op_library() -> Path:
+    """The op library for this Python's TensorFlow: Bazel, else tfkit.build."""
+    if bazel_available():
+        command = [str(ROOT / "tools" / "bazel.sh"), "build", f"--repo_env=PYTHON_BIN_PATH={sys.executable}"]
+        subprocess.run([*command, f"//cc:{LIBRARY}"], cwd=ROOT, check=True)
+        return ROOT / "bazel-bin" / "cc" / LIBRARY
+    sys.path.insert(0, str(ROOT))
+    from tfkit import build
+
+    sources = sorted(ROOT.glob("cc/ops/*_ops.cc")) + sorted(ROOT.glob("cc/kernels/*_kernels.cc"))
+    cuda_sources = sorted(ROOT.glob("kernels/*/*.cu.cc"))
+    return build.compile_library("_tfkit_ops", sources, cuda_sources=cuda_sources, include_dirs=[ROOT])
+
+
+class BuildWithOpLibrary(build_py):
+    def run(self):
+        super().run()
+        package = Path(self.build_lib) / "tfkit"
+        shutil.copy2(build_op_library(), package / LIBRARY)
+        for name in BAZEL_FILES:
+            source, target = ROOT / name, package / "bazel" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, target, dirs_exist_ok=True)
+            else:
+                shutil.copy2(source, target)
+
+
+class BinaryDistribution(Distribution):
+    """The wheel holds a compiled library: a platform wheel."""
+
+    def has_ext_modules(self):
+        return True
+
+
+def tensorflow_requirement() -> str:
+    import tensorflow as tf
+
+    return f"tensorflow=={tf.version.VERSION}"
+
+
+setup(
+    cmdclass={"build_py": BuildWithOpLibrary},
+    distclass=BinaryDistribution,
+    install_requires=[tensorflow_requirement()],
+    package_data={"tfkit": ["include/tfkit/*.h", "include/BUILD", "scaffold/family/*"]},
+)
