@@ -54,19 +54,21 @@ def forward_and_backward(fn, params=(), jit_compile=False):
     return step
 
 
-def compare(name: str, ours, composite, shape, repeats: int) -> dict:
-    """tfkit's `ours` vs `composite` and XLA-compiled `composite` on one
-    float32 input of `shape`: forward (2 tensor passes) and forward+backward
-    (5 passes: x, y, dy, y again, dx)."""
-    x = tf.random.normal(shape)
-    dy = tf.random.normal(shape)
-    tensor_bytes = int(np.prod(shape)) * 4
+def time_against_composite(name, ours, composite, x, dy, repeats, our_params=(), composite_params=()) -> list[dict]:
+    """tfkit's `ours` vs `composite` and the XLA-compiled `composite` on x:
+    forward (2 tensor passes: x, y) and forward+backward (5: x, y, x, dy, dx),
+    with the gradients of sum(y * dy) for x and the params."""
+    tensor_bytes = int(np.prod(x.shape)) * x.dtype.size
     results = []
     for mode, passes in (("forward", 2), ("forward+backward", 5)):
         if mode == "forward":
             fns, args = [tf.function(ours), tf.function(composite), tf.function(composite, jit_compile=True)], (x,)
         else:
-            fns = [forward_and_backward(ours), forward_and_backward(composite), forward_and_backward(composite, (), True)]
+            fns = [
+                forward_and_backward(ours, our_params),
+                forward_and_backward(composite, composite_params),
+                forward_and_backward(composite, composite_params, jit_compile=True),
+            ]
             args = (x, dy)
         t_ours, t_composite, t_xla = interleaved_median_seconds([lambda f=f: f(*args) for f in fns], repeats)
         results.append(
@@ -81,12 +83,18 @@ def compare(name: str, ours, composite, shape, repeats: int) -> dict:
                 "tfkit_gbps": passes * tensor_bytes / t_ours / 1e9,
             }
         )
+    return results
+
+
+def compare(name: str, ours, composite, shape, repeats: int) -> dict:
+    """`time_against_composite` on one float32 input of `shape`, as a report."""
+    x, dy = tf.random.normal(shape), tf.random.normal(shape)
     return {
         "shape": list(shape),
         "repeats": repeats,
-        "numpy_copy_gbps": numpy_copy_gbps(tensor_bytes, repeats),
+        "numpy_copy_gbps": numpy_copy_gbps(int(np.prod(shape)) * 4, repeats),
         "cpu_count": os.cpu_count(),
-        "results": results,
+        "results": time_against_composite(name, ours, composite, x, dy, repeats),
     }
 
 
