@@ -131,7 +131,42 @@ def load(name: str, sources: Sequence[str | os.PathLike], **options) -> ModuleTy
             "runtimes preloaded: run under the environment `python -m tfkit sanitizer-env` prints "
             "(tfkit.build.sanitizer_env())."
         )
-    return _loader.load_path(library)
+    module = _loader.load_path(library)
+    _check_ops_registered(module, library, sources)
+    return module
+
+
+_REGISTER_OP = re.compile(r'REGISTER_OP\(\s*"([^"]+)"\s*\)')
+
+
+def _check_ops_registered(module: ModuleType, library: Path, sources) -> None:
+    """TensorFlow can't replace an op in a running process: a rebuilt library
+    whose ops an earlier one registered loads without them. Say so."""
+    declared = {name for source in sources for name in _REGISTER_OP.findall(Path(source).read_text(errors="replace"))}
+    stale = sorted(name for name in declared if not hasattr(module, python_op_name(name)))
+    if stale:
+        raise _loader.OpLibraryError(
+            f"{library} registers {stale}, but this process already has ops of those names from another library "
+            "(TensorFlow cannot replace an op in a running process). Restart Python to load the new build, or "
+            "give the ops new names."
+        )
+
+
+def python_op_name(op_name: str) -> str:
+    """The name TensorFlow gives an op's Python function: `Tfkit>LayerNorm`
+    becomes `tfkit_layer_norm` ('>' to '_', and a '_' where a capital
+    follows a lowercase letter or starts a lowercase run)."""
+    out = []
+    for i, c in enumerate(op_name):
+        if c == ">":
+            out.append("_")
+            continue
+        previous = op_name[i - 1] if i else ""
+        following = op_name[i + 1] if i + 1 < len(op_name) else ""
+        if c.isupper() and i and previous != ">" and (previous.islower() or following.islower()):
+            out.append("_")
+        out.append(c.lower())
+    return "".join(out)
 
 
 def _asan_runtime_loaded() -> bool:

@@ -194,6 +194,13 @@ def test_a_killed_build_leaves_nothing_that_loads(env, tmp_path):
     assert list(Path(env["TFKIT_CACHE_DIR"]).glob("shared-*/shared.so"))
 
 
+def test_a_rebuilt_op_in_the_same_process_is_a_clear_error(env):
+    tfkit.build.load_inline("first_build", SCALE_OP.replace("BuildTest>Scale", "BuildTest>Twice"))
+    changed = SCALE_OP.replace("BuildTest>Scale", "BuildTest>Twice").replace("in[i] * factor_", "in[i] * factor_ + 1")
+    with pytest.raises(tfkit.OpLibraryError, match=r"already has ops of those names.*Restart Python"):
+        tfkit.build.load_inline("first_build", changed)
+
+
 def test_include_dir_holds_the_public_headers():
     assert (Path(tfkit.build.include_dir()) / "tfkit" / "op_utils.h").is_file()
 
@@ -220,8 +227,10 @@ cudaError_t LaunchAddOne(cudaStream_t stream, float* x, int n) {
 @pytest.mark.slow
 @pytest.mark.skipif(tfkit.build.find_cuda() is None, reason="no CUDA toolkit (nvcc) found")
 def test_cuda_sources_build_with_nvcc_and_stamp_cuda(env):
-    module = tfkit.build.load_inline("cuda_scale", SCALE_OP, cuda_source=CUDA_KERNEL)
-    np.testing.assert_array_equal(module.build_test_scale(tf.ones([2]), factor=2.0).numpy(), [2.0, 2.0])
+    # Another op name: this process may have registered BuildTest>Scale already.
+    source = SCALE_OP.replace("BuildTest>Scale", "BuildTest>CudaScale")
+    module = tfkit.build.load_inline("cuda_scale", source, cuda_source=CUDA_KERNEL)
+    np.testing.assert_array_equal(module.build_test_cuda_scale(tf.ones([2]), factor=2.0).numpy(), [2.0, 2.0])
     (library,) = Path(env["TFKIT_CACHE_DIR"]).glob("cuda_scale-*/cuda_scale.so")
     stamp = tfkit.build_info(library)
     assert stamp["cuda"] == "1" and stamp["cuda_archs"] == ",".join(tfkit.build.CUDA_ARCHS)

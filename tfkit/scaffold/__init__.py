@@ -89,8 +89,12 @@ def _check_name(name: str, root: Path) -> None:
 
 
 def _values(name: str) -> dict[str, str]:
+    from tfkit.build import python_op_name
+
     camel = "".join(part.capitalize() for part in name.split("_"))
-    return {"family": name, "Camel": camel, "FAMILY": name.upper(), "op": f"Tfkit>{camel}", "snake_op": name}
+    op = f"Tfkit>{camel}"
+    snake_op = python_op_name(op).removeprefix("tfkit_")
+    return {"family": name, "Camel": camel, "FAMILY": name.upper(), "op": op, "snake_op": snake_op}
 
 
 def _add_to_bazel_library(build: Path, name: str) -> Path:
