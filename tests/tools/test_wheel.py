@@ -1,6 +1,7 @@
 """`pip wheel .` builds a wheel with the op library, headers and Bazel rules,
 which installs into a separate venv and runs outside the source tree."""
 
+import os
 import subprocess
 import sys
 import sysconfig
@@ -41,10 +42,14 @@ def test_wheel_installs_into_a_separate_venv_and_runs(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
+    # Without PYTHONPATH (make sets it to the checkout, whose tfkit.egg-info
+    # would make pip think tfkit is installed already).
+    outside = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     installed = subprocess.run(
-        [str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], capture_output=True, text=True
+        [str(python), "-m", "pip", "install", "--no-deps", str(wheel)], capture_output=True, text=True, env=outside
     )
     assert installed.returncode == 0, installed.stderr[-3000:]
+    assert "Successfully installed tfkit-0.1.0" in installed.stdout, installed.stdout[-2000:]
     # TensorFlow and friends come from this environment (no download); tfkit from the wheel.
     site = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
