@@ -17,7 +17,17 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).resolve().parent
 LIBRARY = "_tfkit_ops.so"
 # The Bazel files an op project of one's own loads from the installed tfkit.
-BAZEL_FILES = ["cc/op_library.bzl", "third_party/tf", "third_party/cuda", "third_party/rules_cc", "third_party/rules_java"]
+BAZEL_FILES = [
+    "WORKSPACE",
+    "cc/op_library.bzl",
+    "tfkit/include",
+    "kernels/BUILD",
+    "kernels/common",
+    "third_party/tf",
+    "third_party/cuda",
+    "third_party/rules_cc",
+    "third_party/rules_java",
+]
 
 
 def bazel_available() -> bool:
@@ -33,9 +43,7 @@ def build_op_library() -> Path:
     sys.path.insert(0, str(ROOT))
     from tfkit import build
 
-    sources = sorted(ROOT.glob("cc/ops/*_ops.cc")) + sorted(ROOT.glob("cc/kernels/*_kernels.cc"))
-    cuda_sources = sorted(ROOT.glob("kernels/*/*.cu.cc"))
-    return build.compile_library("_tfkit_ops", sources, cuda_sources=cuda_sources, include_dirs=[ROOT])
+    return build.compile_layout(ROOT, "_tfkit_ops")
 
 
 class BuildWithOpLibrary(build_py):
@@ -50,6 +58,9 @@ class BuildWithOpLibrary(build_py):
                 shutil.copytree(source, target, dirs_exist_ok=True)
             else:
                 shutil.copy2(source, target)
+        # The macro's package, without the targets of tfkit's own library.
+        (package / "bazel" / "cc" / "BUILD").write_text('exports_files(["op_library.bzl"])\n')
+        (package / "bazel" / "BUILD").write_text("")
 
 
 class BinaryDistribution(Distribution):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 
 
@@ -65,6 +66,18 @@ def new_op(name: str, root: str) -> int:
     return 0
 
 
+def init(directory: str, family: str) -> int:
+    from tfkit import scaffold
+
+    try:
+        written = scaffold.init_project(directory, family)
+    except scaffold.ScaffoldError as err:
+        print(err, file=sys.stderr)
+        return 2
+    print(f"created {directory} ({len(written)} files): cd {directory} && make test")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tfkit", description="tfkit command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -76,10 +89,33 @@ def main(argv: list[str] | None = None) -> int:
     new_op_parser = commands.add_parser("new-op", help="generate a new op family (every layer, tests, benchmark)")
     new_op_parser.add_argument("name", help="the family name, e.g. soft_clip")
     new_op_parser.add_argument("--root", default=".", help="the tfkit checkout (default: .)")
+    init_parser = commands.add_parser("init", help="create an op project of one's own in DIR")
+    init_parser.add_argument("directory")
+    init_parser.add_argument("--op", default="soft_clip", help="the first family's name (default: soft_clip)")
+    commands.add_parser("bazel-dir", help="print the folder of tfkit's Bazel macro and configure rules")
+    library_parser = commands.add_parser(
+        "build-library", help="compile every family of a tree in tfkit's layout into one library (no Bazel)"
+    )
+    library_parser.add_argument("root")
+    library_parser.add_argument("--name", required=True)
+    library_parser.add_argument("--output", required=True)
     commands.add_parser(
         "sanitizer-env", help="print the exports a process needs to load libraries built with sanitize=True"
     )
     args = parser.parse_args(argv)
+    if args.command == "init":
+        return init(args.directory, args.op)
+    if args.command == "bazel-dir":
+        from tfkit import build
+
+        print(build.bazel_dir())
+        return 0
+    if args.command == "build-library":
+        from tfkit import build
+
+        shutil.copy2(build.compile_layout(args.root, args.name), args.output)
+        print(f"wrote {args.output}")
+        return 0
     if args.command == "new-op":
         return new_op(args.name, args.root)
     if args.command == "sanitizer-env":

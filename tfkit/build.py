@@ -44,6 +44,7 @@ __all__ = [
     "SANITIZE_FLAGS",
     "bazel_dir",
     "cache_dir",
+    "compile_layout",
     "compile_library",
     "find_cuda",
     "include_dir",
@@ -227,6 +228,19 @@ def compile_library(
     return library
 
 
+def compile_layout(root: str | os.PathLike, name: str, **options) -> Path:
+    """Compiles every op family of a tree in tfkit's layout (tfkit itself, or
+    a project `python -m tfkit init` made) into one library: the sources
+    `cc/ops/*_ops.cc`, `cc/kernels/*_kernels.cc` and `kernels/*/*.cu.cc`,
+    with `root` on the include path. Options as for `compile_library`."""
+    root = Path(root).resolve()
+    sources = sorted(root.glob("cc/ops/*_ops.cc")) + sorted(root.glob("cc/kernels/*_kernels.cc"))
+    cuda_sources = sorted(root.glob("kernels/*/*.cu.cc"))
+    if not sources:
+        raise BuildError(f"tfkit.build: no cc/ops/*_ops.cc or cc/kernels/*_kernels.cc under {root}")
+    return compile_library(name, sources, cuda_sources=cuda_sources, include_dirs=[root], **options)
+
+
 # GCC 12's `null`, `nonnull-attribute` and `returns-nonnull-attribute`
 # checks break compiling absl's headers (constant expressions stop being
 # constant); every other UBSan check is on, and stops at its first report.
@@ -278,7 +292,8 @@ class _Plan:
             raise FileNotFoundError(f"tfkit.build.load({name!r}): no such source {missing}")
         folders = {str(s.parent) for s in [*self.sources, *self.cuda_sources]}
         self.include_dirs = [include_dir(), *map(str, include_dirs), *sorted(folders)]
-        gpu = ["GOOGLE_CUDA=1"] if self.cuda_sources else []
+        self.user_defines = list(defines)
+        gpu = ["GOOGLE_CUDA=1", "EIGEN_USE_GPU"] if self.cuda_sources else []  # as the Bazel macro
         self.defines = [*defines, *gpu]
         self.cxx = os.environ.get("CXX") or "c++"
         includes = [f"-I{d}" for d in self.include_dirs]
@@ -306,7 +321,7 @@ class _Plan:
         std = next((f for f in tf.sysconfig.get_compile_flags() if f.startswith("-std=")), "-std=c++17")
         defines = [f for f in tf.sysconfig.get_compile_flags() if f.startswith("-D")]
         flags = ["-DGOOGLE_CUDA=1", "-x", "cu", "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC", "-O3", std]
-        flags += defines + [f"-D{d}" for d in self.defines] + [f"-I{d}" for d in self.include_dirs]
+        flags += defines + [f"-D{d}" for d in self.user_defines] + [f"-I{d}" for d in self.include_dirs]
         for arch in CUDA_ARCHS:
             flags += ["-gencode", f"arch=compute_{arch[3:]},code={arch}"]
         last = CUDA_ARCHS[-1][3:]

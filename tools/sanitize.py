@@ -17,11 +17,7 @@ TESTS = ["tests/ops"]
 def main() -> int:
     import tfkit.build
 
-    # Every family's registrations and OpKernels, by the layout's file names.
-    sources = sorted(ROOT.glob("cc/ops/*_ops.cc")) + sorted(ROOT.glob("cc/kernels/*_kernels.cc"))
-    library = tfkit.build.compile_library(
-        "_tfkit_ops", sources, include_dirs=[ROOT], sanitize=True, build_dir=ROOT / "build" / "sanitize"
-    )
+    library = tfkit.build.compile_layout(ROOT, "_tfkit_ops", sanitize=True, build_dir=ROOT / "build" / "sanitize")
     env = {**os.environ, **tfkit.build.sanitizer_env(), "TFKIT_LIBRARY": str(library)}
     command = [sys.executable, "-m", "pytest", "-q", "-m", "not slow", *sys.argv[1:], *TESTS]
     print(f"sanitized library: {library}\nrunning: {' '.join(command)}", flush=True)

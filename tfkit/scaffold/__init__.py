@@ -21,9 +21,10 @@ import re
 import string
 from pathlib import Path
 
-__all__ = ["ScaffoldError", "new_op"]
+__all__ = ["ScaffoldError", "init_project", "new_op"]
 
 _TEMPLATES = Path(__file__).with_name("family")
+_PROJECT = Path(__file__).with_name("project")
 _NAME = re.compile(r"[a-z][a-z0-9]+(_[a-z][a-z0-9]+)*")
 
 # template file -> where it goes, relative to the repository root
@@ -63,13 +64,7 @@ def new_op(name: str, root: str | Path = ".") -> list[Path]:
     existing = [str(path) for path in targets.values() if path.exists()]
     if existing:
         raise ScaffoldError(f"new-op {name}: refusing to overwrite {existing}")
-    written = []
-    for template, target in targets.items():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        text = string.Template((_TEMPLATES / f"{template}.tmpl").read_text()).substitute(values)
-        with open(target, "x") as out:
-            out.write(text)
-        written.append(target)
+    written = [_render(_TEMPLATES / f"{template}.tmpl", target, values) for template, target in targets.items()]
     written.append(_add_to_bazel_library(root / "cc" / "BUILD", name))
     written.append(_add_to_ops_package(root / "tfkit" / "ops" / "__init__.py", name))
     return written
@@ -88,13 +83,39 @@ def _check_name(name: str, root: Path) -> None:
         raise ScaffoldError(f"new-op: {name!r} clashes with an existing op family or op of that name")
 
 
-def _values(name: str) -> dict[str, str]:
+def _values(name: str, package: str = "tfkit") -> dict[str, str]:
+    """Template values for family `name` in tfkit or in a project `package`."""
     from tfkit.build import python_op_name
 
     camel = "".join(part.capitalize() for part in name.split("_"))
-    op = f"Tfkit>{camel}"
-    snake_op = python_op_name(op).removeprefix("tfkit_")
-    return {"family": name, "Camel": camel, "FAMILY": name.upper(), "op": op, "snake_op": snake_op}
+    namespace = "Tfkit" if package == "tfkit" else "".join(part.capitalize() for part in package.split("_"))
+    op = f"{namespace}>{camel}"
+    values = {"family": name, "Camel": camel, "FAMILY": name.upper(), "op": op, "py_op": python_op_name(op)}
+    values["package"] = package
+    values["ops_package"] = f"{package}.ops"
+    if package == "tfkit":
+        values["loader_import"] = "from tfkit import _loader"
+        values["load_library"] = "_loader.load_library"
+        values["compiled_decorator"] = f"@{name}.compiled"
+    else:
+        values["loader_import"] = f"from {package} import _library"
+        values["load_library"] = "_library.load"
+        values["compiled_decorator"] = f"@{name}.compiled(library=_library.load)"
+    return values
+
+
+class _Template(string.Template):
+    """Substitutes only ${name}: a lone `$` (Makefiles, shells) stays as it is."""
+
+    pattern = r"\$(?:(?P<escaped>(?!))|(?P<named>(?!))|\{(?P<braced>[A-Za-z_]+)\}|(?P<invalid>(?!)))"
+
+
+def _render(template: Path, target: Path, values: dict[str, str]) -> Path:
+    text = _Template(template.read_text()).substitute(values)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "x") as out:  # never overwrite
+        out.write(text)
+    return target
 
 
 def _add_to_bazel_library(build: Path, name: str) -> Path:
@@ -117,3 +138,65 @@ def _add_to_ops_package(init: Path, name: str) -> Path:
     with open(init, "a") as out:
         out.write(f'\nfrom tfkit.ops.{name} import {name}, {name}_reference  # noqa: E402\n\n__all__ += ["{name}", "{name}_reference"]\n')
     return init
+
+
+# project template -> path in the project ({p}: the package, {f}: the family)
+_PROJECT_FILES = {
+    "WORKSPACE.tmpl": "WORKSPACE",
+    "bazelrc.tmpl": ".bazelrc",
+    "cc_BUILD.tmpl": "cc/BUILD",
+    "Makefile.tmpl": "Makefile",
+    "pyproject.toml.tmpl": "pyproject.toml",
+    "setup.py.tmpl": "setup.py",
+    "README.md.tmpl": "README.md",
+    "package_init.py.tmpl": "{p}/__init__.py",
+    "package_library.py.tmpl": "{p}/_library.py",
+    "package_ops_init.py.tmpl": "{p}/ops/__init__.py",
+}
+_PROJECT_FAMILY_FILES = {
+    "kernels__cpu.h": "kernels/{f}/{f}_cpu.h",
+    "kernels__gpu.h": "kernels/{f}/{f}_gpu.h",
+    "kernels__cu.cc": "kernels/{f}/{f}.cu.cc",
+    "cc_ops.cc": "cc/ops/{f}_ops.cc",
+    "cc_kernels.cc": "cc/kernels/{f}_kernels.cc",
+    "ops.py": "{p}/ops/{f}.py",
+    "test_ops.py": "tests/test_{f}.py",
+}
+
+
+def init_project(directory: str | Path, family: str = "soft_clip") -> list[Path]:
+    """Creates an op project of one's own in `directory` (new or empty).
+
+    The project builds with Bazel, loading tfkit's macro and configure rules
+    from the installed tfkit (`python -m tfkit bazel-dir`), or with
+    tfkit.build (`make build-nobazel`), and its first family is made as by
+    `new-op`. Its package is named after the directory.
+
+    Raises:
+      ScaffoldError: the directory is not empty, or its name or `family` is
+        not a valid name.
+    """
+    directory = Path(directory)
+    package = directory.resolve().name.replace("-", "_")
+    if not _NAME.fullmatch(package) or keyword.iskeyword(package) or package == "tfkit":
+        raise ScaffoldError(f"init: the directory name {package!r} must be a valid package name (e.g. my_ops)")
+    if not _NAME.fullmatch(family) or keyword.iskeyword(family):
+        raise ScaffoldError(f"init: {family!r} is not a valid family name (e.g. soft_clip)")
+    if directory.exists() and any(directory.iterdir()):
+        raise ScaffoldError(f"init: {directory} is not empty")
+    values = _values(family, package)
+    written = [_render(_PROJECT / t, directory / p.format(p=package, f=family), values) for t, p in _PROJECT_FILES.items()]
+    for template, path in _PROJECT_FAMILY_FILES.items():
+        written.append(_render(_TEMPLATES / f"{template}.tmpl", directory / path.format(p=package, f=family), values))
+    from tfkit.build import bazel_dir
+
+    kernel_helpers = Path(bazel_dir()) / "kernels" / "common"  # framework-free: Half, Acc, Load/Store, sums
+    (directory / "BUILD").write_text("")
+    (directory / "kernels" / "BUILD").write_text((kernel_helpers.parent / "BUILD").read_text())
+    for helper in sorted([*kernel_helpers.glob("*.h"), *kernel_helpers.glob("*.cuh")]):
+        target = directory / "kernels" / "common" / helper.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(helper.read_text())
+        written.append(target)
+    (directory / ".gitignore").write_text("bazel-*\n.bazelrc.tfkit\n*.so\nbuild/\ndist/\n*.egg-info/\n__pycache__/\n")
+    return written
