@@ -52,30 +52,32 @@ def check(export_dir: str) -> int:
     return 0 if report.ok else 1
 
 
-def new_op(name: str, root: str) -> int:
+def scaffold_command(make, report) -> int:
+    """Runs a scaffold step; prints `report(written files)`, or its refusal."""
     from tfkit import scaffold
 
     try:
-        written = scaffold.new_op(name, root)
+        written = make(scaffold)
     except scaffold.ScaffoldError as err:
         print(err, file=sys.stderr)
         return 2
-    for path in written:
-        print(f"wrote {path}")
-    print(f"next: make test (the new family's tests: tests/ops/test_{name}.py), make bench")
+    print(report(written))
     return 0
+
+
+def new_op(name: str, root: str) -> int:
+    return scaffold_command(
+        lambda scaffold: scaffold.new_op(name, root),
+        lambda written: "\n".join(f"wrote {path}" for path in written)
+        + f"\nnext: make test (the new family's tests: tests/ops/test_{name}.py), make bench",
+    )
 
 
 def init(directory: str, family: str) -> int:
-    from tfkit import scaffold
-
-    try:
-        written = scaffold.init_project(directory, family)
-    except scaffold.ScaffoldError as err:
-        print(err, file=sys.stderr)
-        return 2
-    print(f"created {directory} ({len(written)} files): cd {directory} && make test")
-    return 0
+    return scaffold_command(
+        lambda scaffold: scaffold.init_project(directory, family),
+        lambda written: f"created {directory} ({len(written)} files): cd {directory} && make test",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
