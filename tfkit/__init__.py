@@ -10,8 +10,6 @@ with one warning that says why and how to rebuild.
 
 from __future__ import annotations
 
-import os
-
 from tfkit import _loader, backend
 from tfkit._loader import OpLibraryError, build_info, library_path, load_library
 
@@ -23,7 +21,11 @@ def _register_ops() -> None:
     try:
         _loader.load_library()
     except OpLibraryError as err:
-        if os.environ.get(backend.ENV_VAR, "").strip().lower() != "reference":
+        try:
+            asked = backend.resolve(None)
+        except ValueError:
+            asked = "auto"  # a bad TFKIT_BACKEND is reported where an op runs
+        if asked != "reference":
             backend.warn_fallback(err, stacklevel=3)
 
 

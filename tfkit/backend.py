@@ -39,7 +39,7 @@ class XLACompiledBackendError(tf.errors.InvalidArgumentError, ValueError):
 
 
 def resolve(backend: str | None) -> str:
-    """Returns "auto", "compiled" or "reference" for a backend argument.
+    """Returns the backend a backend argument names (one of BACKENDS).
 
     None means the TFKIT_BACKEND environment variable, else "auto".
 

@@ -214,10 +214,8 @@ def compile_library(
     if sanitize:
         cuda_sources = ()
         extra_cflags = [*SANITIZE_FLAGS, *extra_cflags]
-    plan = _Plan(name, sources, cuda_sources, include_dirs, defines, extra_cflags, verbose)
-    if sanitize:
-        plan.ldflags.append("-fsanitize=address,undefined")
-        plan.key = _digest([plan.key, "sanitize"])
+    extra_ldflags = ["-fsanitize=address,undefined"] if sanitize else []
+    plan = _Plan(name, sources, cuda_sources, include_dirs, defines, extra_cflags, extra_ldflags, verbose)
     folder = Path(build_dir) if build_dir is not None else cache_dir() / f"{name}-{plan.key[:16]}"
     folder.mkdir(parents=True, exist_ok=True)
     library = folder / f"{name}.so"
@@ -281,7 +279,7 @@ def _is_current(library: Path, key: str) -> bool:
 class _Plan:
     """The commands of one build and its cache key."""
 
-    def __init__(self, name, sources, cuda_sources, include_dirs, defines, extra_cflags, verbose):
+    def __init__(self, name, sources, cuda_sources, include_dirs, defines, extra_cflags, extra_ldflags, verbose):
         self.name = name
         self.sources = [Path(s).resolve() for s in sources]
         self.cuda = find_cuda() if cuda_sources else None
@@ -297,9 +295,10 @@ class _Plan:
         self.defines = [*defines, *gpu]
         self.cxx = os.environ.get("CXX") or "c++"
         includes = [f"-I{d}" for d in self.include_dirs]
-        self.cflags = [*tf.sysconfig.get_compile_flags(), *_CXX_FLAGS, *includes]
+        self.tf_cflags = list(tf.sysconfig.get_compile_flags())
+        self.cflags = [*self.tf_cflags, *_CXX_FLAGS, *includes]
         self.cflags += [f"-D{d}" for d in self.defines] + list(extra_cflags)
-        self.ldflags = list(tf.sysconfig.get_link_flags())
+        self.ldflags = [*tf.sysconfig.get_link_flags(), *extra_ldflags]
         if self.cuda_sources:
             self.cflags.append(f"-I{self.cuda / 'include'}")
             self.ldflags += [f"-L{self.cuda / 'lib64'}", "-lcudart_static", "-ldl", "-lrt", "-lpthread"]
@@ -318,8 +317,8 @@ class _Plan:
     def nvcc_flags(self) -> list[str]:
         if not self.cuda_sources:
             return []
-        std = next((f for f in tf.sysconfig.get_compile_flags() if f.startswith("-std=")), "-std=c++17")
-        defines = [f for f in tf.sysconfig.get_compile_flags() if f.startswith("-D")]
+        std = next((f for f in self.tf_cflags if f.startswith("-std=")), "-std=c++17")
+        defines = [f for f in self.tf_cflags if f.startswith("-D")]
         flags = ["-DGOOGLE_CUDA=1", "-x", "cu", "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC", "-O3", std]
         flags += defines + [f"-D{d}" for d in self.user_defines] + [f"-I{d}" for d in self.include_dirs]
         for arch in CUDA_ARCHS:

@@ -34,7 +34,7 @@ from typing import Any
 from tfkit import _loader
 from tfkit import backend as _backend
 
-KINDS = ("compiled", "reference", "prototype")
+# The order "auto" tries the implementations in.
 _AUTO_ORDER = ("compiled", "reference", "prototype")
 
 
@@ -144,10 +144,3 @@ class Op:
         backend = inspect.Parameter("backend", inspect.Parameter.KEYWORD_ONLY, default=None)
         return signature.replace(parameters=[*signature.parameters.values(), backend])
 
-
-def as_op(op_or_function: Any) -> Op | None:
-    """The Op behind `op_or_function` (an Op, or a function carrying `.op`)."""
-    if isinstance(op_or_function, Op):
-        return op_or_function
-    found = getattr(op_or_function, "op", None)
-    return found if isinstance(found, Op) else None

@@ -138,6 +138,11 @@ class _Prototype:
         self._defaults = {n: d for n, d in self.attr_defaults.items() if d is not inspect.Parameter.empty}
         self._required = [n for n in self.attr_defaults if n not in self._defaults]
 
+    @property
+    def _runner(self):
+        """The TensorFlow op that calls back into Python for this body."""
+        return tf.numpy_function if self.numpy else tf.py_function
+
     def _complete(self, attrs: dict) -> dict:
         """attrs with the defaults filled in; unknown or missing ones raise."""
         unknown = attrs.keys() - self.attr_defaults.keys()
@@ -171,12 +176,11 @@ class _Prototype:
             results = [tf.convert_to_tensor(r) for r in results]
             return results if several else results[0]
         specs, several = self._declared(inputs, attrs)
-        run = tf.numpy_function if self.numpy else tf.py_function
 
         def callback(*values):
             return self._run(*values, attrs=attrs)[0]
 
-        results = run(callback, inputs, [s.dtype for s in specs], name=_node_name(self.name))
+        results = self._runner(callback, inputs, [s.dtype for s in specs], name=_node_name(self.name))
         results = list(results) if isinstance(results, (list, tuple)) else [results]
         for result, spec in zip(results, specs, strict=True):
             result.set_shape(spec.shape)
@@ -260,13 +264,13 @@ class _Prototype:
                     "defined. Declare a reference (@op.reference) and use backend='reference' for them."
                 )
 
-            return self._grad_values(list(tensors), xs, attrs), second_order
+            return self._grad_values(list(tensors), len(dys), xs, attrs), second_order
 
         return first_order(*dys, *xs, *ys)
 
-    def _grad_values(self, tensors, xs, attrs):
-        """Runs grad= on (dys, xs, ys); an input's None gradient becomes zeros."""
-        first_x = (len(tensors) - len(xs)) // 2  # after one dy per output
+    def _grad_values(self, tensors, first_x, xs, attrs):
+        """Runs grad= on (dys, xs, ys), the xs starting at tensors[first_x];
+        an input's None gradient becomes zeros."""
 
         def callback(*values):
             grads = self._call_user(self.grad, values, attrs)
@@ -281,8 +285,7 @@ class _Prototype:
                 for g, x, v in zip(grads, xs, inputs, strict=True)
             ]
 
-        run = tf.numpy_function if self.numpy else tf.py_function
-        grads = run(callback, tensors, [x.dtype for x in xs], name=_node_name(self.name + "_grad"))
+        grads = self._runner(callback, tensors, [x.dtype for x in xs], name=_node_name(self.name + "_grad"))
         grads = grads if isinstance(grads, (list, tuple)) else [grads]
         for g, x in zip(grads, xs, strict=True):
             g.set_shape(x.shape)

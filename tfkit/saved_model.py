@@ -127,8 +127,10 @@ def check(export_dir: str) -> CheckReport:
         for node in _nodes(meta_graph.graph_def):
             if node.op_type in CALLBACK_OP_TYPES:
                 callbacks.append(node)
-            elif ">" in node.op_type or op_def_registry.get(node.op_type) is None:
-                custom[node.op_type] = op_def_registry.get(node.op_type) is not None
+            else:
+                registered = op_def_registry.get(node.op_type) is not None
+                if ">" in node.op_type or not registered:
+                    custom[node.op_type] = registered
     return CheckReport(str(export_dir), callbacks, custom)
 
 

@@ -15,7 +15,6 @@ namespace {
 constexpr int kRowThreads = 256;
 constexpr int kColTile = 32;
 constexpr int kRowsPerColThread = 8;
-constexpr int kMaxRowChunks = 256;
 
 // y may be the same buffer as x (TF forwards the input): neither is restrict.
 // Each element is read before it is written, by the thread that writes it.
@@ -163,10 +162,13 @@ __global__ void SumChunksKernel(const W* __restrict__ part, int64_t chunks,
   out[col] = Store<T>(static_cast<Acc<T>>(total));
 }
 
-int64_t RowChunks(int64_t rows) {
-  const int64_t min_rows = 32;
-  return std::max<int64_t>(
-      1, std::min<int64_t>(kMaxRowChunks, (rows + min_rows - 1) / min_rows));
+// The parameter-gradient row chunks: the CPU kernels' fixed row blocks
+// (kernels/common/accumulate.h), and one empty chunk for zero rows so the
+// gradients are still written.
+RowBlocks RowChunks(int64_t rows) {
+  RowBlocks blocks = FixedRowBlocks(rows);
+  blocks.count = std::max<int64_t>(blocks.count, 1);
+  return blocks;
 }
 
 int RowGrid(int64_t rows) {
@@ -191,8 +193,9 @@ cudaError_t Backward(cudaStream_t stream, const T* dy, const T* x,
                      T* dbeta) {
   using W = Wide<Acc<T>>;
   if (cols == 0) return cudaSuccess;
-  const int64_t chunks = RowChunks(rows);
-  const int64_t rows_per_chunk = (rows + chunks - 1) / chunks;
+  const RowBlocks row_chunks = RowChunks(rows);
+  const int64_t chunks = row_chunks.count;
+  const int64_t rows_per_chunk = row_chunks.rows_per_block;
   W* dgamma_part = workspace;
   W* dbeta_part = workspace + chunks * cols;
   W* row_fix = workspace + 2 * chunks * cols;
@@ -223,7 +226,7 @@ using DeviceT = typename DeviceType<T>::type;
 }  // namespace
 
 int64_t NormBackwardWorkspaceSize(int64_t rows, int64_t cols) {
-  return 2 * RowChunks(rows) * cols + rows;
+  return 2 * RowChunks(rows).count * cols + rows;
 }
 
 template <typename T>

@@ -35,8 +35,7 @@ def check_epsilon(epsilon: float) -> float:
     reference path uses the same rounded value, so both backends agree to
     the last bit in float64.
     """
-    with np.errstate(over="ignore"):
-        rounded = np.float32(epsilon)
+    rounded = _as_float32(epsilon)
     if not (np.isfinite(rounded) and rounded >= SMALLEST_NORMAL_FLOAT32):
         raise invalid_argument(
             f"epsilon must be > 0, finite and a normal float32 (>= {SMALLEST_NORMAL_FLOAT32:.6g}), got {rounded:.6g}"
@@ -44,13 +43,18 @@ def check_epsilon(epsilon: float) -> float:
     return float(rounded)
 
 
+def _as_float32(value: float) -> np.float32:
+    """value as the ops' float attrs hold it (too large rounds to inf)."""
+    with np.errstate(over="ignore"):
+        return np.float32(value)
+
+
 def check_positive_finite(name: str, value: float) -> float:
     """Returns value as a float32-rounded float if it is finite and > 0.
 
     The same rule and message as `CheckPositiveFinite` in tfkit/op_utils.h.
     """
-    with np.errstate(over="ignore"):
-        rounded = np.float32(value)
+    rounded = _as_float32(value)
     if not (np.isfinite(rounded) and rounded > 0):
         raise invalid_argument(f"{name} must be a finite float > 0, got {rounded:.6g}")
     return float(rounded)
