@@ -107,14 +107,23 @@ def load_inline(name: str, cpp_source: str, *, cuda_source: str | None = None, *
     return load(name, [cpp], cuda_sources=cuda, **options)
 
 
-def load(name: str, sources: Sequence[str | os.PathLike], **options) -> ModuleType:
+def load(
+    name: str,
+    sources: Sequence[str | os.PathLike],
+    *,
+    cuda_sources: Sequence[str | os.PathLike] = (),
+    include_dirs: Sequence[str | os.PathLike] = (),
+    defines: Sequence[str] = (),
+    extra_cflags: Sequence[str] = (),
+    build_dir: str | os.PathLike | None = None,
+    verbose: bool = False,
+    sanitize: bool = False,
+) -> ModuleType:
     """Compiles (or finds in the cache), links and loads an op library.
 
     Args:
-      name: The library's name (a valid file name); `<name>.so` is built.
-      sources: C++ sources: op registrations and kernels.
-      **options: As for `compile_library`: cuda_sources, include_dirs,
-        defines, extra_cflags, build_dir, verbose, sanitize.
+      name, sources, cuda_sources, include_dirs, defines, extra_cflags,
+      build_dir, verbose, sanitize: as for `compile_library`.
 
     Returns:
       The module `tf.load_op_library` returns.
@@ -124,8 +133,18 @@ def load(name: str, sources: Sequence[str | os.PathLike], **options) -> ModuleTy
       OpLibraryError: the built library could not be loaded, or it is
         sanitized and this process was not started under `sanitizer_env()`.
     """
-    library = compile_library(name, sources, **options)
-    if options.get("sanitize") and not _asan_runtime_loaded():
+    library = compile_library(
+        name,
+        sources,
+        cuda_sources=cuda_sources,
+        include_dirs=include_dirs,
+        defines=defines,
+        extra_cflags=extra_cflags,
+        build_dir=build_dir,
+        verbose=verbose,
+        sanitize=sanitize,
+    )
+    if sanitize and not _asan_runtime_loaded():
         # Loading it here would make the ASan runtime abort the process.
         raise _loader.OpLibraryError(
             f"{library} was built with sanitize=True; it loads only into a process started with the sanitizer "
