@@ -65,9 +65,9 @@ def scaffold_command(make, report) -> int:
     return 0
 
 
-def new_op(name: str, root: str) -> int:
+def new_op(name: str, root: str, source: str | None) -> int:
     return scaffold_command(
-        lambda scaffold: scaffold.new_op(name, root),
+        lambda scaffold: scaffold.new_op(name, root, source),
         lambda written: "\n".join(f"wrote {path}" for path in written)
         + f"\nnext: make test (the new family's tests: tests/ops/test_{name}.py), make bench",
     )
@@ -91,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     new_op_parser = commands.add_parser("new-op", help="generate a new op family (every layer, tests, benchmark)")
     new_op_parser.add_argument("name", help="the family name, e.g. soft_clip")
     new_op_parser.add_argument("--root", default=".", help="the tfkit checkout (default: .)")
+    new_op_parser.add_argument(
+        "--from",
+        dest="source",
+        metavar="MODULE:FUNCTION",
+        help="take the inputs, attributes and docstring from this prototype op (tfkit.prototype.op), and test against it",
+    )
     init_parser = commands.add_parser("init", help="create an op project of one's own in DIR")
     init_parser.add_argument("directory")
     init_parser.add_argument("--op", default="soft_clip", help="the first family's name (default: soft_clip)")
@@ -119,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.output}")
         return 0
     if args.command == "new-op":
-        return new_op(args.name, args.root)
+        return new_op(args.name, args.root, args.source)
     if args.command == "sanitizer-env":
         from tfkit import build
 

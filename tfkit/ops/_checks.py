@@ -60,6 +60,23 @@ def check_positive_finite(name: str, value: float) -> float:
     return float(rounded)
 
 
+def check_finite(name: str, value: float) -> float:
+    """Returns value as a float32-rounded float if it is finite.
+
+    The same rule and message as `CheckFinite` in tfkit/op_utils.h.
+    """
+    rounded = _as_float32(value)
+    if not np.isfinite(rounded):
+        raise invalid_argument(f"{name} must be a finite float, got {rounded:.6g}")
+    return float(rounded)
+
+
+def check_same_shape(name: str, value: tf.Tensor, other_name: str, other: tf.Tensor) -> None:
+    """`value` must have `other`'s shape (checked where the shapes are known)."""
+    if not value.shape.is_compatible_with(other.shape):
+        raise invalid_argument(f"{name} must have the shape of {other_name}, {other.shape}, got {value.shape}")
+
+
 def float_input(name: str, value, dtype: tf.DType | None = None) -> tf.Tensor:
     """Converts `value` to a tensor of a supported float dtype (`dtype` if set)."""
     tensor = tf.convert_to_tensor(value, dtype_hint=dtype)

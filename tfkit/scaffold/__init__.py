@@ -11,7 +11,8 @@ smooth clip with a float attr `limit` and a compiled gradient, in every layer:
     benchmarks/bench_NAME.py                          vs the composite and XLA
 
 and adds it to the Bazel library (cc/BUILD) and to `tfkit.ops`. It never
-overwrites a file.
+overwrites a file. With `--from MODULE:FUNCTION` the family takes a
+prototype op's inputs, attributes and docstring instead (see signature.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import keyword
 import re
 import string
 from pathlib import Path
+
+from tfkit.scaffold import signature
 
 __all__ = ["ScaffoldError", "init_project", "new_op"]
 
@@ -44,22 +47,32 @@ class ScaffoldError(ValueError):
     """The name is unusable, clashes with a family, or a file exists."""
 
 
-def new_op(name: str, root: str | Path = ".") -> list[Path]:
+def new_op(name: str, root: str | Path = ".", source: str | None = None) -> list[Path]:
     """Generates the family `name` in the tfkit checkout at `root`.
+
+    With `source` ("MODULE:FUNCTION", importable from `root`), the family
+    takes the inputs, attributes and docstring of that prototype op, and its
+    tests compare it with the prototype (marked as expected to fail until the
+    kernels and the reference hold the prototype's math).
 
     Returns:
       The files written or changed.
 
     Raises:
       ScaffoldError: `name` is not a lowercase identifier of words of at
-        least two characters, names an existing family or Python keyword, or
-        a file to write already exists (nothing is written then).
+        least two characters, names an existing family or Python keyword, a
+        file to write already exists (nothing is written then), or `source`
+        is not a prototype op whose signature a family can take.
     """
     root = Path(root)
     if not (root / "cc" / "BUILD").is_file() or not (root / "tfkit" / "ops").is_dir():
         raise ScaffoldError(f"{root.resolve()} is not a tfkit checkout (no cc/BUILD or tfkit/ops)")
     _check_name(name, root)
-    values = _values(name)
+    try:
+        sig = signature.from_prototype(source, root) if source else signature.soft_clip()
+    except signature.SignatureError as err:
+        raise ScaffoldError(str(err)) from None
+    values = _values(name, sig=sig)
     targets = {template: root / path.format(f=name) for template, path in _FILES.items()}
     existing = [str(path) for path in targets.values() if path.exists()]
     if existing:
@@ -83,8 +96,9 @@ def _check_name(name: str, root: Path) -> None:
         raise ScaffoldError(f"new-op: {name!r} clashes with an existing op family or op of that name")
 
 
-def _values(name: str, package: str = "tfkit") -> dict[str, str]:
-    """Template values for family `name` in tfkit or in a project `package`."""
+def _values(name: str, package: str = "tfkit", sig: signature.Signature | None = None) -> dict[str, str]:
+    """Template values for family `name` in tfkit or in a project `package`,
+    computing `sig` (default: the soft_clip example)."""
     from tfkit.build import python_op_name
 
     camel = "".join(part.capitalize() for part in name.split("_"))
@@ -101,7 +115,8 @@ def _values(name: str, package: str = "tfkit") -> dict[str, str]:
         values["loader_import"] = f"from {package} import _library"
         values["load_library"] = "_library.load"
         values["compiled_decorator"] = f"@{name}.compiled(library=_library.load)"
-    return values
+    code = signature.snippets(sig or signature.soft_clip())
+    return {**values, **{key: _Template(text).substitute(values) for key, text in code.items()}}
 
 
 class _Template(string.Template):

@@ -85,6 +85,12 @@ inline absl::Status CheckPositiveFinite(const char* name, float value) {
   return InvalidArg(name, " must be a finite float > 0, got ", value);
 }
 
+// An attr that must be a finite float (a slope, an offset).
+inline absl::Status CheckFinite(const char* name, float value) {
+  if (std::isfinite(value)) return absl::OkStatus();
+  return InvalidArg(name, " must be a finite float, got ", value);
+}
+
 // x's shape without its last axis: the shape of per-row statistics.
 inline tensorflow::TensorShape StatsShape(const tensorflow::TensorShape& x) {
   tensorflow::TensorShape stats = x;
