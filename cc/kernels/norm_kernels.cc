@@ -116,28 +116,6 @@ struct NormFunctor<CPUDevice, T, kCenter> {
 #if GOOGLE_CUDA
 namespace gpu = ::tfkit::kernels::norm;
 
-template <typename T>
-struct GpuStorage {
-  using type = T;
-};
-template <>
-struct GpuStorage<Eigen::half> {
-  using type = ::tfkit::kernels::Half;
-};
-template <>
-struct GpuStorage<Eigen::bfloat16> {
-  using type = ::tfkit::kernels::BFloat16;
-};
-
-template <typename T>
-const typename GpuStorage<T>::type* AsGpu(const T* p) {
-  return reinterpret_cast<const typename GpuStorage<T>::type*>(p);
-}
-template <typename T>
-typename GpuStorage<T>::type* AsGpu(T* p) {
-  return reinterpret_cast<typename GpuStorage<T>::type*>(p);
-}
-
 template <typename T, bool kCenter>
 struct NormFunctor<GPUDevice, T, kCenter> {
   static void Forward(OpKernelContext* ctx, const NormArgs<T>& a) {

@@ -12,8 +12,9 @@ def build_model(seed: int = 0) -> keras.Model:
     h = keras.layers.Dense(32)(inputs)
     h = tfkit.layers.LayerNorm()(h)
     h = keras.layers.Activation("relu")(h)
-    h = keras.layers.Dense(32)(h)
+    h = tfkit.layers.Dense(32, activation="gelu")(h)
     h = tfkit.layers.RMSNorm()(h)
+    h = tfkit.layers.GatedDense(16)(h)
     outputs = keras.layers.Dense(3)(h)
     return keras.Model(inputs, outputs)
 

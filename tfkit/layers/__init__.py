@@ -1,5 +1,6 @@
 """tfkit Keras 3 layers (registered serializable under the "tfkit" package)."""
 
+from tfkit.layers.activation import Dense, GatedDense
 from tfkit.layers.norm import LayerNorm, RMSNorm
 
-__all__ = ["LayerNorm", "RMSNorm"]
+__all__ = ["Dense", "GatedDense", "LayerNorm", "RMSNorm"]

@@ -1,5 +1,20 @@
 """tfkit ops: documented wrappers over the compiled kernels, with references."""
 
+from tfkit.ops.activation import (
+    bias_activation,
+    bias_activation_reference,
+    gated_activation,
+    gated_activation_reference,
+)
 from tfkit.ops.norm import layer_norm, layer_norm_reference, rms_norm, rms_norm_reference
 
-__all__ = ["layer_norm", "layer_norm_reference", "rms_norm", "rms_norm_reference"]
+__all__ = [
+    "bias_activation",
+    "bias_activation_reference",
+    "gated_activation",
+    "gated_activation_reference",
+    "layer_norm",
+    "layer_norm_reference",
+    "rms_norm",
+    "rms_norm_reference",
+]

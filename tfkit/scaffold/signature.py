@@ -255,8 +255,10 @@ def _kernel_snippets(sig: Signature) -> dict[str, str]:
         "backward_types": types(backward_params),
         "device_forward_args": device_args(sig.inputs, ["y"], "DeviceT<T>", 6),
         "device_backward_args": device_args(["dy", *sig.grad_reads], grads, "DeviceT<T>", 6),
-        "gpu_forward_args": device_args(sig.inputs, ["y"], "G<T>", 24),
-        "gpu_backward_args": device_args(["dy", *sig.grad_reads], grads, "G<T>", 24),
+        "gpu_forward_args": _join([*(f"AsGpu({n})" for n in sig.inputs), "n", *attr_names, "AsGpu(y)"], 24),
+        "gpu_backward_args": _join(
+            [*(f"AsGpu({n})" for n in ["dy", *sig.grad_reads]), "n", *attr_names, *(f"AsGpu({n})" for n in grads)], 24
+        ),
         "cpu_forward_args": _join([*sig.inputs, "begin, end", *attr_names, "y"], 20),
         "cpu_backward_args": _join(["dy", *sig.grad_reads, "begin, end", *attr_names, *grads], 20),
     }

@@ -5,7 +5,8 @@
 //   argument and what was expected.
 // - ShardRows: runs a row-range function over the CPU device's thread pool.
 // - CheckCudaLaunch (GOOGLE_CUDA builds): turns a launcher's cudaError_t
-//   into an Internal error of the op.
+//   into an Internal error of the op; AsGpu: a tensor's data as the
+//   launchers' storage type.
 #ifndef TFKIT_OP_UTILS_H_
 #define TFKIT_OP_UTILS_H_
 
@@ -115,6 +116,36 @@ inline void CheckCudaLaunch(tensorflow::OpKernelContext* ctx, cudaError_t err,
   OP_REQUIRES(ctx, err == cudaSuccess,
               absl::InternalError(absl::StrCat(what, " CUDA launch failed: ",
                                                cudaGetErrorString(err))));
+}
+
+// The framework-free launchers take kernels/common/types.h's 16-bit storage
+// types; AsGpu(p) views a tensor's Eigen::half / Eigen::bfloat16 data as
+// those (bit-compatible), other types as they are.
+namespace kernels {
+struct Half;
+struct BFloat16;
+}  // namespace kernels
+
+template <typename T>
+struct GpuStorage {
+  using type = T;
+};
+template <>
+struct GpuStorage<Eigen::half> {
+  using type = kernels::Half;
+};
+template <>
+struct GpuStorage<Eigen::bfloat16> {
+  using type = kernels::BFloat16;
+};
+
+template <typename T>
+const typename GpuStorage<T>::type* AsGpu(const T* p) {
+  return reinterpret_cast<const typename GpuStorage<T>::type*>(p);
+}
+template <typename T>
+typename GpuStorage<T>::type* AsGpu(T* p) {
+  return reinterpret_cast<typename GpuStorage<T>::type*>(p);
 }
 #endif  // GOOGLE_CUDA
 

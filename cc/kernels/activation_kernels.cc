@@ -1,0 +1,280 @@
+// OpKernels for the activation family: validate, allocate (reusing the
+// input's buffer where TensorFlow allows), shard rows over the CPU thread
+// pool or hand TF's stream to the CUDA launchers.
+#include <algorithm>
+#include <string>
+
+#include "kernels/activation/activation_cpu.h"
+#include "kernels/common/accumulate.h"
+#include "kernels/common/types.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/register_types.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tfkit/op_utils.h"
+
+#if GOOGLE_CUDA
+#include "kernels/activation/activation_gpu.h"
+#endif
+
+namespace tfkit {
+namespace {
+
+using ::tensorflow::OpKernel;
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::OpKernelContext;
+using ::tensorflow::Tensor;
+using ::tensorflow::TensorShape;
+using ::tfkit::kernels::activation::Activation;
+using ::tfkit::kernels::activation::WithActivation;
+namespace math = ::tfkit::kernels::activation;
+
+using CPUDevice = Eigen::ThreadPoolDevice;
+using GPUDevice = Eigen::GpuDevice;
+
+template <typename T>
+using Acc = ::tfkit::kernels::Acc<T>;
+
+// A row of `cols` elements costs about this many operations per element
+// (the transcendental functions dominate).
+int64_t RowCost(int64_t cols) { return 40 * std::max<int64_t>(cols, 1); }
+
+// Rows and columns of x viewed as a matrix over its last axis.
+struct Matrix {
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+Matrix AsMatrix(const Tensor& x) {
+  const int64_t cols = x.dim_size(x.dims() - 1);
+  return {StatsShape(x.shape()).num_elements(), cols};
+}
+
+template <typename Device, typename T>
+struct Functor;
+
+template <typename T>
+struct Functor<CPUDevice, T> {
+  static void BiasActivation(OpKernelContext* ctx, Activation act, const T* x, const T* bias, Matrix m, T* y) {
+    WithActivation(act, [&](auto a) {
+      ShardRows(ctx, m.rows, RowCost(m.cols), [&](int64_t begin, int64_t end) {
+        math::BiasActivationRows<decltype(a)::value>(x, bias, m.cols, begin, end, y);
+      });
+    });
+  }
+
+  // dbias is summed per fixed row block into that block's own partial row,
+  // then the partials are added in block order: the result does not depend
+  // on the number of threads.
+  static void BiasActivationGrad(OpKernelContext* ctx, Activation act, const T* dy, const T* x, const T* bias,
+                                 Matrix m, T* dx, T* dbias) {
+    using W = ::tfkit::kernels::Wide<Acc<T>>;
+    const ::tfkit::kernels::RowBlocks blocks = ::tfkit::kernels::FixedRowBlocks(m.rows);
+    Tensor partial;
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<W>::v(),
+                                           TensorShape({blocks.count, m.cols}), &partial));
+    W* part = partial.flat<W>().data();
+    std::fill_n(part, blocks.count * m.cols, W(0));
+    WithActivation(act, [&](auto a) {
+      ShardRows(ctx, blocks.count, blocks.rows_per_block * RowCost(m.cols), [&](int64_t first, int64_t last) {
+        for (int64_t b = first; b < last; ++b) {
+          math::BiasActivationGradRows<decltype(a)::value>(dy, x, bias, m.cols, blocks.Begin(b),
+                                                           blocks.End(b, m.rows), dx, part + b * m.cols);
+        }
+      });
+    });
+    ShardRows(ctx, m.cols, blocks.count + 1, [&](int64_t begin, int64_t end) {
+      ::tfkit::kernels::SumPartials(part, blocks.count, m.cols, begin, end, dbias);
+    });
+  }
+
+  static void Gated(OpKernelContext* ctx, Activation act, const T* x, Matrix half, T* y) {
+    WithActivation(act, [&](auto a) {
+      ShardRows(ctx, half.rows, RowCost(half.cols), [&](int64_t begin, int64_t end) {
+        math::GatedActivationRows<decltype(a)::value>(x, half.cols, begin, end, y);
+      });
+    });
+  }
+
+  static void GatedGrad(OpKernelContext* ctx, Activation act, const T* dy, const T* x, Matrix half, T* dx) {
+    WithActivation(act, [&](auto a) {
+      ShardRows(ctx, half.rows, 2 * RowCost(half.cols), [&](int64_t begin, int64_t end) {
+        math::GatedActivationGradRows<decltype(a)::value>(dy, x, half.cols, begin, end, dx);
+      });
+    });
+  }
+};
+
+#if GOOGLE_CUDA
+template <typename T>
+struct Functor<GPUDevice, T> {
+  static void BiasActivation(OpKernelContext* ctx, Activation act, const T* x, const T* bias, Matrix m, T* y) {
+    CheckCudaLaunch(ctx,
+                    math::LaunchBiasActivation(ctx->eigen_gpu_device().stream(), act, AsGpu(x), AsGpu(bias), m.rows,
+                                               m.cols, AsGpu(y)),
+                    "bias_activation");
+  }
+
+  static void BiasActivationGrad(OpKernelContext* ctx, Activation act, const T* dy, const T* x, const T* bias,
+                                 Matrix m, T* dx, T* dbias) {
+    using W = ::tfkit::kernels::Wide<Acc<T>>;
+    Tensor workspace;
+    const int64_t size = math::BiasActivationGradWorkspaceSize(m.rows, m.cols);
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<W>::v(), TensorShape({size}), &workspace));
+    CheckCudaLaunch(ctx,
+                    math::LaunchBiasActivationGrad(ctx->eigen_gpu_device().stream(), act, AsGpu(dy), AsGpu(x),
+                                                   AsGpu(bias), m.rows, m.cols, workspace.flat<W>().data(), AsGpu(dx),
+                                                   AsGpu(dbias)),
+                    "bias_activation grad");
+  }
+
+  static void Gated(OpKernelContext* ctx, Activation act, const T* x, Matrix half, T* y) {
+    CheckCudaLaunch(ctx,
+                    math::LaunchGatedActivation(ctx->eigen_gpu_device().stream(), act, AsGpu(x), half.rows,
+                                                half.cols, AsGpu(y)),
+                    "gated_activation");
+  }
+
+  static void GatedGrad(OpKernelContext* ctx, Activation act, const T* dy, const T* x, Matrix half, T* dx) {
+    CheckCudaLaunch(ctx,
+                    math::LaunchGatedActivationGrad(ctx->eigen_gpu_device().stream(), act, AsGpu(dy), AsGpu(x),
+                                                    half.rows, half.cols, AsGpu(dx)),
+                    "gated_activation grad");
+  }
+};
+#endif  // GOOGLE_CUDA
+
+// The `activation` attr, read once at construction (the op registration has
+// already restricted it to the names below, in Activation's order).
+class ActivationOpBase : public OpKernel {
+ public:
+  explicit ActivationOpBase(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    static const char* const kNames[] = {"linear", "relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh", "mish"};
+    std::string name;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &name));
+    const auto* found = std::find(std::begin(kNames), std::end(kNames), name);
+    OP_REQUIRES(ctx, found != std::end(kNames), InvalidArg("activation: unknown activation '", name, "'"));
+    act_ = static_cast<Activation>(found - std::begin(kNames));
+  }
+
+ protected:
+  Activation act_ = Activation::kLinear;
+};
+
+template <typename Device, typename T>
+class BiasActivationOp : public ActivationOpBase {
+ public:
+  using ActivationOpBase::ActivationOpBase;
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    const Tensor& bias = ctx->input(1);
+    OP_REQUIRES_OK(ctx, CheckRankAtLeast1("x", x));
+    OP_REQUIRES_OK(ctx, CheckLastDimParam("bias", bias, x));
+    Tensor* y = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x.shape(), &y));
+    Functor<Device, T>::BiasActivation(ctx, act_, x.flat<T>().data(), bias.flat<T>().data(), AsMatrix(x),
+                                       y->flat<T>().data());
+  }
+};
+
+template <typename Device, typename T>
+class BiasActivationGradOp : public ActivationOpBase {
+ public:
+  using ActivationOpBase::ActivationOpBase;
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& dy = ctx->input(0);
+    const Tensor& x = ctx->input(1);
+    const Tensor& bias = ctx->input(2);
+    OP_REQUIRES_OK(ctx, CheckRankAtLeast1("x", x));
+    OP_REQUIRES_OK(ctx, CheckSameShape("dy", dy, "x", x));
+    OP_REQUIRES_OK(ctx, CheckLastDimParam("bias", bias, x));
+    Tensor* dx = nullptr;
+    Tensor* dbias = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x.shape(), &dx));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, bias.shape(), &dbias));
+    Functor<Device, T>::BiasActivationGrad(ctx, act_, dy.flat<T>().data(), x.flat<T>().data(), bias.flat<T>().data(),
+                                           AsMatrix(x), dx->flat<T>().data(), dbias->flat<T>().data());
+  }
+};
+
+// x's shape with its last dimension halved; an odd one is an error naming x.
+absl::Status GatedShapes(const Tensor& x, TensorShape* y, Matrix* half) {
+  TF_RETURN_IF_ERROR(CheckRankAtLeast1("x", x));
+  const int64_t last = x.dim_size(x.dims() - 1);
+  if (last % 2 != 0) {
+    return InvalidArg("the last dimension of x must be even (2 * units: the halves [a, b]), got shape ",
+                      x.shape().DebugString());
+  }
+  *y = x.shape();
+  y->set_dim(y->dims() - 1, last / 2);
+  *half = {StatsShape(x.shape()).num_elements(), last / 2};
+  return absl::OkStatus();
+}
+
+template <typename Device, typename T>
+class GatedActivationOp : public ActivationOpBase {
+ public:
+  using ActivationOpBase::ActivationOpBase;
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    TensorShape y_shape;
+    Matrix half;
+    OP_REQUIRES_OK(ctx, GatedShapes(x, &y_shape, &half));
+    Tensor* y = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, y_shape, &y));
+    Functor<Device, T>::Gated(ctx, act_, x.flat<T>().data(), half, y->flat<T>().data());
+  }
+};
+
+template <typename Device, typename T>
+class GatedActivationGradOp : public ActivationOpBase {
+ public:
+  using ActivationOpBase::ActivationOpBase;
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& dy = ctx->input(0);
+    const Tensor& x = ctx->input(1);
+    TensorShape y_shape;
+    Matrix half;
+    OP_REQUIRES_OK(ctx, GatedShapes(x, &y_shape, &half));
+    OP_REQUIRES(ctx, dy.shape() == y_shape,
+                InvalidArg("dy must have shape ", y_shape.DebugString(), " (x's with its last dimension halved), got ",
+                           dy.shape().DebugString()));
+    Tensor* dx = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({1}, 0, x.shape(), &dx));
+    Functor<Device, T>::GatedGrad(ctx, act_, dy.flat<T>().data(), x.flat<T>().data(), half, dx->flat<T>().data());
+  }
+};
+
+#define TFKIT_REGISTER_ACTIVATION(DEVICE, DEV, T)                                                               \
+  REGISTER_KERNEL_BUILDER(Name("Tfkit>BiasActivation").Device(DEVICE).TypeConstraint<T>("T"),                  \
+                          BiasActivationOp<DEV, T>);                                                           \
+  REGISTER_KERNEL_BUILDER(Name("Tfkit>BiasActivationGrad").Device(DEVICE).TypeConstraint<T>("T"),              \
+                          BiasActivationGradOp<DEV, T>);                                                       \
+  REGISTER_KERNEL_BUILDER(Name("Tfkit>GatedActivation").Device(DEVICE).TypeConstraint<T>("T"),                 \
+                          GatedActivationOp<DEV, T>);                                                          \
+  REGISTER_KERNEL_BUILDER(Name("Tfkit>GatedActivationGrad").Device(DEVICE).TypeConstraint<T>("T"),             \
+                          GatedActivationGradOp<DEV, T>);
+
+#define TFKIT_REGISTER_ACTIVATION_CPU(T) TFKIT_REGISTER_ACTIVATION(::tensorflow::DEVICE_CPU, CPUDevice, T)
+TF_CALL_half(TFKIT_REGISTER_ACTIVATION_CPU);
+TF_CALL_bfloat16(TFKIT_REGISTER_ACTIVATION_CPU);
+TF_CALL_float(TFKIT_REGISTER_ACTIVATION_CPU);
+TF_CALL_double(TFKIT_REGISTER_ACTIVATION_CPU);
+#undef TFKIT_REGISTER_ACTIVATION_CPU
+
+#if GOOGLE_CUDA
+#define TFKIT_REGISTER_ACTIVATION_GPU(T) TFKIT_REGISTER_ACTIVATION(::tensorflow::DEVICE_GPU, GPUDevice, T)
+TF_CALL_half(TFKIT_REGISTER_ACTIVATION_GPU);
+TF_CALL_bfloat16(TFKIT_REGISTER_ACTIVATION_GPU);
+TF_CALL_float(TFKIT_REGISTER_ACTIVATION_GPU);
+TF_CALL_double(TFKIT_REGISTER_ACTIVATION_GPU);
+#undef TFKIT_REGISTER_ACTIVATION_GPU
+#endif  // GOOGLE_CUDA
+
+#undef TFKIT_REGISTER_ACTIVATION
+
+}  // namespace
+}  // namespace tfkit

@@ -1,0 +1,114 @@
+// Op registrations for the activation family: fused bias + activation and
+// gated activations (SwiGLU, GeGLU), each with one grad op.
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tfkit/op_utils.h"
+
+namespace tfkit {
+namespace {
+
+using ::tensorflow::shape_inference::DimensionHandle;
+using ::tensorflow::shape_inference::InferenceContext;
+using ::tensorflow::shape_inference::ShapeHandle;
+
+// x: rank >= 1; bias: [last dim of x]. Sets *y to x's shape refined by bias's.
+absl::Status BiasShape(InferenceContext* c, int x_index, int bias_index, ShapeHandle* y) {
+  ShapeHandle x, bias;
+  TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(x_index), 1, &x));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(bias_index), 1, &bias));
+  *y = x;
+  if (!c->RankKnown(x)) return absl::OkStatus();
+  DimensionHandle last = c->Dim(x, -1);
+  TF_RETURN_IF_ERROR(c->Merge(last, c->Dim(bias, 0), &last));
+  ShapeHandle leading;
+  TF_RETURN_IF_ERROR(c->Subshape(x, 0, -1, &leading));
+  return c->Concatenate(leading, c->Vector(last), y);
+}
+
+// x: rank >= 1 with an even last dimension 2h; *y: x's shape with h last.
+absl::Status GatedShape(InferenceContext* c, ShapeHandle x, ShapeHandle* y) {
+  TF_RETURN_IF_ERROR(c->WithRankAtLeast(x, 1, &x));
+  *y = c->UnknownShape();
+  if (!c->RankKnown(x)) return absl::OkStatus();
+  DimensionHandle last = c->Dim(x, -1);
+  DimensionHandle half = c->UnknownDim();
+  if (c->ValueKnown(last)) {
+    if (c->Value(last) % 2 != 0) {
+      return InvalidArg("the last dimension of x must be even (2 * units: the halves [a, b]), got ", c->Value(last));
+    }
+    half = c->MakeDim(c->Value(last) / 2);
+  }
+  ShapeHandle leading;
+  TF_RETURN_IF_ERROR(c->Subshape(x, 0, -1, &leading));
+  return c->Concatenate(leading, c->Vector(half), y);
+}
+
+}  // namespace
+
+#define TFKIT_ACTIVATIONS "{'linear', 'relu', 'gelu', 'gelu_tanh', 'silu', 'sigmoid', 'tanh', 'mish'}"
+
+REGISTER_OP("Tfkit>BiasActivation")
+    .Input("x: T")
+    .Input("bias: T")
+    .Output("y: T")
+    .Attr("activation: " TFKIT_ACTIVATIONS " = 'gelu'")
+    .Attr("T: {half, bfloat16, float, double}")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle y;
+      TF_RETURN_IF_ERROR(BiasShape(c, 0, 1, &y));
+      c->set_output(0, y);
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+y = activation(x + bias), bias along the last axis of x.
+)doc");
+
+REGISTER_OP("Tfkit>BiasActivationGrad")
+    .Input("dy: T")
+    .Input("x: T")
+    .Input("bias: T")
+    .Output("dx: T")
+    .Output("dbias: T")
+    .Attr("activation: " TFKIT_ACTIVATIONS " = 'gelu'")
+    .Attr("T: {half, bfloat16, float, double}")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle x;
+      TF_RETURN_IF_ERROR(BiasShape(c, 1, 2, &x));
+      TF_RETURN_IF_ERROR(c->Merge(x, c->input(0), &x));
+      c->set_output(0, x);
+      c->set_output(1, c->input(2));
+      return absl::OkStatus();
+    });
+
+REGISTER_OP("Tfkit>GatedActivation")
+    .Input("x: T")
+    .Output("y: T")
+    .Attr("activation: " TFKIT_ACTIVATIONS " = 'silu'")
+    .Attr("T: {half, bfloat16, float, double}")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle y;
+      TF_RETURN_IF_ERROR(GatedShape(c, c->input(0), &y));
+      c->set_output(0, y);
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+y = activation(a) * b, where x = [a, b] is split in halves along its last axis.
+)doc");
+
+REGISTER_OP("Tfkit>GatedActivationGrad")
+    .Input("dy: T")
+    .Input("x: T")
+    .Output("dx: T")
+    .Attr("activation: " TFKIT_ACTIVATIONS " = 'silu'")
+    .Attr("T: {half, bfloat16, float, double}")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle y;
+      TF_RETURN_IF_ERROR(GatedShape(c, c->input(1), &y));
+      TF_RETURN_IF_ERROR(c->Merge(y, c->input(0), &y));
+      c->set_output(0, c->input(1));
+      return absl::OkStatus();
+    });
+
+#undef TFKIT_ACTIVATIONS
+
+}  // namespace tfkit

@@ -1,0 +1,187 @@
+"""The activation family ops: bias + activation and gated activations against
+NumPy float64 and keras.activations, opcheck, accuracy of dbias, bad inputs."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfkit
+from tests.conftest import assert_close, to_numpy64
+from tfkit.ops import activation
+from tfkit.ops.activation import ACTIVATIONS
+from tfkit.testing import opcheck
+
+DTYPES = [tf.float32, tf.float64, tf.float16, tf.bfloat16]
+SHAPES = [(1,), (5,), (3, 7), (4, 1), (0, 8), (3, 0), (2, 3, 6), (3, 2050)]
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def numpy_activation(name, z):
+    """keras.activations' definitions, in float64."""
+    z = np.asarray(z, np.float64)
+    sigmoid = 1.0 / (1.0 + np.exp(-z))
+    return {
+        "linear": z,
+        "relu": np.maximum(z, 0.0),
+        "gelu": 0.5 * z * (1.0 + _erf(z / np.sqrt(2.0))),
+        "gelu_tanh": 0.5 * z * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (z + 0.044715 * z**3))),
+        "silu": z * sigmoid,
+        "sigmoid": sigmoid,
+        "tanh": np.tanh(z),
+        "mish": z * np.tanh(np.logaddexp(0.0, z)),
+    }[name]
+
+
+def make_inputs(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = tf.cast(rng.normal(0.0, 3.0, size=shape), dtype)
+    bias = tf.cast(rng.normal(0.0, 1.0, size=shape[-1:]), dtype)
+    return x, bias
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_bias_activation_matches_numpy_float64(name, dtype, shape):
+    x, bias = make_inputs(shape, dtype)
+    expected = numpy_activation(name, to_numpy64(x) + to_numpy64(bias))
+    for backend in ("compiled", "reference"):
+        got = activation.bias_activation(x, bias, activation=name, backend=backend)
+        assert got.dtype == dtype and got.shape == x.shape
+        assert_close(got, expected, dtype, scale=reference_scale(backend, name, dtype))
+
+
+def reference_scale(backend, name, dtype):
+    """TensorFlow's float64 erf and tanh are off by up to ~5e-9: the
+    reference's gelus get a looser float64 tolerance (the kernels do not)."""
+    return 1e3 if backend == "reference" and name.startswith("gelu") and dtype == tf.float64 else 1.0
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+@pytest.mark.parametrize("shape", [(2,), (3, 8), (0, 4), (2, 3, 10), (3, 4100)], ids=str)
+def test_gated_activation_matches_numpy_float64(name, dtype, shape):
+    x, _ = make_inputs(shape, dtype)
+    a, b = np.split(to_numpy64(x), 2, axis=-1)
+    expected = numpy_activation(name, a) * b
+    for backend in ("compiled", "reference"):
+        got = activation.gated_activation(x, activation=name, backend=backend)
+        assert got.dtype == dtype and got.shape == expected.shape
+        assert_close(got, expected, dtype, scale=reference_scale(backend, name, dtype))
+
+
+def test_float64_is_exact_to_rounding():
+    """The kernels compute in double for float64 (closer to the exact values
+    than TensorFlow's own float64 erf, which is off by ~5e-9)."""
+    z = np.linspace(-8.0, 8.0, 4001)[None]
+    for name in ACTIVATIONS:
+        got = activation.bias_activation(z, np.zeros(z.shape[-1]), activation=name, backend="compiled")
+        np.testing.assert_allclose(got.numpy(), numpy_activation(name, z), rtol=1e-13, atol=1e-15)
+
+
+KERAS = {
+    "relu": keras.activations.relu,
+    "gelu": keras.activations.gelu,
+    "gelu_tanh": lambda z: keras.activations.gelu(z, approximate=True),
+    "silu": keras.activations.silu,
+    "sigmoid": keras.activations.sigmoid,
+    "tanh": keras.activations.tanh,
+    "mish": keras.activations.mish,
+    "linear": keras.activations.linear,
+}
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_matches_keras_activations(name):
+    """float32, to Keras's own float32 rounding (its tanh-gelu cancels for
+    negative inputs: an absolute error of up to ~3e-6 there)."""
+    x, bias = make_inputs((64, 96), tf.float32)
+    want = KERAS[name](x + bias).numpy()
+    got = activation.bias_activation(x, bias, activation=name, backend="compiled").numpy()
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-5)
+    a, b = tf.split(x, 2, axis=-1)
+    gated = activation.gated_activation(x, activation=name, backend="compiled").numpy()
+    np.testing.assert_allclose(gated, (KERAS[name](a) * b).numpy(), rtol=2e-6, atol=1e-5)
+
+
+OPCHECK_CASES = [
+    (tf.float64, (3, 6)),
+    (tf.float64, (2, 2, 4)),
+    (tf.float32, (64, 130)),
+    (tf.float32, (0, 8)),
+    (tf.float16, (8, 96)),
+    (tf.bfloat16, (8, 96)),
+]
+HALF_TOLERANCE = {tf.float16: 4e-2, tf.bfloat16: 2.4e-1}
+CHECKS = ["static_shapes", "eager_vs_graph", "reference", "gradients", "xla", "threads"]
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+@pytest.mark.parametrize("dtype,shape", OPCHECK_CASES, ids=lambda v: getattr(v, "name", str(v)))
+def test_opcheck(name, dtype, shape):
+    """Static shapes, eager vs graph (unknown dims and rank), compiled vs
+    reference, numeric vs analytic gradients and against the reference's,
+    XLA, and eight threads at once, for both ops."""
+    x, bias = make_inputs(shape, dtype)
+    tolerance = HALF_TOLERANCE.get(dtype)
+    for op, args in ((activation.bias_activation, [x, bias]), (activation.gated_activation, [x])):
+        report = opcheck(op, args, {"activation": name}, checks=CHECKS, atol=tolerance, rtol=tolerance)
+        assert all(r.status == "passed" for r in report.results.values()), report
+
+
+def test_opcheck_saved_model_and_bad_inputs():
+    x, bias = make_inputs((4, 8), tf.float32)
+    bad_bias = [
+        ([tf.ones([2, 5]), tf.ones([4])], {}),
+        ([tf.constant(1.0), tf.ones([1])], {}),
+        ([tf.ones([2, 4], tf.int32), tf.ones([4], tf.int32)], {}),
+        ([x, bias], {"activation": "softmax"}),
+    ]
+    report = opcheck(activation.bias_activation, [x, bias], checks=["saved_model", "bad_inputs"], bad_inputs=bad_bias)
+    assert all(r.status == "passed" for r in report.results.values()), report
+    bad_gated = [([tf.ones([2, 5])], {}), ([tf.constant(1.0)], {}), ([x], {"activation": "swish"})]
+    report = opcheck(activation.gated_activation, [x], checks=["saved_model", "bad_inputs"], bad_inputs=bad_gated)
+    assert all(r.status == "passed" for r in report.results.values()), report
+
+
+def test_unknown_activation_lists_the_valid_ones():
+    with pytest.raises(tf.errors.InvalidArgumentError, match="must be one of linear, relu, gelu, gelu_tanh, silu"):
+        activation.bias_activation(tf.ones([2, 3]), tf.ones([3]), activation="softmax")
+
+
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+def test_odd_gated_width_is_an_error_naming_x_in_graphs_too(backend):
+    @tf.function(input_signature=[tf.TensorSpec([None, None])])
+    def gated(x):
+        return activation.gated_activation(x, backend=backend)
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="the last dimension of x must be even"):
+        gated(tf.ones([2, 5]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="the last dimension of x must be even"):
+        activation.gated_activation(tf.ones([2, 5]), backend=backend)
+
+
+def test_dbias_is_accurate_over_many_rows():
+    """dbias sums 2**20 rows: in fixed blocks summed in double, it matches
+    float64 where a float32 running sum would drift."""
+    rows, cols = 1 << 20, 4
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(1.0, 1.0, size=(rows, cols)), tf.float32)
+    bias = tf.constant(rng.normal(size=cols), tf.float32)
+    dy = tf.constant(rng.uniform(0.5, 1.5, size=(rows, cols)), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(bias)
+        y = activation.bias_activation(x, bias, activation="silu", backend="compiled")
+    dbias = tape.gradient(y, bias, output_gradients=dy).numpy()
+    z = to_numpy64(x) + to_numpy64(bias)
+    s = 1.0 / (1.0 + np.exp(-z))
+    want = (to_numpy64(dy) * s * (1.0 + z * (1.0 - s))).sum(0)
+    np.testing.assert_allclose(dbias, want, rtol=2e-6)
+
+
+def test_ops_are_exported_from_tfkit_ops():
+    assert tfkit.ops.bias_activation is activation.bias_activation
+    assert tfkit.ops.gated_activation is activation.gated_activation
