@@ -9,80 +9,113 @@
 #define TFKIT_KERNELS_ACTIVATION_ACTIVATION_CPU_H_
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "kernels/activation/activation_math.h"
 #include "kernels/common/types.h"
+
+// The row loops are built for the baseline instruction set and, with GCC on
+// x86-64, also for AVX2 and AVX-512, and run in the widest the CPU has.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define TFKIT_X86_64_GCC 1
+#else
+#define TFKIT_X86_64_GCC 0
+#endif
+
+TFKIT_VECTORIZE_BEGIN
 
 namespace tfkit {
 namespace kernels {
 namespace activation {
 
-// y may be the buffer of x.
-template <Activation A, typename T>
-void BiasActivationRows(const T* x, const T* bias, int64_t cols, int64_t begin, int64_t end, T* y) {
-  using U = Acc<T>;
-  for (int64_t r = begin; r < end; ++r) {
-    const T* xr = x + r * cols;
-    T* yr = y + r * cols;
-    for (int64_t j = 0; j < cols; ++j) {
-      yr[j] = static_cast<T>(Apply<U>(A, static_cast<U>(xr[j]) + static_cast<U>(bias[j])));
+namespace generic {
+#include "kernels/activation/activation_rows.inc"
+}  // namespace generic
+
+#if TFKIT_X86_64_GCC
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+#include "kernels/activation/activation_rows.inc"
+}  // namespace avx2
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")
+namespace avx512 {
+#include "kernels/activation/activation_rows.inc"
+}  // namespace avx512
+#pragma GCC pop_options
+#endif
+
+enum class Isa { kBaseline, kAvx2, kAvx512 };
+
+// The widest of the loops' builds this CPU runs: AVX-512 (16 floats per
+// instruction), AVX2 + FMA (8), else the baseline. TFKIT_CPU_ISA=baseline
+// or avx2 in the environment caps it (to test or compare the builds).
+inline Isa ThisCpu() {
+#if TFKIT_X86_64_GCC
+  static const Isa isa = [] {
+    __builtin_cpu_init();
+    Isa widest = Isa::kBaseline;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw")) {
+      widest = Isa::kAvx512;
+    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+      widest = Isa::kAvx2;
     }
-  }
+    const char* cap = std::getenv("TFKIT_CPU_ISA");
+    if (cap != nullptr && std::strcmp(cap, "baseline") == 0) return Isa::kBaseline;
+    if (cap != nullptr && std::strcmp(cap, "avx2") == 0 && widest == Isa::kAvx512) return Isa::kAvx2;
+    return widest;
+  }();
+  return isa;
+#else
+  return Isa::kBaseline;
+#endif
 }
 
-// dx = dy * act'(x + bias) (dx may be the buffer of dy), and adds the rows'
-// dx, unrounded, to dbias_partial[0, cols) in the wide type W.
+#if TFKIT_X86_64_GCC
+#define TFKIT_ON_THIS_CPU(call)                      \
+  switch (ThisCpu()) {                               \
+    case Isa::kAvx512: return avx512::call;          \
+    case Isa::kAvx2: return avx2::call;              \
+    case Isa::kBaseline: default: return generic::call; \
+  }
+#else
+#define TFKIT_ON_THIS_CPU(call) return generic::call;
+#endif
+
+template <Activation A, typename T>
+void BiasActivationRows(const T* x, const T* bias, int64_t cols, int64_t begin, int64_t end, T* y) {
+  TFKIT_ON_THIS_CPU(BiasActivationRows<A>(x, bias, cols, begin, end, y))
+}
+
 template <Activation A, typename T, typename W>
 void BiasActivationGradRows(const T* dy, const T* x, const T* bias, int64_t cols, int64_t begin, int64_t end, T* dx,
                             W* dbias_partial) {
-  using U = Acc<T>;
-  for (int64_t r = begin; r < end; ++r) {
-    const int64_t offset = r * cols;
-    for (int64_t j = 0; j < cols; ++j) {
-      const U z = static_cast<U>(x[offset + j]) + static_cast<U>(bias[j]);
-      const U g = static_cast<U>(dy[offset + j]) * Derivative<U>(A, z);
-      dx[offset + j] = static_cast<T>(g);
-      dbias_partial[j] += static_cast<W>(g);
-    }
-  }
+  TFKIT_ON_THIS_CPU(BiasActivationGradRows<A>(dy, x, bias, cols, begin, end, dx, dbias_partial))
 }
 
-// x is [rows, 2 * half], y is [rows, half].
 template <Activation A, typename T>
 void GatedActivationRows(const T* x, int64_t half, int64_t begin, int64_t end, T* y) {
-  using U = Acc<T>;
-  for (int64_t r = begin; r < end; ++r) {
-    const T* a = x + r * 2 * half;
-    const T* b = a + half;
-    T* yr = y + r * half;
-    for (int64_t j = 0; j < half; ++j) {
-      yr[j] = static_cast<T>(Apply<U>(A, static_cast<U>(a[j])) * static_cast<U>(b[j]));
-    }
-  }
+  TFKIT_ON_THIS_CPU(GatedActivationRows<A>(x, half, begin, end, y))
 }
 
-// dx = [dy * b * act'(a), dy * act(a)], of x's shape.
 template <Activation A, typename T>
 void GatedActivationGradRows(const T* dy, const T* x, int64_t half, int64_t begin, int64_t end, T* dx) {
-  using U = Acc<T>;
-  for (int64_t r = begin; r < end; ++r) {
-    const T* a = x + r * 2 * half;
-    const T* b = a + half;
-    const T* dyr = dy + r * half;
-    T* da = dx + r * 2 * half;
-    T* db = da + half;
-    for (int64_t j = 0; j < half; ++j) {
-      const U av = static_cast<U>(a[j]);
-      const U g = static_cast<U>(dyr[j]);
-      const U bv = static_cast<U>(b[j]);
-      da[j] = static_cast<T>(g * bv * Derivative<U>(A, av));
-      db[j] = static_cast<T>(g * Apply<U>(A, av));
-    }
-  }
+  TFKIT_ON_THIS_CPU(GatedActivationGradRows<A>(dy, x, half, begin, end, dx))
 }
+
+#undef TFKIT_ON_THIS_CPU
 
 }  // namespace activation
 }  // namespace kernels
 }  // namespace tfkit
+
+TFKIT_VECTORIZE_END
+
+#undef TFKIT_X86_64_GCC
 
 #endif  // TFKIT_KERNELS_ACTIVATION_ACTIVATION_CPU_H_

@@ -13,7 +13,7 @@ D = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
 
 def test_kernels_include_no_tensorflow_header():
     for path in (ROOT / "kernels").rglob("*"):
-        if path.suffix in (".h", ".cc", ".cuh"):
+        if path.suffix in (".h", ".cc", ".cuh", ".inc"):
             assert "tensorflow/" not in path.read_text(), path
 
 

@@ -16,7 +16,7 @@ from tfkit.testing import opcheck
 
 DTYPES = [tf.float32, tf.float64, tf.float16, tf.bfloat16]
 SHAPES = [(1,), (5,), (3, 7), (4, 1), (0, 8), (3, 0), (2, 3, 6), (3, 2050)]
-_erf = np.vectorize(math.erf, otypes=[np.float64])
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
 
 def numpy_activation(name, z):
@@ -26,8 +26,9 @@ def numpy_activation(name, z):
     return {
         "linear": z,
         "relu": np.maximum(z, 0.0),
-        "gelu": 0.5 * z * (1.0 + _erf(z / np.sqrt(2.0))),
-        "gelu_tanh": 0.5 * z * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (z + 0.044715 * z**3))),
+        "gelu": 0.5 * z * _erfc(-z / np.sqrt(2.0)),  # 1 + erf(u) without cancellation
+        # 0.5 z (1 + tanh(u)) = z sigmoid(2u): the same, without cancellation for u < 0
+        "gelu_tanh": z / (1.0 + np.exp(-2.0 * np.sqrt(2.0 / np.pi) * (z + 0.044715 * z**3))),
         "silu": z * sigmoid,
         "sigmoid": sigmoid,
         "tanh": np.tanh(z),
