@@ -99,7 +99,9 @@ TFKIT_HOST_DEVICE float Tanh(float x) {
 // its rounding does not become a relative error of z^2 * 2^-25.
 TFKIT_HOST_DEVICE float ExpMinusHalfSquare(float z) {
   const float high = FromBits(ToBits(z) & ~0xFFF);  // 12 significant bits: high^2 is exact
-  return Exp(-0.5f * high * high) * Exp(-0.5f * (z - high) * (z + high));
+  const float low = -0.5f * (z - high) * (z + high);  // |low| < 0.05 where the result is above 1e-38
+  const float e_low = 1.0f + low * (1.0f + low * (0.5f + low * (1.0f / 6.0f + low * (1.0f / 24.0f))));
+  return Exp(-0.5f * high * high) * e_low;
 }
 
 // erfc(a / sqrt(2)) for a >= sqrt(2), to a few ulp of its own value:

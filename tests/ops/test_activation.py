@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import tfkit
-from tests.conftest import assert_close, to_numpy64
+from tests.conftest import assert_close, run_python, to_numpy64
 from tfkit.ops import activation
 from tfkit.ops.activation import ACTIVATIONS
 from tfkit.testing import opcheck
@@ -186,3 +186,35 @@ def test_dbias_is_accurate_over_many_rows():
 def test_ops_are_exported_from_tfkit_ops():
     assert tfkit.ops.bias_activation is activation.bias_activation
     assert tfkit.ops.gated_activation is activation.gated_activation
+
+
+@pytest.mark.parametrize("isa", ["baseline", "avx2"])
+def test_every_cpu_build_of_the_loops_matches_numpy(isa):
+    """The CPU loops are built for the baseline, AVX2 and AVX-512 and run in
+    the widest the CPU has; TFKIT_CPU_ISA caps it, so each build is checked."""
+    code = """
+import numpy as np, tensorflow as tf
+from tests.conftest import assert_close, run_python, to_numpy64
+from tests.ops.test_activation import ACTIVATIONS, make_inputs, numpy_activation
+from tfkit.ops import activation
+for dtype in (tf.float32, tf.float64, tf.bfloat16):
+    x, bias = make_inputs((5, 37), dtype)
+    for name in ACTIVATIONS:
+        got = activation.bias_activation(x, bias, activation=name, backend="compiled")
+        assert_close(got, numpy_activation(name, to_numpy64(x) + to_numpy64(bias)), dtype)
+        a, b = np.split(to_numpy64(x[:, :36]), 2, axis=-1)
+        gated = activation.gated_activation(x[:, :36], activation=name, backend="compiled")
+        assert_close(gated, numpy_activation(name, a) * b, dtype)
+        grads = []
+        for backend in ("compiled", "reference"):
+            with tf.GradientTape() as tape:
+                tape.watch([x, bias])
+                y = activation.bias_activation(x, bias, activation=name, backend=backend)
+                y = y * y + activation.gated_activation(x[:, :36], activation=name, backend=backend)[:, :1]
+            grads.append(tape.gradient(y, [x, bias]))
+        for ours, theirs in zip(*grads):  # float64: TensorFlow's own erf is the looser one
+            assert_close(ours, to_numpy64(theirs), dtype, scale=1e4 if dtype == tf.float64 else 4.0)
+print("ok")
+"""
+    result = run_python(code, env={"TFKIT_CPU_ISA": isa})
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
