@@ -16,9 +16,12 @@ CPU_VARIANT := build/cpu/_tfkit_ops.so
 setup: $(VENV)/.installed
 	@tools/setup_bazel.sh
 
+# keras-hub is only the rotary family's test oracle: without its (tokenizer)
+# dependencies, which tests/ops/keras_hub_rope.py does without.
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps keras-hub==0.32.0
 	touch $@
 
 # The op library, with CUDA kernels when a CUDA toolkit is found.

@@ -426,8 +426,12 @@ class _Case:
             job["saved_model"] = str(export_dir)
         if job["op"]:
             for index, (args, kwargs) in enumerate(self.bad_sets):
-                np.savez(tmp / f"bad{index}.npz", *[np.asarray(a) for a in args])
-                job["bad"].append({"file": str(tmp / f"bad{index}.npz"), "kwargs": kwargs})
+                # Array-valued keyword arguments travel in the .npz with the args.
+                arrays = {k: np.asarray(v) for k, v in kwargs.items() if isinstance(v, (np.ndarray, tf.Tensor))}
+                plain = {k: v for k, v in kwargs.items() if k not in arrays}
+                file = tmp / f"bad{index}.npz"
+                np.savez(file, *[np.asarray(a) for a in args], **{f"kw_{k}": v for k, v in arrays.items()})
+                job["bad"].append({"file": str(file), "args": len(args), "kwargs": plain, "arrays": sorted(arrays)})
         if job["saved_model"] is None and not job["bad"]:
             return outcome
         result = _run_fresh(job, tmp)
@@ -464,9 +468,11 @@ if job["bad"]:
     for part in attr.split("."):
         op = getattr(op, part)
     for case in job["bad"]:
-        args = list(np.load(case["file"]).values())
+        data = np.load(case["file"])
+        args = [data[f"arr_{i}"] for i in range(case["args"])]
+        kwargs = {**case["kwargs"], **{name: data["kw_" + name] for name in case["arrays"]}}
         for mode in ("eager", "graph"):
-            call = (lambda *a: op(*a, **case["kwargs"]))
+            call = (lambda *a: op(*a, **kwargs))
             try:
                 (tf.function(call) if mode == "graph" else call)(*args)
                 out["bad"].append(f"{mode}: no error")

@@ -15,6 +15,9 @@ def build_model(seed: int = 0) -> keras.Model:
     h = tfkit.layers.Dense(32, activation="gelu")(h)
     h = tfkit.layers.RMSNorm()(h)
     h = tfkit.layers.GatedDense(16)(h)
+    h = keras.layers.Reshape((4, 4))(h)
+    h = tfkit.layers.RotaryEmbedding()(h)
+    h = keras.layers.Flatten()(h)
     outputs = keras.layers.Dense(3)(h)
     return keras.Model(inputs, outputs)
 

@@ -2,5 +2,6 @@
 
 from tfkit.layers.activation import Dense, GatedDense
 from tfkit.layers.norm import LayerNorm, RMSNorm
+from tfkit.layers.rotary import RotaryEmbedding
 
-__all__ = ["Dense", "GatedDense", "LayerNorm", "RMSNorm"]
+__all__ = ["Dense", "GatedDense", "LayerNorm", "RMSNorm", "RotaryEmbedding"]

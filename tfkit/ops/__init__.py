@@ -7,6 +7,7 @@ from tfkit.ops.activation import (
     gated_activation_reference,
 )
 from tfkit.ops.norm import layer_norm, layer_norm_reference, rms_norm, rms_norm_reference
+from tfkit.ops.rotary import rotary_embedding, rotary_embedding_reference
 
 __all__ = [
     "bias_activation",
@@ -17,4 +18,6 @@ __all__ = [
     "layer_norm_reference",
     "rms_norm",
     "rms_norm_reference",
+    "rotary_embedding",
+    "rotary_embedding_reference",
 ]

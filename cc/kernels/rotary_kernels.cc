@@ -1,0 +1,148 @@
+// OpKernels for the rotary family: validate, build the angles' cosine and
+// sine tables once per call, then rotate (sharding (batch, seq) rows over
+// the CPU thread pool, or on TF's CUDA stream).
+#include "kernels/common/types.h"
+#include "kernels/rotary/rotary_cpu.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/register_types.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tfkit/op_utils.h"
+
+#if GOOGLE_CUDA
+#include "kernels/rotary/rotary_gpu.h"
+#endif
+
+namespace tfkit {
+namespace {
+
+using ::tensorflow::OpKernel;
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::OpKernelContext;
+using ::tensorflow::Tensor;
+using ::tensorflow::TensorShape;
+using ::tfkit::kernels::rotary::RotaryShape;
+namespace math = ::tfkit::kernels::rotary;
+
+using CPUDevice = Eigen::ThreadPoolDevice;
+using GPUDevice = Eigen::GpuDevice;
+
+template <typename T>
+using Acc = ::tfkit::kernels::Acc<T>;
+
+template <typename Device, typename T>
+struct Functor;
+
+template <typename T>
+struct Functor<CPUDevice, T> {
+  static void Rotate(OpKernelContext* ctx, const T* x, const Acc<T>* positions, const Acc<T>* inv_freq,
+                     const RotaryShape& shape, Acc<T> sign, Acc<T>* cos_table, Acc<T>* sin_table, T* y) {
+    const int64_t half = shape.dim / 2;
+    const int64_t table_rows = (shape.per_batch_positions ? shape.batch : 1) * shape.seq;
+    ShardRows(ctx, table_rows, 40 * half, [&](int64_t begin, int64_t end) {
+      math::RotaryTableRows(positions, inv_freq, half, begin, end, cos_table, sin_table);
+    });
+    ShardRows(ctx, shape.batch * shape.seq, 6 * shape.heads * shape.dim, [&](int64_t begin, int64_t end) {
+      math::RotaryRows(x, cos_table, sin_table, shape, sign, begin, end, y);
+    });
+  }
+};
+
+#if GOOGLE_CUDA
+template <typename T>
+struct Functor<GPUDevice, T> {
+  static void Rotate(OpKernelContext* ctx, const T* x, const Acc<T>* positions, const Acc<T>* inv_freq,
+                     const RotaryShape& shape, Acc<T> sign, Acc<T>* cos_table, Acc<T>* sin_table, T* y) {
+    CheckCudaLaunch(ctx,
+                    math::LaunchRotary(ctx->eigen_gpu_device().stream(), AsGpu(x), positions, inv_freq, shape, sign,
+                                       cos_table, sin_table, AsGpu(y)),
+                    "rotary_embedding");
+  }
+};
+#endif  // GOOGLE_CUDA
+
+// Checks x [batch, seq, ..., dim], positions [1 or batch, seq] and inv_freq
+// [dim / 2], each named in the error.
+absl::Status Shapes(const char* x_name, const Tensor& x, const Tensor& positions, const Tensor& inv_freq,
+                    bool interleaved, RotaryShape* shape) {
+  if (x.dims() < 3) {
+    return InvalidArg(x_name, " must have rank >= 3 ([batch, sequence, ..., features]), got shape ",
+                      x.shape().DebugString());
+  }
+  shape->batch = x.dim_size(0);
+  shape->seq = x.dim_size(1);
+  shape->dim = x.dim_size(x.dims() - 1);
+  shape->heads = shape->dim == 0 ? 0 : x.NumElements() / std::max<int64_t>(1, shape->batch * shape->seq * shape->dim);
+  if (shape->dim % 2 != 0) {
+    return InvalidArg(x_name, "'s feature dimension must be even (pairs of features are rotated), got shape ",
+                      x.shape().DebugString());
+  }
+  const bool seq_ok = positions.dims() == 2 && positions.dim_size(1) == shape->seq;
+  if (!seq_ok || (positions.dim_size(0) != 1 && positions.dim_size(0) != shape->batch)) {
+    return InvalidArg("positions must have shape [", shape->seq, "] or [", shape->batch, ", ", shape->seq,
+                      "] (the sequence, per batch row or for all), got shape ", positions.shape().DebugString());
+  }
+  shape->per_batch_positions = positions.dim_size(0) != 1 || shape->batch == 1;
+  TF_RETURN_IF_ERROR(CheckShape("inv_freq", inv_freq, TensorShape({shape->dim / 2})));
+  shape->interleaved = interleaved;
+  return absl::OkStatus();
+}
+
+// RotaryEmbedding (kSign = 1) and its gradient, the inverse rotation (-1).
+template <typename Device, typename T, int kSign>
+class RotaryOp : public OpKernel {
+ public:
+  explicit RotaryOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("interleaved", &interleaved_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    const Tensor& positions = ctx->input(1);
+    const Tensor& inv_freq = ctx->input(2);
+    RotaryShape shape;
+    OP_REQUIRES_OK(ctx, Shapes(kSign > 0 ? "x" : "dy", x, positions, inv_freq, interleaved_, &shape));
+    Tensor* y = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x.shape(), &y));
+    if (x.NumElements() == 0) return;
+    Tensor tables;
+    const int64_t table_size = (shape.per_batch_positions ? shape.batch : 1) * shape.seq * (shape.dim / 2);
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<Acc<T>>::v(), TensorShape({2, table_size}),
+                                           &tables));
+    Acc<T>* cos_table = tables.flat<Acc<T>>().data();
+    Functor<Device, T>::Rotate(ctx, x.flat<T>().data(), positions.flat<Acc<T>>().data(),
+                               inv_freq.flat<Acc<T>>().data(), shape, static_cast<Acc<T>>(kSign), cos_table,
+                               cos_table + table_size, y->flat<T>().data());
+  }
+
+ private:
+  bool interleaved_ = false;
+};
+
+#define TFKIT_REGISTER_ROTARY(DEVICE, DEV, T)                                                            \
+  REGISTER_KERNEL_BUILDER(                                                                               \
+      Name("Tfkit>RotaryEmbedding").Device(DEVICE).TypeConstraint<T>("T").TypeConstraint<Acc<T>>("U"), \
+      RotaryOp<DEV, T, 1>);                                                                              \
+  REGISTER_KERNEL_BUILDER(                                                                               \
+      Name("Tfkit>RotaryEmbeddingGrad").Device(DEVICE).TypeConstraint<T>("T").TypeConstraint<Acc<T>>("U"), \
+      RotaryOp<DEV, T, -1>);
+
+#define TFKIT_REGISTER_ROTARY_CPU(T) TFKIT_REGISTER_ROTARY(::tensorflow::DEVICE_CPU, CPUDevice, T)
+TF_CALL_half(TFKIT_REGISTER_ROTARY_CPU);
+TF_CALL_bfloat16(TFKIT_REGISTER_ROTARY_CPU);
+TF_CALL_float(TFKIT_REGISTER_ROTARY_CPU);
+TF_CALL_double(TFKIT_REGISTER_ROTARY_CPU);
+#undef TFKIT_REGISTER_ROTARY_CPU
+
+#if GOOGLE_CUDA
+#define TFKIT_REGISTER_ROTARY_GPU(T) TFKIT_REGISTER_ROTARY(::tensorflow::DEVICE_GPU, GPUDevice, T)
+TF_CALL_half(TFKIT_REGISTER_ROTARY_GPU);
+TF_CALL_bfloat16(TFKIT_REGISTER_ROTARY_GPU);
+TF_CALL_float(TFKIT_REGISTER_ROTARY_GPU);
+TF_CALL_double(TFKIT_REGISTER_ROTARY_GPU);
+#undef TFKIT_REGISTER_ROTARY_GPU
+#endif  // GOOGLE_CUDA
+
+#undef TFKIT_REGISTER_ROTARY
+
+}  // namespace
+}  // namespace tfkit

@@ -1,0 +1,64 @@
+// Op registrations for the rotary family: rotary position embedding and its
+// gradient, the inverse rotation.
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tfkit/op_utils.h"
+
+namespace tfkit {
+namespace {
+
+using ::tensorflow::shape_inference::DimensionHandle;
+using ::tensorflow::shape_inference::InferenceContext;
+using ::tensorflow::shape_inference::ShapeHandle;
+
+// x: [batch, seq, ..., dim] with an even dim; positions: [1 or batch, seq];
+// inv_freq: [dim / 2]. The output has x's shape.
+absl::Status RotaryShape(InferenceContext* c) {
+  ShapeHandle x, positions, inv_freq;
+  TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(0), 3, &x));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 2, &positions));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 1, &inv_freq));
+  if (c->RankKnown(x)) {
+    DimensionHandle seq;
+    TF_RETURN_IF_ERROR(c->Merge(c->Dim(x, 1), c->Dim(positions, 1), &seq));
+    const DimensionHandle dim = c->Dim(x, -1);
+    if (c->ValueKnown(dim)) {
+      if (c->Value(dim) % 2 != 0) {
+        return InvalidArg("x's feature dimension must be even (pairs of features are rotated), got ", c->Value(dim));
+      }
+      DimensionHandle half;
+      TF_RETURN_IF_ERROR(c->Merge(c->Dim(inv_freq, 0), c->MakeDim(c->Value(dim) / 2), &half));
+    }
+  }
+  c->set_output(0, x);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+REGISTER_OP("Tfkit>RotaryEmbedding")
+    .Input("x: T")
+    .Input("positions: U")
+    .Input("inv_freq: U")
+    .Output("y: T")
+    .Attr("interleaved: bool = false")
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("U: {float, double}")
+    .SetShapeFn(RotaryShape)
+    .Doc(R"doc(
+Rotates each pair of features of x by positions[s] * inv_freq[j]: the pairs
+(j, j + dim/2), or (2j, 2j + 1) when interleaved. x is [batch, seq, ..., dim],
+positions [1 or batch, seq].
+)doc");
+
+REGISTER_OP("Tfkit>RotaryEmbeddingGrad")
+    .Input("dy: T")
+    .Input("positions: U")
+    .Input("inv_freq: U")
+    .Output("dx: T")
+    .Attr("interleaved: bool = false")
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("U: {float, double}")
+    .SetShapeFn(RotaryShape);
+
+}  // namespace tfkit
