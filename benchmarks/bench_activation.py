@@ -34,7 +34,7 @@ def run(rows: int, cols: int, repeats: int) -> dict:
     x, dy = tf.random.normal([rows, cols]), tf.random.normal([rows, cols])
     results = []
     for name, keras_fn in (("gelu", keras.activations.gelu), ("silu", keras.activations.silu)):
-        ours = lambda x, name=name: tfkit.ops.bias_activation(x, bias, activation=name, backend="compiled")  # noqa: E731
+        ours = lambda x, act=name: tfkit.ops.bias_activation(x, bias, activation=act, backend="compiled")  # noqa: E731
         theirs = lambda x, fn=keras_fn: fn(x + bias)  # noqa: E731
         results += time_against_composite(f"bias+{name}", ours, theirs, x, dy, repeats, [bias], [bias])
     del x, dy

@@ -73,8 +73,8 @@ def encoder(kind: str, seq: int, blocks: int = 4) -> keras.Model:
 
 def step_ms(kind: str, jit_compile: bool, x, y, repeats: int) -> float:
     model = encoder(kind, x.shape[1])
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=jit_compile)  # fmt: skip
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, jit_compile=jit_compile)
     for _ in range(3):
         model.train_on_batch(x, y)
     times = []

@@ -12,15 +12,6 @@ namespace kernels {
 namespace activation {
 namespace {
 
-constexpr int kThreads = 256;
-
-template <typename T>
-using DeviceT = typename DeviceType<T>::type;
-
-int Blocks(int64_t n) {
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, 65535)));
-}
-
 // y may be the buffer of x.
 template <Activation A, typename T, typename U>
 __global__ void BiasActivationKernel(const T* x, const T* __restrict__ bias, int64_t n, int64_t cols, T* y) {
@@ -95,7 +86,7 @@ cudaError_t LaunchBiasActivation(cudaStream_t stream, Activation act, const T* x
   const int64_t n = rows * cols;
   if (n == 0) return cudaSuccess;
   WithActivation(act, [&](auto a) {
-    BiasActivationKernel<decltype(a)::value, DeviceT<T>, Acc<T>><<<Blocks(n), kThreads, 0, stream>>>(
+    BiasActivationKernel<decltype(a)::value, DeviceT<T>, Acc<T>><<<ElementBlocks(n), kElementThreads, 0, stream>>>(
         reinterpret_cast<const DeviceT<T>*>(x), reinterpret_cast<const DeviceT<T>*>(bias), n, cols,
         reinterpret_cast<DeviceT<T>*>(y));
   });
@@ -107,17 +98,17 @@ cudaError_t LaunchBiasActivationGrad(cudaStream_t stream, Activation act, const 
                                      int64_t rows, int64_t cols, Wide<Acc<T>>* workspace, T* dx, T* dbias) {
   if (cols == 0) return cudaSuccess;
   const RowBlocks blocks = FixedRowBlocks(rows);
-  const int col_tiles = static_cast<int>((cols + kThreads - 1) / kThreads);
+  const int col_tiles = static_cast<int>((cols + kElementThreads - 1) / kElementThreads);
   if (blocks.count > 0) {
     WithActivation(act, [&](auto a) {
       BiasActivationGradKernel<decltype(a)::value, DeviceT<T>, Acc<T>>
-          <<<dim3(col_tiles, static_cast<unsigned>(blocks.count)), kThreads, 0, stream>>>(
+          <<<dim3(col_tiles, static_cast<unsigned>(blocks.count)), kElementThreads, 0, stream>>>(
               reinterpret_cast<const DeviceT<T>*>(dy), reinterpret_cast<const DeviceT<T>*>(x),
               reinterpret_cast<const DeviceT<T>*>(bias), rows, cols, blocks.rows_per_block,
               reinterpret_cast<DeviceT<T>*>(dx), workspace);
     });
   }
-  SumPartialsKernel<DeviceT<T>, Acc<T>><<<col_tiles, kThreads, 0, stream>>>(workspace, blocks.count, cols,
+  SumPartialsKernel<DeviceT<T>, Acc<T>><<<col_tiles, kElementThreads, 0, stream>>>(workspace, blocks.count, cols,
                                                         reinterpret_cast<DeviceT<T>*>(dbias));
   return cudaGetLastError();
 }
@@ -127,7 +118,7 @@ cudaError_t LaunchGatedActivation(cudaStream_t stream, Activation act, const T* 
   const int64_t n = rows * half;
   if (n == 0) return cudaSuccess;
   WithActivation(act, [&](auto a) {
-    GatedActivationKernel<decltype(a)::value, DeviceT<T>, Acc<T>><<<Blocks(n), kThreads, 0, stream>>>(
+    GatedActivationKernel<decltype(a)::value, DeviceT<T>, Acc<T>><<<ElementBlocks(n), kElementThreads, 0, stream>>>(
         reinterpret_cast<const DeviceT<T>*>(x), n, half, reinterpret_cast<DeviceT<T>*>(y));
   });
   return cudaGetLastError();
@@ -139,7 +130,7 @@ cudaError_t LaunchGatedActivationGrad(cudaStream_t stream, Activation act, const
   const int64_t n = rows * half;
   if (n == 0) return cudaSuccess;
   WithActivation(act, [&](auto a) {
-    GatedActivationGradKernel<decltype(a)::value, DeviceT<T>, Acc<T>><<<Blocks(n), kThreads, 0, stream>>>(
+    GatedActivationGradKernel<decltype(a)::value, DeviceT<T>, Acc<T>><<<ElementBlocks(n), kElementThreads, 0, stream>>>(
         reinterpret_cast<const DeviceT<T>*>(dy), reinterpret_cast<const DeviceT<T>*>(x), n, half,
         reinterpret_cast<DeviceT<T>*>(dx));
   });

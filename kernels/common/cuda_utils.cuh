@@ -5,6 +5,9 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include "kernels/common/accumulate.h"
 #include "kernels/common/types.h"
 
@@ -26,6 +29,16 @@ template <>
 struct DeviceType<BFloat16> {
   using type = __nv_bfloat16;
 };
+template <typename T>
+using DeviceT = typename DeviceType<T>::type;
+
+// Threads per block of the element-wise kernels, and the blocks of a
+// grid-stride loop over n elements (capped; each thread then loops).
+constexpr int kElementThreads = 256;
+inline int ElementBlocks(int64_t n) {
+  const int64_t blocks = (n + kElementThreads - 1) / kElementThreads;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(blocks, 65535)));
+}
 
 template <typename U, typename T>
 __device__ __forceinline__ U Load(T v) {

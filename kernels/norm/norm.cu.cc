@@ -220,8 +220,6 @@ cudaError_t Backward(cudaStream_t stream, const T* dy, const T* x,
   return cudaGetLastError();
 }
 
-template <typename T>
-using DeviceT = typename DeviceType<T>::type;
 
 }  // namespace
 

@@ -12,15 +12,6 @@ namespace kernels {
 namespace rotary {
 namespace {
 
-constexpr int kThreads = 256;
-
-template <typename T>
-using DeviceT = typename DeviceType<T>::type;
-
-int Blocks(int64_t n) {
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, 65535)));
-}
-
 __device__ __forceinline__ void SinCos(float angle, float* s, float* c) { sincosf(angle, s, c); }
 __device__ __forceinline__ void SinCos(double angle, double* s, double* c) { sincos(angle, s, c); }
 
@@ -66,9 +57,9 @@ cudaError_t LaunchRotary(cudaStream_t stream, const T* x, const Acc<T>* position
   const int64_t table_size = (shape.per_batch_positions ? shape.batch : 1) * shape.seq * half;
   const int64_t pairs = shape.batch * shape.seq * shape.heads * half;
   if (pairs == 0) return cudaSuccess;
-  TableKernel<<<Blocks(table_size), kThreads, 0, stream>>>(positions, inv_freq, table_size, half, cos_table,
-                                                           sin_table);
-  RotateKernel<DeviceT<T>, Acc<T>><<<Blocks(pairs), kThreads, 0, stream>>>(
+  TableKernel<<<ElementBlocks(table_size), kElementThreads, 0, stream>>>(positions, inv_freq, table_size, half,
+                                                                       cos_table, sin_table);
+  RotateKernel<DeviceT<T>, Acc<T>><<<ElementBlocks(pairs), kElementThreads, 0, stream>>>(
       reinterpret_cast<const DeviceT<T>*>(x), cos_table, sin_table, shape, sign, pairs,
       reinterpret_cast<DeviceT<T>*>(y));
   return cudaGetLastError();

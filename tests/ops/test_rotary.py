@@ -113,7 +113,8 @@ def test_opcheck(dtype, shape, interleaved):
     checks = ["static_shapes", "eager_vs_graph", "reference", "gradients", "xla", "threads"]
     tolerance = HALF_TOLERANCE.get(dtype)
     kwargs = {"interleaved": interleaved, "start_index": 2}
-    report = opcheck(rotary.rotary_embedding, [make_x(shape, dtype)], kwargs, checks=checks, atol=tolerance, rtol=tolerance)
+    x = make_x(shape, dtype)
+    report = opcheck(rotary.rotary_embedding, [x], kwargs, checks=checks, atol=tolerance, rtol=tolerance)
     assert all(r.status == "passed" for r in report.results.values()), report
 
 

@@ -201,6 +201,11 @@ def _join(args: list[str], indent: int, width: int = 72) -> str:
     return ("\n" + " " * indent).join([*lines, line])
 
 
+def _row_range(params: list[str]) -> list[str]:
+    """A launcher's parameters with the element count as a [begin, end) range."""
+    return [p.replace("int64_t n", "int64_t begin, int64_t end") for p in params]
+
+
 def _pointers(names, const=True, ptr="T") -> list[str]:
     return [f"{'const ' if const else ''}{ptr}* {name}" for name in names]
 
@@ -221,7 +226,8 @@ def _kernel_snippets(sig: Signature) -> dict[str, str]:
 
     def bodies(load, store, abs_fn):
         forward = body(sig.inputs, [], [("y", sig.forward)], load, store, abs_fn)
-        backward = body(["dy", *sig.grad_reads], sig.backward_prelude, list(zip(grads, sig.backward)), load, store, abs_fn)
+        stores = list(zip(grads, sig.backward))
+        backward = body(["dy", *sig.grad_reads], sig.backward_prelude, stores, load, store, abs_fn)
         return forward, backward
 
     cpu_forward, cpu_backward = bodies("static_cast<U>({}[i])", "static_cast<T>({})", "std::abs")
@@ -241,8 +247,8 @@ def _kernel_snippets(sig: Signature) -> dict[str, str]:
         "summary": sig.summary,
         "module_doc": textwrap.fill(f"The ${{family}} family: {sig.summary}.", 76),
         "summary_comment": "\n// ".join(textwrap.wrap(f"{sig.summary}, and its gradient. CPU kernels.", 74)),
-        "cpu_forward_params": _join([p.replace("int64_t n", "int64_t begin, int64_t end") for p in forward_params], 4),
-        "cpu_backward_params": _join([p.replace("int64_t n", "int64_t begin, int64_t end") for p in backward_params], 4),
+        "cpu_forward_params": _join(_row_range(forward_params), 4),
+        "cpu_backward_params": _join(_row_range(backward_params), 4),
         "cpu_forward_body": cpu_forward,
         "cpu_backward_body": cpu_backward,
         "forward_params": _join(forward_params, 4),
@@ -333,8 +339,9 @@ def _python_snippets(sig: Signature) -> dict[str, str]:
         args_doc.append(f"{a.name}: {rule[a.kind]} (default {a.default!r}).")
     tests_grad = sig.prototype_has_grad
     bad = [f"[np.ones(3, np.int32)] * {len(sig.inputs)}, {{}}"]
-    bad += [f"[np.ones(3, np.float32)] * {len(sig.inputs)}, {{\"{a.name}\": np.inf}}" for a in sig.attrs if a.kind == "float"]
-    bad += [f"[np.ones(3, np.float32)] * {len(sig.inputs)}, {{\"{a.name}\": 0.0}}" for a in sig.attrs if a.positive]
+    floats = f"[np.ones(3, np.float32)] * {len(sig.inputs)}"
+    bad += [f'{floats}, {{"{a.name}": np.inf}}' for a in sig.attrs if a.kind == "float"]
+    bad += [f'{floats}, {{"{a.name}": 0.0}}' for a in sig.attrs if a.positive]
     if len(sig.inputs) > 1:
         bad.append(f"[np.ones(3, np.float32)] * {len(sig.inputs) - 1} + [np.ones(4, np.float32)], {{}}")
     module, _, function = (sig.prototype or ":").partition(":")
@@ -350,7 +357,9 @@ def _python_snippets(sig: Signature) -> dict[str, str]:
         "attr_checks": ", ".join(attr_checks),
         "accumulator_casts": "\n    ".join(f"{name}f = tf.cast({name}, acc)" for name in sig.inputs),
         "reference_expr": sig.reference,
-        "grad_reads": ", ".join("op.outputs[0]" if r == "y" else f"op.inputs[{sig.inputs.index(r)}]" for r in sig.grad_reads),
+        "grad_reads": ", ".join(
+            "op.outputs[0]" if r == "y" else f"op.inputs[{sig.inputs.index(r)}]" for r in sig.grad_reads
+        ),
         "grad_attrs": "".join(f'\n        {a.name}=op.get_attr("{a.name}"),' for a in sig.attrs),
         "n_inputs": str(len(sig.inputs)),
         "test_attrs": "{" + ", ".join(f'"{k}": {v!r}' for k, v in sig.test_attrs.items()) + "}",
