@@ -17,7 +17,7 @@
 
 // The row loops are built for the baseline instruction set and, with GCC on
 // x86-64, also for AVX2 and AVX-512, and run in the widest the CPU has.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
 #define TFKIT_X86_64_GCC 1
 #else
 #define TFKIT_X86_64_GCC 0

@@ -3,90 +3,22 @@
 // every case passes, 1 on a mismatch, 77 when no GPU is visible.
 //   nvcc -x cu -std=c++17 -O2 -arch=native -I. -o norm_gpu_check \
 //        tests/kernels/norm_gpu_check.cu.cc kernels/norm/norm.cu.cc
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-#include <cmath>
-#include <cstdio>
-#include <cstring>
 #include <random>
-#include <vector>
+#include <string>
 
 #include "kernels/norm/norm_cpu.h"
 #include "kernels/norm/norm_gpu.h"
+#include "tests/kernels/gpu_check.cuh"
 
-namespace k = tfkit::kernels;
 namespace nk = tfkit::kernels::norm;
 
-double ToDouble(float v) { return v; }
-double ToDouble(double v) { return v; }
-double ToDouble(k::Half v) {
-  __half h;
-  std::memcpy(&h, &v, 2);
-  return __half2float(h);
-}
-double ToDouble(k::BFloat16 v) {
-  __nv_bfloat16 h;
-  std::memcpy(&h, &v, 2);
-  return __bfloat162float(h);
-}
-template <typename T>
-T FromDouble(double v) {
-  if constexpr (std::is_same_v<T, k::Half>) {
-    __half h = __float2half_rn(static_cast<float>(v));
-    T out;
-    std::memcpy(&out, &h, 2);
-    return out;
-  } else if constexpr (std::is_same_v<T, k::BFloat16>) {
-    __nv_bfloat16 h = __float2bfloat16_rn(static_cast<float>(v));
-    T out;
-    std::memcpy(&out, &h, 2);
-    return out;
-  } else {
-    return static_cast<T>(v);
-  }
-}
-
-template <typename T>
-double Tolerance() {
-  if constexpr (std::is_same_v<T, double>) return 1e-9;
-  if constexpr (std::is_same_v<T, float>) return 2e-3;
-  if constexpr (std::is_same_v<T, k::Half>) return 3e-2;
-  return 2e-1;
-}
-
-template <typename T>
-struct Device {
-  T* ptr = nullptr;
-  explicit Device(size_t n) { cudaMalloc(&ptr, std::max<size_t>(n, 1) * sizeof(T)); }
-  Device(const std::vector<T>& host) : Device(host.size()) {
-    cudaMemcpy(ptr, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
-  }
-  ~Device() { cudaFree(ptr); }
-  std::vector<T> Get(size_t n) const {
-    std::vector<T> host(n);
-    cudaMemcpy(host.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost);
-    return host;
-  }
-};
-
-int failures = 0, passes = 0;
-
+// Checks one output of one case.
 template <typename T, typename R>
-void Expect(const char* what, const std::vector<T>& got, const std::vector<R>& want,
-            double tol, const char* type, bool center, long rows, long cols) {
-  double worst = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double w = static_cast<double>(want[i]);
-    const double err = std::fabs(ToDouble(got[i]) - w) / (1.0 + std::fabs(w));
-    if (!(err <= worst)) worst = err;
-  }
-  const bool ok = worst <= tol;
-  ok ? ++passes : ++failures;
-  if (!ok) {
-    std::printf("FAIL %s %s %s [%ld, %ld]: worst scaled error %.3g > %.3g\n", type,
-                center ? "layer_norm" : "rms_norm", what, rows, cols, worst, tol);
-  }
+void Expect(const char* what, const std::vector<T>& got, const std::vector<R>& want, double tol, const char* type,
+            bool center, long rows, long cols) {
+  Expect(std::string(type) + (center ? " layer_norm " : " rms_norm ") + what + " [" + std::to_string(rows) + ", " +
+             std::to_string(cols) + "]",
+         got, want, tol);
 }
 
 // x is drawn around `offset` (accuracy of the shifted row statistics);
@@ -173,11 +105,7 @@ void RunManyRowsCase() {
 }
 
 int main() {
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::printf("no GPU visible\n");
-    return 77;
-  }
+  if (const int skip = SkipWithoutGpu(); skip >= 0) return skip;
   const long shapes[][2] = {{8192, 1024}, {3, 4097}, {0, 8}, {5, 1}, {1, 7}, {300, 33}, {2, 0}};
   for (bool center : {true, false}) {
     for (const auto& s : shapes) {
@@ -193,6 +121,5 @@ int main() {
     RunCase<float>("float32", center, 1, 1L << 24, 0.0, 1e-5);
   }
   RunManyRowsCase();
-  std::printf("%d passed, %d failed\n", passes, failures);
-  return failures ? 1 : 0;
+  return Report();
 }

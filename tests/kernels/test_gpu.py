@@ -90,13 +90,15 @@ def find_nvcc() -> str | None:
 
 
 @pytest.mark.skipif(find_nvcc() is None, reason="no CUDA toolkit (nvcc) found")
-def test_framework_free_gpu_check(tmp_path):
-    """Builds the CUDA launchers with a TF-free harness; runs it where a GPU is."""
-    binary = tmp_path / "norm_gpu_check"
+@pytest.mark.parametrize("family", ["norm", "activation", "rotary"])
+def test_framework_free_gpu_check(tmp_path, family):
+    """Builds a family's CUDA launchers with its TF-free harness (against its
+    CPU kernels); runs it where a GPU is."""
+    binary = tmp_path / f"{family}_gpu_check"
     archs = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in ("80", "90")]
     subprocess.run(
         [find_nvcc(), "-x", "cu", "-std=c++17", "-O2", *archs, f"-I{ROOT}", "-o", str(binary),
-         str(ROOT / "tests/kernels/norm_gpu_check.cu.cc"), str(ROOT / "kernels/norm/norm.cu.cc")],
+         str(ROOT / f"tests/kernels/{family}_gpu_check.cu.cc"), str(ROOT / f"kernels/{family}/{family}.cu.cc")],
         check=True, capture_output=True,
     )  # fmt: skip
     result = subprocess.run([str(binary)], capture_output=True, text=True, timeout=300, check=False)
