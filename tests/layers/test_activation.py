@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tfkit
+from tests.conftest import run_python
 
 FUSED = ["relu", "gelu", "silu", "swish", "sigmoid", "tanh", "mish"]
 NOT_FUSED = [None, "linear", "softmax", "elu", "leaky_relu"]
@@ -87,3 +88,37 @@ def test_a_model_trains_saves_and_reloads(tmp_path):
     loaded = keras.models.load_model(path)
     assert isinstance(loaded.layers[0], tfkit.layers.Dense) and isinstance(loaded.layers[1], tfkit.layers.GatedDense)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_exported_model_serves_from_a_fresh_process(tmp_path):
+    """Dense (fused gelu), GatedDense and RotaryEmbedding in a SavedModel that
+    a new process serves with nothing but `import tfkit`."""
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential(
+        [
+            keras.Input([6, 8]),
+            tfkit.layers.Dense(16, activation="gelu"),
+            tfkit.layers.RotaryEmbedding(),
+            tfkit.layers.GatedDense(8),
+            keras.layers.Dense(2),
+        ]
+    )
+    x = np.random.default_rng(2).normal(size=(3, 6, 8)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "expected.npy", model.predict(x, verbose=0))
+    model.export(str(tmp_path / "exported"), verbose=False)
+    code = f"""
+import numpy as np, tensorflow as tf
+import tfkit
+from tests.conftest import run_python
+served = tf.saved_model.load({str(tmp_path / "exported")!r})
+got = served.serve(np.load({str(tmp_path / "x.npy")!r})).numpy()
+ops = {{n.op for f in served.serve.get_concrete_function(tf.TensorSpec([None, 6, 8])).graph.as_graph_def().library.function
+        for n in f.node_def}}
+np.testing.assert_allclose(got, np.load({str(tmp_path / "expected.npy")!r}), rtol=1e-5, atol=1e-5)
+print(sorted(o for o in ops if o.startswith("Tfkit>")))
+"""
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Tfkit>BiasActivation" in result.stdout and "Tfkit>RotaryEmbedding" in result.stdout
+    assert "Tfkit>GatedActivation" in result.stdout
