@@ -62,28 +62,22 @@ struct Functor<CPUDevice, T> {
     });
   }
 
-  // dbias is summed per fixed row block into that block's own partial row,
-  // then the partials are added in block order: the result does not depend
-  // on the number of threads.
+  // dbias: kernels/common/accumulate.h's column sums in fixed row blocks,
+  // the same for any number of threads.
   static void BiasActivationGrad(OpKernelContext* ctx, Activation act, const T* dy, const T* x, const T* bias,
                                  Matrix m, T* dx, T* dbias) {
     using W = ::tfkit::kernels::Wide<Acc<T>>;
-    const ::tfkit::kernels::RowBlocks blocks = ::tfkit::kernels::FixedRowBlocks(m.rows);
-    Tensor partial;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<W>::v(),
-                                           TensorShape({blocks.count, m.cols}), &partial));
-    W* part = partial.flat<W>().data();
-    std::fill_n(part, blocks.count * m.cols, W(0));
+    Tensor workspace;
+    const int64_t size = ::tfkit::kernels::ColumnSumsWorkspaceSize(m.rows, m.cols, 1);
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<W>::v(), TensorShape({size}), &workspace));
+    T* const outs[] = {dbias};
     WithActivation(act, [&](auto a) {
-      ShardRows(ctx, blocks.count, blocks.rows_per_block * RowCost(m.cols), [&](int64_t first, int64_t last) {
-        for (int64_t b = first; b < last; ++b) {
-          math::BiasActivationGradRows<decltype(a)::value>(dy, x, bias, m.cols, blocks.Begin(b),
-                                                           blocks.End(b, m.rows), dx, part + b * m.cols);
-        }
-      });
-    });
-    ShardRows(ctx, m.cols, blocks.count + 1, [&](int64_t begin, int64_t end) {
-      ::tfkit::kernels::SumPartials(part, blocks.count, m.cols, begin, end, dbias);
+      ::tfkit::kernels::SumColumnsInRowBlocks(
+          m.rows, m.cols, 1, RowCost(m.cols), workspace.flat<W>().data(), ShardOver(ctx),
+          [&](int64_t begin, int64_t end, W* partial, int64_t) {
+            math::BiasActivationGradRows<decltype(a)::value>(dy, x, bias, m.cols, begin, end, dx, partial);
+          },
+          outs);
     });
   }
 

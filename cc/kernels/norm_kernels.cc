@@ -78,36 +78,18 @@ struct NormFunctor<CPUDevice, T, kCenter> {
   // not depend on the number of threads.
   static void Backward(OpKernelContext* ctx, const NormArgs<T>& a) {
     using W = ::tfkit::kernels::Wide<Acc<T>>;
-    const ::tfkit::kernels::RowBlocks blocks =
-        ::tfkit::kernels::FixedRowBlocks(a.rows);
-    Tensor partial;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<W>::v(),
-                                           TensorShape({2, blocks.count, a.cols}),
-                                           &partial));
-    W* dgamma_part = partial.flat<W>().data();
-    W* dbeta_part = dgamma_part + blocks.count * a.cols;
-    std::fill_n(dgamma_part, 2 * blocks.count * a.cols, W(0));
-    ShardRows(
-        ctx, blocks.count, blocks.rows_per_block * RowCost(a.cols),
-        [&](int64_t first, int64_t last) {
-          for (int64_t b = first; b < last; ++b) {
-            cpu::NormBackwardRows<kCenter>(
-                a.dy, a.x, a.gamma, a.mean, a.rstd, a.dmean, a.drstd, a.cols,
-                blocks.Begin(b), blocks.End(b, a.rows), a.y,
-                dgamma_part + b * a.cols, dbeta_part + b * a.cols);
-          }
-        });
-    ShardRows(ctx, a.cols, 2 * blocks.count + 1,
-              [&](int64_t begin, int64_t end) {
-                          ::tfkit::kernels::SumPartials(
-                              dgamma_part, blocks.count, a.cols, begin, end,
-                              a.dgamma);
-                          if (kCenter) {
-                            ::tfkit::kernels::SumPartials(
-                                dbeta_part, blocks.count, a.cols, begin, end,
-                                a.dbeta);
-                          }
-                        });
+    const int sums = kCenter ? 2 : 1;
+    Tensor workspace;
+    const int64_t size = ::tfkit::kernels::ColumnSumsWorkspaceSize(a.rows, a.cols, sums);
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<W>::v(), TensorShape({size}), &workspace));
+    T* const outs[] = {a.dgamma, a.dbeta};
+    ::tfkit::kernels::SumColumnsInRowBlocks(
+        a.rows, a.cols, sums, RowCost(a.cols), workspace.flat<W>().data(), ShardOver(ctx),
+        [&](int64_t begin, int64_t end, W* partial, int64_t stride) {
+          cpu::NormBackwardRows<kCenter>(a.dy, a.x, a.gamma, a.mean, a.rstd, a.dmean, a.drstd, a.cols, begin, end,
+                                         a.y, partial, kCenter ? partial + stride : nullptr);
+        },
+        outs);
   }
 
   static int64_t RowCost(int64_t cols) { return 8 * std::max<int64_t>(cols, 1); }

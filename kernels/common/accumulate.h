@@ -113,6 +113,32 @@ void SumPartials(const W* partials, int64_t num_partials, int64_t cols,
   }
 }
 
+// The Wide elements of workspace SumColumnsInRowBlocks needs for `sums`
+// column sums over [rows, cols].
+inline int64_t ColumnSumsWorkspaceSize(int64_t rows, int64_t cols, int sums) {
+  return sums * std::max<int64_t>(FixedRowBlocks(rows).count, 1) * cols;
+}
+
+// `sums` column sums (parameter gradients) over `rows` rows, the same for
+// any number of threads: add_rows(begin, end, partial, stride) adds rows
+// [begin, end) into one row block's zeroed partial rows (sum s at
+// partial + s * stride); the blocks run through
+// parallel_for(count, cost_per_item, fn(first, last)), then each column's
+// partials are added in block order into outs[s].
+template <typename W, typename T, typename ParallelFor, typename AddRows>
+void SumColumnsInRowBlocks(int64_t rows, int64_t cols, int sums, int64_t cost_per_row, W* workspace,
+                           ParallelFor&& parallel_for, AddRows&& add_rows, T* const* outs) {
+  const RowBlocks blocks = FixedRowBlocks(rows);
+  const int64_t stride = blocks.count * cols;
+  std::fill_n(workspace, sums * stride, W(0));
+  parallel_for(blocks.count, blocks.rows_per_block * cost_per_row, [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b) add_rows(blocks.Begin(b), blocks.End(b, rows), workspace + b * cols, stride);
+  });
+  parallel_for(cols, sums * (blocks.count + 1), [&](int64_t begin, int64_t end) {
+    for (int s = 0; s < sums; ++s) SumPartials(workspace + s * stride, blocks.count, cols, begin, end, outs[s]);
+  });
+}
+
 }  // namespace kernels
 }  // namespace tfkit
 

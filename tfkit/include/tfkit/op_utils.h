@@ -3,7 +3,8 @@
 //
 // - Input checks: every failure is an InvalidArgument error that names the
 //   argument and what was expected.
-// - ShardRows: runs a row-range function over the CPU device's thread pool.
+// - ShardRows: runs a row-range function over the CPU device's thread pool;
+//   ShardOver: the same as a callable.
 // - CheckCudaLaunch (GOOGLE_CUDA builds): turns a launcher's cudaError_t
 //   into an Internal error of the op; AsGpu: a tensor's data as the
 //   launchers' storage type.
@@ -107,6 +108,14 @@ inline void ShardRows(tensorflow::OpKernelContext* ctx, int64_t rows,
   auto* workers = ctx->device()->tensorflow_cpu_worker_threads()->workers;
   tensorflow::Shard(workers->NumThreads(), workers, rows,
                     std::max<int64_t>(cost_per_row, 1), fn);
+}
+
+// ShardRows as a callable parallel_for(n, cost_per_item, fn(begin, end)),
+// for framework-free helpers that take one (kernels/common/accumulate.h).
+inline auto ShardOver(tensorflow::OpKernelContext* ctx) {
+  return [ctx](int64_t n, int64_t cost_per_item, const std::function<void(int64_t, int64_t)>& fn) {
+    ShardRows(ctx, n, cost_per_item, fn);
+  };
 }
 
 #if GOOGLE_CUDA
