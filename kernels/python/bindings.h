@@ -1,0 +1,28 @@
+// The kernels' Python module: one Bind function per family (a new family
+// adds its file and one line in module.cc).
+#ifndef TFKIT_KERNELS_PYTHON_BINDINGS_H_
+#define TFKIT_KERNELS_PYTHON_BINDINGS_H_
+
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+
+namespace tfkit {
+namespace kernels {
+namespace python {
+
+void BindNorm(pybind11::module_& m);
+void BindActivation(pybind11::module_& m);
+void BindRotary(pybind11::module_& m);
+
+// A parallel_for (kernels/common/accumulate.h) that runs everything on the
+// calling thread: the fixed row blocks give the op library's results.
+inline auto Serially() {
+  return [](int64_t n, int64_t, auto&& fn) { fn(0, n); };
+}
+
+}  // namespace python
+}  // namespace kernels
+}  // namespace tfkit
+
+#endif  // TFKIT_KERNELS_PYTHON_BINDINGS_H_

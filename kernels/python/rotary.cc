@@ -1,0 +1,74 @@
+// The rotary family's CPU kernels over NumPy arrays.
+#include <vector>
+
+#include "kernels/python/arrays.h"
+#include "kernels/python/bindings.h"
+#include "kernels/rotary/rotary_cpu.h"
+
+namespace tfkit {
+namespace kernels {
+namespace python {
+namespace {
+
+// x [batch, seq, ..., dim], positions [1 or batch, seq] and inv_freq
+// [dim / 2] (x's dtype); sign 1 rotates, -1 is the inverse (the gradient).
+py::array Rotate(const char* x_name, py::handle x_in, py::handle positions_in, py::handle inv_freq_in,
+                 bool interleaved, int sign) {
+  const py::array x = Checked(x_name, x_in, 3);
+  rotary::RotaryShape shape;
+  shape.batch = x.shape(0);
+  shape.seq = x.shape(1);
+  shape.dim = LastDim(x);
+  shape.heads = x.size() == 0 ? 0 : x.size() / (shape.batch * shape.seq * shape.dim);
+  shape.interleaved = interleaved;
+  if (shape.dim % 2 != 0) {
+    throw py::value_error(std::string(x_name) + "'s feature dimension must be even, got shape " +
+                          ShapeString(ShapeOf(x)));
+  }
+  const py::dtype dtype = x.dtype();
+  const py::array positions = Checked("positions", positions_in, 2, &dtype);
+  if (positions.ndim() != 2 || positions.shape(1) != shape.seq ||
+      (positions.shape(0) != 1 && positions.shape(0) != shape.batch)) {
+    throw py::value_error("positions must have shape (1, " + std::to_string(shape.seq) + ") or (" +
+                          std::to_string(shape.batch) + ", " + std::to_string(shape.seq) + "), got " +
+                          ShapeString(ShapeOf(positions)));
+  }
+  shape.per_batch_positions = positions.shape(0) != 1 || shape.batch == 1;
+  const py::array inv_freq = CheckedShape("inv_freq", inv_freq_in, {shape.dim / 2}, x.dtype());
+  return WithFloatType(x.dtype(), [&](auto type) {
+    using T = decltype(type);
+    py::array y = Empty(ShapeOf(x), x.dtype());
+    const T *xp = In<T>(x), *pp = In<T>(positions), *fp = In<T>(inv_freq);
+    T* yp = Out<T>(y);
+    py::gil_scoped_release unlocked;
+    const int64_t half = shape.dim / 2, rows = positions.shape(0) * shape.seq;
+    std::vector<T> cos_table(rows * half), sin_table(rows * half);
+    rotary::RotaryTableRows(pp, fp, half, 0, rows, cos_table.data(), sin_table.data());
+    rotary::RotaryRows(xp, cos_table.data(), sin_table.data(), shape, static_cast<T>(sign), 0,
+                       shape.batch * shape.seq, yp);
+    return y;
+  });
+}
+
+}  // namespace
+
+void BindRotary(py::module_& m) {
+  m.def(
+      "rotary_embedding",
+      [](py::handle x, py::handle positions, py::handle inv_freq, bool interleaved) {
+        return Rotate("x", x, positions, inv_freq, interleaved, 1);
+      },
+      py::arg("x"), py::arg("positions"), py::arg("inv_freq"), py::arg("interleaved") = false,
+      "Rotates x's feature pairs by positions[s] * inv_freq[j].");
+  m.def(
+      "rotary_embedding_grad",
+      [](py::handle dy, py::handle positions, py::handle inv_freq, bool interleaved) {
+        return Rotate("dy", dy, positions, inv_freq, interleaved, -1);
+      },
+      py::arg("dy"), py::arg("positions"), py::arg("inv_freq"), py::arg("interleaved") = false,
+      "rotary_embedding's gradient: the inverse rotation.");
+}
+
+}  // namespace python
+}  // namespace kernels
+}  // namespace tfkit

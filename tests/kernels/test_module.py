@@ -1,0 +1,132 @@
+"""tfkit_kernels, the framework-free kernels as a Python module: every
+family's CPU functions against NumPy float64, against the TensorFlow ops
+(the same kernels: the same bits), and its checks of what it is given."""
+
+import importlib.util
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import ROOT
+from tests.ops.test_activation import ACTIVATIONS, numpy_activation
+from tests.ops.test_norm import numpy_norm
+from tests.ops.test_rotary import numpy_rope
+from tfkit import _loader
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    built = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "build_kernels_module.py")], capture_output=True, text=True, timeout=600
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    spec = importlib.util.spec_from_file_location("tfkit_kernels", built.stdout.strip().splitlines()[-1])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def library():
+    return _loader.load_library()
+
+
+def rng_normal(shape, dtype, seed=0, loc=0.0):
+    return np.random.default_rng(seed).normal(loc, 2.0, size=shape).astype(dtype)
+
+
+DTYPES = [np.float32, np.float64]
+
+
+def assert_same_bits(ours, theirs):
+    """The same bits, but for results made from subnormal intermediates
+    (below 1000x the smallest normal): TensorFlow runs its kernels with
+    subnormals flushed to zero, this module does not."""
+    theirs = np.asarray(theirs)
+    tiny = np.finfo(theirs.dtype).tiny * 1e3
+    flushed = np.where(np.abs(ours) < tiny, np.zeros_like(ours), ours)
+    np.testing.assert_array_equal(flushed, np.where(np.abs(theirs) < tiny, np.zeros_like(theirs), theirs))
+TOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_norms_match_numpy_and_the_ops(kernels, library, dtype):
+    x, dy = rng_normal((37, 129), dtype, 1, loc=3.0), rng_normal((37, 129), dtype, 2)
+    gamma, beta = rng_normal(129, dtype, 3), rng_normal(129, dtype, 4)
+    dstat = rng_normal(37, dtype, 5)
+    u = tf.as_dtype(dtype)
+    y, mean, rstd = kernels.layer_norm(x, gamma, beta, 1e-5)
+    np.testing.assert_allclose(y, numpy_norm("layer_norm", x, gamma, beta), rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
+    for ours, theirs in zip((y, mean, rstd), library.tfkit_layer_norm(x, gamma, beta, epsilon=1e-5, U=u)):
+        assert_same_bits(ours, theirs)
+    grads = kernels.layer_norm_grad(dy, x, gamma, mean, rstd, dstat, dstat)
+    for ours, theirs in zip(grads, library.tfkit_layer_norm_grad(dy, x, gamma, mean, rstd, dstat, dstat)):
+        assert_same_bits(ours, theirs)
+    y, rstd = kernels.rms_norm(x, gamma, 1e-6)
+    np.testing.assert_allclose(y, numpy_norm("rms_norm", x, gamma), rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
+    for ours, theirs in zip((y, rstd), library.tfkit_rms_norm(x, gamma, epsilon=1e-6, U=u)):
+        assert_same_bits(ours, theirs)
+    grads = kernels.rms_norm_grad(dy, x, gamma, rstd, dstat)
+    for ours, theirs in zip(grads, library.tfkit_rms_norm_grad(dy, x, gamma, rstd, dstat)):
+        assert_same_bits(ours, theirs)
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_activations_match_numpy_and_the_ops(kernels, library, name, dtype):
+    assert kernels.ACTIVATIONS == ACTIVATIONS
+    x, bias, dy = rng_normal((70, 66), dtype, 1), rng_normal(66, dtype, 2), rng_normal((70, 66), dtype, 3)
+    y = kernels.bias_activation(x, bias, name)
+    want = numpy_activation(name, x.astype(np.float64) + bias)
+    np.testing.assert_allclose(y, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
+    assert_same_bits(y, library.tfkit_bias_activation(x, bias, activation=name))
+    for ours, theirs in zip(kernels.bias_activation_grad(dy, x, bias, name),
+                            library.tfkit_bias_activation_grad(dy, x, bias, activation=name)):  # fmt: skip
+        assert_same_bits(ours, theirs)
+    gated = kernels.gated_activation(x, name)
+    a, b = np.split(x.astype(np.float64), 2, axis=-1)
+    np.testing.assert_allclose(gated, numpy_activation(name, a) * b, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
+    assert_same_bits(gated, library.tfkit_gated_activation(x, activation=name))
+    dgated = kernels.gated_activation_grad(dy[:, :33].copy(), x, name)
+    assert_same_bits(dgated, library.tfkit_gated_activation_grad(dy[:, :33], x, activation=name))
+
+
+@pytest.mark.parametrize("interleaved", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rotary_matches_numpy_and_the_op(kernels, library, dtype, interleaved):
+    x = rng_normal((2, 9, 3, 16), dtype)
+    positions = (np.arange(9, dtype=dtype) + 4)[None]
+    exponents = tf.range(0, 16, 2, dtype=dtype) / 16
+    inv_freq = tf.pow(tf.constant(10000, dtype), -exponents).numpy()
+    y = kernels.rotary_embedding(x, positions, inv_freq, interleaved)
+    want = numpy_rope(x, positions, interleaved=interleaved, angle_dtype=dtype)
+    np.testing.assert_allclose(y, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
+    assert_same_bits(y, library.tfkit_rotary_embedding(x, positions, inv_freq, interleaved=interleaved))
+    back = kernels.rotary_embedding_grad(y, positions, inv_freq, interleaved)
+    np.testing.assert_allclose(back, x, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
+
+
+@pytest.mark.parametrize(
+    "call,error,says",
+    [
+        (lambda k: k.layer_norm([[1.0, 2.0]], np.ones(2), np.ones(2)), TypeError, "x must be a NumPy array"),
+        (lambda k: k.layer_norm(np.ones((2, 2), np.int32), np.ones(2), np.ones(2)), TypeError, "float32 or float64"),
+        (lambda k: k.layer_norm(np.ones((4, 4))[:, ::2], np.ones(2), np.ones(2)), ValueError, "C-contiguous"),
+        (lambda k: k.layer_norm(np.ones((2, 3)), np.ones(4), np.ones(3)), ValueError, r"gamma must have shape \(3,\)"),
+        (lambda k: k.layer_norm(np.ones((2, 3)), np.ones(3, np.float32), np.ones(3)), TypeError, "gamma must have dtype"),
+        (lambda k: k.layer_norm(np.ones((2, 3)), np.ones(3), np.ones(3), 0.0), ValueError, "epsilon must be > 0"),
+        (lambda k: k.layer_norm(np.float64(1.0), np.ones(1), np.ones(1)), TypeError, "x must be a NumPy array"),
+        (lambda k: k.bias_activation(np.ones((2, 3)), np.ones(3), "softmax"), ValueError, "must be one of linear"),
+        (lambda k: k.gated_activation(np.ones((2, 3))), ValueError, "must be even"),
+        (lambda k: k.gated_activation_grad(np.ones((2, 3)), np.ones((2, 4))), ValueError, r"dy must have shape \(2, 2\)"),
+        (lambda k: k.rotary_embedding(np.ones((2, 3, 4)), np.ones((1, 2)), np.ones(2)), ValueError, "positions must"),
+        (lambda k: k.rotary_embedding(np.ones((2, 3, 4)), np.ones((1, 3)), np.ones(3)), ValueError, "inv_freq must"),
+        (lambda k: k.rotary_embedding(np.ones((3, 4)), np.ones((1, 3)), np.ones(2)), ValueError, "rank >= 3"),
+    ],
+)
+def test_bad_arguments_raise_python_errors_naming_them(kernels, call, error, says):
+    with pytest.raises(error, match=says):
+        call(kernels)
