@@ -1,11 +1,15 @@
-"""Builds tfkit_kernels: every family's framework-free CPU kernels as a
-Python module over NumPy arrays (pybind11), without TensorFlow.
+"""Builds tfkit_kernels: every family's framework-free kernels as a Python
+module (pybind11), without TensorFlow: the CPU kernels over NumPy arrays and,
+where a CUDA toolkit is found, the CUDA launchers over GPU arrays
+(`tfkit_kernels.cuda`).
 
-    python tools/build_kernels_module.py [--out DIR]
+    python tools/build_kernels_module.py [--out DIR] [--cuda auto|on|off] [--arch native|sm_80,sm_90]
 
 The module lands in build/kernels/ (or DIR); the sources are
-kernels/python/*.cc. It is rebuilt only when a file under kernels/ is newer
-than it. Prints the module's path.
+kernels/python/*.cc and, with CUDA, kernels/*/*.cu.cc. It is rebuilt only
+when a file under kernels/ is newer than it or the build flavor changed.
+Prints the module's path. Imports neither TensorFlow nor tfkit, so it runs
+where only a compiler, Python, pybind11 and NumPy are.
 """
 
 from __future__ import annotations
@@ -28,28 +32,61 @@ def module_path(out: Path) -> Path:
     return out / (MODULE + sysconfig.get_config_var("EXT_SUFFIX"))
 
 
-def build(out: Path = ROOT / "build" / "kernels") -> Path:
-    """Compiles and links the module if any kernel source is newer; returns its path."""
+def find_cuda() -> Path | None:
+    """The CUDA toolkit: $CUDA_HOME, the one of nvcc on PATH, or /usr/local/cuda
+    (the places tfkit's Bazel rules look; tfkit.build is not imported here,
+    since it needs TensorFlow)."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    nvcc = shutil.which("nvcc")
+    candidates += [str(Path(nvcc).resolve().parent.parent) if nvcc else None, "/usr/local/cuda"]
+    for candidate in map(Path, filter(None, candidates)):
+        if (candidate / "bin" / "nvcc").exists() and (candidate / "include" / "cuda_runtime.h").exists():
+            return candidate
+    return None
+
+
+def build(out: Path = ROOT / "build" / "kernels", cuda: str = "auto", arch: str = "sm_80,sm_90") -> Path:
+    """Compiles and links the module if needed; returns its path."""
     import pybind11
 
-    target = module_path(out)
-    sources = sorted((ROOT / "kernels" / "python").glob("*.cc"))
+    toolkit = find_cuda() if cuda != "off" else None
+    if cuda == "on" and toolkit is None:
+        raise RuntimeError("--cuda on, but no CUDA toolkit (nvcc) was found")
+    flavor = f"cuda {toolkit} {arch}" if toolkit else "cpu"
+    target, stamp = module_path(out), out / "flavor"
     inputs = [p for p in (ROOT / "kernels").rglob("*") if p.is_file()]
-    if target.exists() and all(p.stat().st_mtime <= target.stat().st_mtime for p in inputs):
+    fresh = target.exists() and all(p.stat().st_mtime <= target.stat().st_mtime for p in inputs)
+    if fresh and stamp.exists() and stamp.read_text() == flavor:
         return target
     out.mkdir(parents=True, exist_ok=True)
     cxx = os.environ.get("CXX") or shutil.which("g++") or "c++"
     includes = [f"-I{ROOT}", f"-I{pybind11.get_include()}", f"-I{sysconfig.get_paths()['include']}"]
-    objects = [out / f"{source.stem}.o" for source in sources]
-
-    def compile_one(source: Path, obj: Path) -> None:
-        _run([cxx, *CXXFLAGS, *includes, "-c", str(source), "-o", str(obj)])
-
+    sources = sorted((ROOT / "kernels" / "python").glob("*.cc"))
+    jobs, link = [], []
+    if toolkit:
+        includes += ["-DTFKIT_KERNELS_CUDA", f"-I{toolkit / 'include'}"]
+        gencode = ["-arch=native"] if arch == "native" else [
+            f"-gencode=arch=compute_{a[3:]},code=sm_{a[3:]}" for a in arch.split(",")]  # fmt: skip
+        nvcc = [str(toolkit / "bin" / "nvcc"), "-x", "cu", "-std=c++17", "-O3", "--expt-relaxed-constexpr",
+                "-Xcompiler", "-fPIC", *gencode, f"-I{ROOT}"]  # fmt: skip
+        for source in sorted((ROOT / "kernels").glob("*/*.cu.cc")):
+            obj = out / f"{source.parent.name}_cu.o"
+            jobs.append([*nvcc, "-c", str(source), "-o", str(obj)])
+            link.append(str(obj))
+        libs = [f"-L{toolkit / 'lib64'}", "-lcudart_static", "-ldl", "-lrt", "-lpthread"]
+    else:
+        sources = [s for s in sources if not s.stem.endswith("_cuda")]
+        libs = []
+    for source in sources:
+        obj = out / f"{source.stem}.o"
+        jobs.append([cxx, *CXXFLAGS, *includes, "-c", str(source), "-o", str(obj)])
+        link.append(str(obj))
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        list(pool.map(compile_one, sources, objects))
+        list(pool.map(_run, jobs))
     partial = target.with_suffix(".partial")
-    _run([cxx, "-shared", *[str(o) for o in objects], "-o", str(partial)])
+    _run([cxx, "-shared", *link, "-o", str(partial), *libs])
     os.replace(partial, target)  # a failed build never leaves a module behind
+    stamp.write_text(flavor)
     return target
 
 
@@ -62,9 +99,11 @@ def _run(command: list[str]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "kernels")
+    parser.add_argument("--cuda", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--arch", default="sm_80,sm_90", help="native (the GPU present), or a list like sm_80,sm_90")
     args = parser.parse_args()
     try:
-        print(build(args.out))
+        print(build(args.out, args.cuda, args.arch))
     except RuntimeError as err:
         print(f"build failed: {err}", file=sys.stderr)
         return 1

@@ -15,18 +15,6 @@ namespace {
 using activation::Activation;
 using activation::WithActivation;
 
-// In the order of the Activation enum and the ops' `activation` attr.
-const char* const kActivations[] = {"linear", "relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh", "mish"};
-
-Activation ActivationNamed(const std::string& name) {
-  std::string valid;
-  for (int i = 0; i < 8; ++i) {
-    if (name == kActivations[i]) return static_cast<Activation>(i);
-    valid += std::string(i ? ", " : "") + kActivations[i];
-  }
-  throw py::value_error("activation must be one of " + valid + ", got '" + name + "'");
-}
-
 py::array BiasActivation(py::handle x_in, py::handle bias_in, const std::string& name) {
   const Activation act = ActivationNamed(name);
   const py::array x = Checked("x", x_in, 1);
@@ -118,6 +106,18 @@ py::array GatedGrad(py::handle dy_in, py::handle x_in, const std::string& name) 
 }
 
 }  // namespace
+
+// In the order of the Activation enum and the ops' `activation` attr.
+const char* const kActivations[] = {"linear", "relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh", "mish"};
+
+activation::Activation ActivationNamed(const std::string& name) {
+  std::string valid;
+  for (int i = 0; i < 8; ++i) {
+    if (name == kActivations[i]) return static_cast<activation::Activation>(i);
+    valid += std::string(i ? ", " : "") + kActivations[i];
+  }
+  throw py::value_error("activation must be one of " + valid + ", got '" + name + "'");
+}
 
 void BindActivation(py::module_& m) {
   m.def("bias_activation", &BiasActivation, py::arg("x"), py::arg("bias"), py::arg("activation") = "gelu",

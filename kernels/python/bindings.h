@@ -6,6 +6,9 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <string>
+
+#include "kernels/activation/activation_math.h"
 
 namespace tfkit {
 namespace kernels {
@@ -14,6 +17,14 @@ namespace python {
 void BindNorm(pybind11::module_& m);
 void BindActivation(pybind11::module_& m);
 void BindRotary(pybind11::module_& m);
+
+// The CUDA launchers, in the submodule `cuda` (built where nvcc is found).
+void BindNormCuda(pybind11::module_& cuda);
+void BindActivationCuda(pybind11::module_& cuda);
+void BindRotaryCuda(pybind11::module_& cuda);
+
+// The activation named `name`; ValueError listing the names otherwise.
+activation::Activation ActivationNamed(const std::string& name);
 
 // A parallel_for (kernels/common/accumulate.h) that runs everything on the
 // calling thread: the fixed row blocks give the op library's results.

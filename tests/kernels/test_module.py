@@ -3,8 +3,10 @@ family's CPU functions against NumPy float64, against the TensorFlow ops
 (the same kernels: the same bits), and its checks of what it is given."""
 
 import importlib.util
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,3 +132,31 @@ def test_rotary_matches_numpy_and_the_op(kernels, library, dtype, interleaved):
 def test_bad_arguments_raise_python_errors_naming_them(kernels, call, error, says):
     with pytest.raises(error, match=says):
         call(kernels)
+
+
+class FakeGpuArray:
+    """Claims to be a GPU array, but points to host memory (or has a bad dtype)."""
+
+    def __init__(self, array, typestr=None):
+        self.array = array
+        self.__cuda_array_interface__ = {
+            "shape": array.shape,
+            "typestr": typestr or array.dtype.str,
+            "data": (array.ctypes.data, False),
+            "version": 3,
+            "strides": None,
+        }
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").exists(), reason="no nvcc")
+def test_cuda_launchers_never_get_a_bad_pointer(kernels):
+    assert kernels.has_cuda
+    x = np.ones((2, 4), np.float32)
+    with pytest.raises(TypeError, match="x must be a GPU array"):
+        kernels.cuda.layer_norm(x, x[0], x[0], x, x[:, 0], x[:, 0])
+    with pytest.raises(ValueError, match="x does not point to GPU memory"):
+        kernels.cuda.bias_activation(FakeGpuArray(x), FakeGpuArray(x[0]), FakeGpuArray(x))
+    with pytest.raises(TypeError, match="x must have a float16, bfloat16, float32 or float64 dtype"):
+        kernels.cuda.gated_activation(FakeGpuArray(x, "<i4"), FakeGpuArray(x))
+    with pytest.raises(ValueError, match="activation must be one of"):
+        kernels.cuda.bias_activation(FakeGpuArray(x), FakeGpuArray(x[0]), FakeGpuArray(x), "softmax")
