@@ -1,0 +1,368 @@
+"""The GPU check: every family's CUDA launchers against its CPU kernels, and
+their speed against a device-to-device copy and PyTorch's own kernels.
+
+Run by tools/gpu_check.sh on a GPU machine (no TensorFlow needed: the
+kernels come as tfkit_kernels, built with CUDA for the GPU present; the GPU
+arrays are PyTorch tensors). Writes gpu_check.json and gpu_check.md to
+--out. `--dry-run` prepares every case and its CPU reference without a GPU
+(what can be checked on a machine without one).
+
+Numerics: for every family, dtype (float32, float64, float16, bfloat16) and
+shape (odd, empty, long rows, many rows), the CUDA result against the CPU
+kernels run in float64 on the same (dtype-rounded) inputs; errors are
+scaled by 1 + |reference|. Speed: at the shapes of `make bench`, the median
+of CUDA-event timings, forward and backward, as GB/s against a copy of the
+same bytes and as time against PyTorch's kernel for the same math.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+TOLERANCE = {"float64": 1e-9, "float32": 2e-3, "float16": 3e-2, "bfloat16": 2e-1}
+ACTIVATIONS = ("linear", "relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh", "mish")
+SHAPES = [(512, 1024), (3, 4097), (0, 8), (5, 1), (1, 7), (300, 33), (2, 0)]
+
+
+def load_module(path: Path):
+    spec = importlib.util.spec_from_file_location("tfkit_kernels", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class Case:
+    """One numerics case: `run(gpu)` returns {output name: (gpu result as
+    float64, CPU reference)}; `tolerance` scales per output."""
+
+    name: str
+    run: object
+    tolerance: float
+    scale: dict = field(default_factory=dict)
+
+
+class Gpu:
+    """PyTorch CUDA tensors for the launchers, and CUDA-event timing."""
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+        self.stream = torch.cuda.current_stream().cuda_stream
+        self.types = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+                      "bfloat16": torch.bfloat16}  # fmt: skip
+
+    def put(self, array64: np.ndarray, dtype: str):
+        return self.torch.tensor(array64).to(device="cuda", dtype=self.types[dtype]).contiguous()
+
+    def empty(self, shape, dtype: str):
+        return self.torch.empty(tuple(shape), device="cuda", dtype=self.types[dtype])
+
+    @staticmethod
+    def get(tensor) -> np.ndarray:
+        return tensor.double().cpu().numpy()
+
+    def median_ms(self, fn, repeats: int = 20) -> float:
+        for _ in range(3):
+            fn()
+        times = []
+        for _ in range(repeats):
+            start, end = self.torch.cuda.Event(enable_timing=True), self.torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        return float(np.median(times))
+
+
+def rounded(array64: np.ndarray, dtype: str) -> np.ndarray:
+    """The float64 values of array64 stored in dtype (round to nearest even)."""
+    if dtype == "float64":
+        return array64
+    if dtype == "bfloat16":
+        bits = array64.astype(np.float32).view(np.uint32).astype(np.uint64)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return bits.astype(np.uint32).view(np.float32).astype(np.float64)
+    return array64.astype(dtype).astype(np.float64)
+
+
+def acc(dtype: str) -> str:
+    return "float64" if dtype == "float64" else "float32"
+
+
+def normal(shape, seed, scale=1.0, loc=0.0, dtype="float64") -> np.ndarray:
+    return rounded(np.random.default_rng(seed).normal(loc, scale, size=shape), dtype)
+
+
+# Numerics cases --------------------------------------------------------------
+
+
+def norm_case(k, dtype, rows, cols, center, offset=0.0, tolerance=None):
+    x, dy = normal((rows, cols), 1, 1.5, offset, dtype), normal((rows, cols), 2, dtype=dtype)
+    gamma, beta = normal(cols, 3, dtype=dtype), normal(cols, 4, dtype=dtype)
+    dstat = normal(rows, 5, dtype=acc(dtype))
+    if center:
+        y, mean, rstd = k.layer_norm(x, gamma, beta, 1e-5)
+        dx, dgamma, dbeta = k.layer_norm_grad(dy, x, gamma, mean, rstd, dstat, dstat)
+    else:
+        y, rstd = k.rms_norm(x, gamma, 1e-5)
+        dx, dgamma = k.rms_norm_grad(dy, x, gamma, rstd, dstat)
+
+    def run(gpu):
+        g = {n: gpu.put(v, dtype) for n, v in (("x", x), ("dy", dy), ("gamma", gamma), ("beta", beta))}
+        stat = gpu.put(dstat, acc(dtype))
+        out = {n: gpu.empty(s, d) for n, s, d in (("y", x.shape, dtype), ("mean", [rows], acc(dtype)),
+               ("rstd", [rows], acc(dtype)), ("dx", x.shape, dtype), ("dgamma", [cols], dtype),
+               ("dbeta", [cols], dtype))}  # fmt: skip
+        if center:
+            k.cuda.layer_norm(g["x"], g["gamma"], g["beta"], out["y"], out["mean"], out["rstd"], 1e-5, gpu.stream)
+            k.cuda.layer_norm_grad(g["dy"], g["x"], g["gamma"], out["mean"], out["rstd"], stat, stat, out["dx"],
+                                   out["dgamma"], out["dbeta"], gpu.stream)  # fmt: skip
+            wanted = {"y": y, "mean": mean, "rstd": rstd, "dx": dx, "dgamma": dgamma, "dbeta": dbeta}
+        else:
+            k.cuda.rms_norm(g["x"], g["gamma"], out["y"], out["rstd"], 1e-5, gpu.stream)
+            k.cuda.rms_norm_grad(g["dy"], g["x"], g["gamma"], out["rstd"], stat, out["dx"], out["dgamma"], gpu.stream)
+            wanted = {"y": y, "rstd": rstd, "dx": dx, "dgamma": dgamma}
+        return {n: (gpu.get(out[n]), w) for n, w in wanted.items()}
+
+    family = "layer_norm" if center else "rms_norm"
+    return Case(f"{family} {dtype} [{rows}, {cols}] offset {offset:g}", run, tolerance or TOLERANCE[dtype],
+                {"dgamma": 1 + np.sqrt(rows), "dbeta": 1 + np.sqrt(rows)})
+
+
+def activation_cases(k, dtype, rows, cols, name):
+    x, bias, dy = normal((rows, cols), 1, 3.0, dtype=dtype), normal(cols, 2, dtype=dtype), normal((rows, cols), 3, dtype=dtype)
+    y = k.bias_activation(x, bias, name)
+    dx, dbias = k.bias_activation_grad(dy, x, bias, name)
+
+    def run_bias(gpu):
+        gx, gb, gdy = gpu.put(x, dtype), gpu.put(bias, dtype), gpu.put(dy, dtype)
+        gy, gdx, gdb = gpu.empty(x.shape, dtype), gpu.empty(x.shape, dtype), gpu.empty([cols], dtype)
+        k.cuda.bias_activation(gx, gb, gy, name, gpu.stream)
+        k.cuda.bias_activation_grad(gdy, gx, gb, gdx, gdb, name, gpu.stream)
+        return {"y": (gpu.get(gy), y), "dx": (gpu.get(gdx), dx), "dbias": (gpu.get(gdb), dbias)}
+
+    cases = [Case(f"bias_activation {name} {dtype} [{rows}, {cols}]", run_bias, TOLERANCE[dtype],
+                  {"dbias": 1 + np.sqrt(rows)})]  # fmt: skip
+    if cols % 2 == 0:
+        gy_ref = k.gated_activation(x, name)
+        gdy = normal(gy_ref.shape, 4, dtype=dtype)
+        gdx_ref = k.gated_activation_grad(gdy, x, name)
+
+        def run_gated(gpu):
+            gx, gd = gpu.put(x, dtype), gpu.put(gdy, dtype)
+            gy, gdx = gpu.empty(gy_ref.shape, dtype), gpu.empty(x.shape, dtype)
+            k.cuda.gated_activation(gx, gy, name, gpu.stream)
+            k.cuda.gated_activation_grad(gd, gx, gdx, name, gpu.stream)
+            return {"y": (gpu.get(gy), gy_ref), "dx": (gpu.get(gdx), gdx_ref)}
+
+        cases.append(Case(f"gated_activation {name} {dtype} [{rows}, {cols}]", run_gated, TOLERANCE[dtype]))
+    return cases
+
+
+def inv_freq(dim: int, dtype: str) -> np.ndarray:
+    exponents = np.arange(0, dim, 2, dtype=acc(dtype)) / np.array(dim, acc(dtype))
+    return (np.array(10000.0, acc(dtype)) ** -exponents).astype(np.float64)
+
+
+def rotary_case(k, dtype, batch, seq, heads, dim, per_batch, interleaved, start):
+    x = normal((batch, seq, heads, dim), 1, dtype=dtype)
+    rows = batch if per_batch else 1
+    positions = (np.arange(seq)[None] + start + 3 * np.arange(rows)[:, None]).astype(acc(dtype)).astype(np.float64)
+    freq = inv_freq(dim, dtype)
+    y = k.rotary_embedding(x, positions, freq, interleaved)
+
+    def run(gpu):
+        gx, gp, gf = gpu.put(x, dtype), gpu.put(positions, acc(dtype)), gpu.put(freq, acc(dtype))
+        gy, gback = gpu.empty(x.shape, dtype), gpu.empty(x.shape, dtype)
+        k.cuda.rotary_embedding(gx, gp, gf, gy, interleaved, gpu.stream)
+        k.cuda.rotary_embedding_grad(gy, gp, gf, gback, interleaved, gpu.stream)
+        return {"y": (gpu.get(gy), y), "inverse": (gpu.get(gback), x)}
+
+    layout = "interleaved" if interleaved else "half"
+    return Case(f"rotary {layout} {dtype} [{batch}, {seq}, {heads}, {dim}] from {start}", run, 2 * TOLERANCE[dtype])
+
+
+def numerics_cases(k) -> list[Case]:
+    cases = []
+    for dtype in DTYPES:
+        for rows, cols in SHAPES:
+            cases += [norm_case(k, dtype, rows, cols, center) for center in (True, False)]
+            for name in ACTIVATIONS:
+                cases += activation_cases(k, dtype, rows, cols, name)
+        for interleaved in (False, True):
+            cases += [
+                rotary_case(k, dtype, 8, 512, 16, 64, False, interleaved, 0),
+                rotary_case(k, dtype, 2, 7, 3, 10, True, interleaved, 5),
+                rotary_case(k, dtype, 1, 4, 1, 2, False, interleaved, 0),
+                rotary_case(k, dtype, 3, 5, 1, 8, False, interleaved, 100000),
+                rotary_case(k, dtype, 0, 4, 2, 8, False, interleaved, 0),
+            ]
+    for center in (True, False):  # accuracy: large offsets, one 16M-long row
+        cases += [norm_case(k, "float32", 64, 1024, center, offset, 1e-4) for offset in (1e2, 1e4)]
+        cases.append(norm_case(k, "float32", 1, 1 << 24, center, 0.0, 1e-5))
+    return cases
+
+
+def many_rows_checks(k, gpu) -> list[dict]:
+    """2**25 rows of one column with dy = 1: dbeta and dbias must be the row
+    count exactly (a float32 running sum stops at 2**24)."""
+    rows, torch = 1 << 25, gpu.torch
+    ones, zeros = torch.ones(rows, 1, device="cuda"), torch.zeros(rows, 1, device="cuda")
+    stats = torch.zeros(rows, device="cuda")
+    dx, d1, d2 = torch.empty(rows, 1, device="cuda"), torch.empty(1, device="cuda"), torch.empty(1, device="cuda")
+    one, zero = torch.ones(1, device="cuda"), torch.zeros(1, device="cuda")
+    k.cuda.layer_norm_grad(ones, zeros, one, stats, torch.ones(rows, device="cuda"), stats, stats, dx, d1, d2,
+                           gpu.stream)  # fmt: skip
+    dbeta = float(d2.item())
+    k.cuda.bias_activation_grad(ones, zeros, zero, dx, d1, "linear", gpu.stream)
+    dbias = float(d1.item())
+    return [{"case": "layer_norm dbeta over 2**25 rows", "passed": dbeta == rows, "worst": abs(dbeta - rows)},
+            {"case": "bias_activation dbias over 2**25 rows", "passed": dbias == rows, "worst": abs(dbias - rows)}]
+
+
+def check(case: Case, gpu) -> dict:
+    worst, failed = 0.0, []
+    for name, (got, want) in case.run(gpu).items():
+        tolerance = case.tolerance * case.scale.get(name, 1.0)
+        err = float(np.max(np.abs(got - want) / (1 + np.abs(want)), initial=0.0)) if want.size else 0.0
+        if not err <= tolerance:
+            failed.append(f"{name} {err:.3g} > {tolerance:.3g}")
+        worst = max(worst, err)
+    return {"case": case.name, "passed": not failed, "worst": worst, "failures": failed}
+
+
+# Speed -------------------------------------------------------------------------
+
+
+def speed_rows(k, gpu) -> list[dict]:
+    """Each launcher at `make bench`'s shapes: GB/s against a copy of the
+    same bytes, and time against PyTorch's kernel for the same math."""
+    torch, F, s = gpu.torch, gpu.torch.nn.functional, gpu.stream
+    rows = []
+
+    def add(name, mode, ours, theirs, theirs_name, nbytes):
+        copy_src = torch.empty(nbytes // 8, device="cuda")  # a copy of nbytes / 2 moves nbytes
+        copy_dst = torch.empty_like(copy_src)
+        copy_ms = gpu.median_ms(lambda: copy_dst.copy_(copy_src))
+        ours_ms, theirs_ms = gpu.median_ms(ours), gpu.median_ms(theirs)
+        gbps = nbytes / ours_ms / 1e6
+        rows.append({"op": name, "mode": mode, "tfkit_ms": ours_ms, "torch_ms": theirs_ms, "torch": theirs_name,
+                     "vs_torch": theirs_ms / ours_ms, "gbps": gbps, "copy_gbps": nbytes / copy_ms / 1e6,
+                     "pct_of_copy": 100 * copy_ms / ours_ms})  # fmt: skip
+
+    def grad_of(fn, *inputs):
+        for t in inputs:
+            t.requires_grad_(True)
+        out = fn()
+        dy = torch.randn_like(out)
+        return lambda: torch.autograd.grad(out, inputs, dy, retain_graph=True)
+
+    x, g, b = torch.randn(8192, 1024, device="cuda"), torch.randn(1024, device="cuda"), torch.randn(1024, device="cuda")
+    y, mean, rstd = torch.empty_like(x), torch.empty(8192, device="cuda"), torch.empty(8192, device="cuda")
+    dx, dg, db, dstat = torch.empty_like(x), torch.empty_like(g), torch.empty_like(b), torch.zeros(8192, device="cuda")
+    nb = x.numel() * 4
+    add("LayerNorm", "forward", lambda: k.cuda.layer_norm(x, g, b, y, mean, rstd, 1e-5, s),
+        lambda: F.layer_norm(x, (1024,), g, b), "F.layer_norm", 2 * nb)  # fmt: skip
+    k.cuda.layer_norm(x, g, b, y, mean, rstd, 1e-5, s)
+    add("LayerNorm", "backward", lambda: k.cuda.layer_norm_grad(x, x, g, mean, rstd, dstat, dstat, dx, dg, db, s),
+        grad_of(lambda: F.layer_norm(xt, (1024,), gt, bt), xt := x.clone(), gt := g.clone(), bt := b.clone()),
+        "F.layer_norm backward", 3 * nb)  # fmt: skip
+    add("RMSNorm", "forward", lambda: k.cuda.rms_norm(x, g, y, rstd, 1e-6, s),
+        lambda: F.rms_norm(x, (1024,), g, 1e-6), "F.rms_norm", 2 * nb)  # fmt: skip
+    add("RMSNorm", "backward", lambda: k.cuda.rms_norm_grad(x, x, g, rstd, dstat, dx, dg, s),
+        grad_of(lambda: F.rms_norm(xr, (1024,), gr, 1e-6), xr := x.clone(), gr := g.clone()),
+        "F.rms_norm backward", 3 * nb)  # fmt: skip
+
+    x, bias = torch.randn(8192, 4096, device="cuda"), torch.randn(4096, device="cuda")
+    y, dx, dbias = torch.empty_like(x), torch.empty_like(x), torch.empty_like(bias)
+    nb = x.numel() * 4
+    for name, torch_fn in (("gelu", F.gelu), ("silu", F.silu)):
+        add(f"bias+{name}", "forward", lambda n=name: k.cuda.bias_activation(x, bias, y, n, s),
+            lambda f=torch_fn: f(x + bias), f"F.{name}(x + b)", 2 * nb)  # fmt: skip
+        add(f"bias+{name}", "backward", lambda n=name: k.cuda.bias_activation_grad(x, x, bias, dx, dbias, n, s),
+            grad_of(lambda f=torch_fn: f(xa + ba), xa := x.clone(), ba := bias.clone()),
+            f"F.{name}(x + b) backward", 3 * nb)  # fmt: skip
+
+    x2 = torch.randn(8192, 2 * 4096, device="cuda")
+    y2, dy2, dx2 = torch.empty(8192, 4096, device="cuda"), torch.randn(8192, 4096, device="cuda"), torch.empty_like(x2)
+    swiglu = lambda t: F.silu(t[:, :4096]) * t[:, 4096:]  # noqa: E731
+    add("SwiGLU", "forward", lambda: k.cuda.gated_activation(x2, y2, "silu", s), lambda: swiglu(x2),
+        "F.silu(a) * b", x2.numel() * 4 + y2.numel() * 4)  # fmt: skip
+    add("SwiGLU", "backward", lambda: k.cuda.gated_activation_grad(dy2, x2, dx2, "silu", s),
+        grad_of(lambda: swiglu(xs), xs := x2.clone()), "F.silu(a) * b backward", 2 * x2.numel() * 4 + y2.numel() * 4)
+
+    x = torch.randn(8, 512, 16, 64, device="cuda")
+    positions = torch.arange(512, device="cuda", dtype=torch.float32)[None]
+    freq = torch.tensor(inv_freq(64, "float32"), device="cuda", dtype=torch.float32)
+    y = torch.empty_like(x)
+    angles = positions[0][:, None] * freq
+    cos, sin = torch.cos(angles)[None, :, None], torch.sin(angles)[None, :, None]
+
+    def torch_rope(t):
+        a, b = t[..., :32], t[..., 32:]
+        return torch.cat([a * cos - b * sin, b * cos + a * sin], -1)
+
+    nb = x.numel() * 4
+    add("RoPE", "forward", lambda: k.cuda.rotary_embedding(x, positions, freq, y, False, s), lambda: torch_rope(x),
+        "PyTorch RoPE composite", 2 * nb)  # fmt: skip
+    add("RoPE", "backward", lambda: k.cuda.rotary_embedding_grad(x, positions, freq, y, False, s),
+        grad_of(lambda: torch_rope(xq), xq := x.clone()), "PyTorch RoPE composite backward", 2 * nb)
+    return rows
+
+
+def markdown(device: str, checks: list[dict], speed: list[dict]) -> str:
+    failed = [c for c in checks if not c["passed"]]
+    lines = [f"GPU check on {device}: {len(checks) - len(failed)} numerics cases passed, {len(failed)} failed.", ""]
+    lines += [f"- FAILED {c['case']}: {', '.join(c.get('failures', [])) or c['worst']}" for c in failed]
+    lines += ["", "| op | mode | tfkit ms | GB/s | % of copy | PyTorch | PyTorch ms | vs PyTorch |",
+              "|---|---|---:|---:|---:|---|---:|---:|"]  # fmt: skip
+    for r in speed:
+        lines.append(f"| {r['op']} | {r['mode']} | {r['tfkit_ms']:.3f} | {r['gbps']:.0f} | {r['pct_of_copy']:.0f}% | "
+                     f"{r['torch']} | {r['torch_ms']:.3f} | {r['vs_torch']:.2f}x |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--module", type=Path, required=True, help="the built tfkit_kernels extension")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "gpu_check")
+    parser.add_argument("--dry-run", action="store_true", help="prepare the cases and CPU references only")
+    args = parser.parse_args()
+    k = load_module(args.module)
+    started = time.perf_counter()
+    cases = numerics_cases(k)
+    if args.dry_run:
+        print(f"dry run: {len(cases)} numerics cases prepared with their CPU references "
+              f"in {time.perf_counter() - started:.1f} s; the CUDA launchers and speed need a GPU")  # fmt: skip
+        return 0
+    if not getattr(k, "has_cuda", False):
+        print("tfkit_kernels was built without CUDA", file=sys.stderr)
+        return 2
+    gpu = Gpu()
+    checks = [check(case, gpu) for case in cases] + many_rows_checks(k, gpu)
+    speed = speed_rows(k, gpu)
+    device = gpu.torch.cuda.get_device_name()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "gpu_check.json").write_text(json.dumps({"device": device, "checks": checks, "speed": speed}, indent=1))
+    table = markdown(device, checks, speed)
+    (args.out / "gpu_check.md").write_text(table)
+    print(table)
+    print(f"took {time.perf_counter() - started:.0f} s")
+    return 0 if all(c["passed"] for c in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
