@@ -32,6 +32,19 @@ def module_path(out: Path) -> Path:
     return out / (MODULE + sysconfig.get_config_var("EXT_SUFFIX"))
 
 
+def pybind11_include() -> str:
+    """pybind11's headers: from the installed package, else $PYBIND11_INCLUDE
+    (headers carried to a machine without the package)."""
+    try:
+        import pybind11
+    except ImportError:
+        include = os.environ.get("PYBIND11_INCLUDE")
+        if not include:
+            raise RuntimeError("pybind11 is not installed; install it or set PYBIND11_INCLUDE") from None
+        return include
+    return pybind11.get_include()
+
+
 def find_cuda() -> Path | None:
     """The CUDA toolkit: $CUDA_HOME, the one of nvcc on PATH, or /usr/local/cuda
     (the places tfkit's Bazel rules look; tfkit.build is not imported here,
@@ -47,8 +60,6 @@ def find_cuda() -> Path | None:
 
 def build(out: Path = ROOT / "build" / "kernels", cuda: str = "auto", arch: str = "sm_80,sm_90") -> Path:
     """Compiles and links the module if needed; returns its path."""
-    import pybind11
-
     toolkit = find_cuda() if cuda != "off" else None
     if cuda == "on" and toolkit is None:
         raise RuntimeError("--cuda on, but no CUDA toolkit (nvcc) was found")
@@ -60,7 +71,7 @@ def build(out: Path = ROOT / "build" / "kernels", cuda: str = "auto", arch: str 
         return target
     out.mkdir(parents=True, exist_ok=True)
     cxx = os.environ.get("CXX") or shutil.which("g++") or "c++"
-    includes = [f"-I{ROOT}", f"-I{pybind11.get_include()}", f"-I{sysconfig.get_paths()['include']}"]
+    includes = [f"-I{ROOT}", f"-I{pybind11_include()}", f"-I{sysconfig.get_paths()['include']}"]
     sources = sorted((ROOT / "kernels" / "python").glob("*.cc"))
     jobs, link = [], []
     if toolkit:

@@ -52,8 +52,37 @@ class Case:
     scale: dict = field(default_factory=dict)
 
 
+class CupyGpu:
+    """CuPy arrays for the launchers, where PyTorch is not installed (no
+    bfloat16 there: those cases are skipped, and so is the speed part)."""
+
+    name = "CuPy"
+
+    def __init__(self):
+        import cupy
+
+        self.cupy = cupy
+        self.stream = cupy.cuda.get_current_stream().ptr
+        self.types = {"float32": cupy.float32, "float64": cupy.float64, "float16": cupy.float16}
+
+    def put(self, array64: np.ndarray, dtype: str):
+        return self.cupy.asarray(array64.astype(self.types[dtype]))
+
+    def empty(self, shape, dtype: str):
+        return self.cupy.empty(tuple(shape), dtype=self.types[dtype])
+
+    @staticmethod
+    def get(array) -> np.ndarray:
+        return array.get().astype(np.float64)
+
+    def name_of_device(self) -> str:
+        return self.cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+
+
 class Gpu:
     """PyTorch CUDA tensors for the launchers, and CUDA-event timing."""
+
+    name = "PyTorch"
 
     def __init__(self):
         import torch
@@ -72,6 +101,9 @@ class Gpu:
     @staticmethod
     def get(tensor) -> np.ndarray:
         return tensor.double().cpu().numpy()
+
+    def name_of_device(self) -> str:
+        return self.torch.cuda.get_device_name()
 
     def median_ms(self, fn, repeats: int = 20) -> float:
         for _ in range(3):
@@ -351,10 +383,18 @@ def main() -> int:
     if not getattr(k, "has_cuda", False):
         print("tfkit_kernels was built without CUDA", file=sys.stderr)
         return 2
-    gpu = Gpu()
-    checks = [check(case, gpu) for case in cases] + many_rows_checks(k, gpu)
-    speed = speed_rows(k, gpu)
-    device = gpu.torch.cuda.get_device_name()
+    try:
+        gpu = Gpu()
+    except ImportError:
+        gpu = CupyGpu()
+        cases = [c for c in cases if "bfloat16" not in c.name]
+        print("PyTorch is not installed: CuPy arrays, no bfloat16 cases, no speed part", file=sys.stderr)
+    checks = [check(case, gpu) for case in cases]
+    speed = []
+    if isinstance(gpu, Gpu):
+        checks += many_rows_checks(k, gpu)
+        speed = speed_rows(k, gpu)
+    device = gpu.name_of_device()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu_check.json").write_text(json.dumps({"device": device, "checks": checks, "speed": speed}, indent=1))
     table = markdown(device, checks, speed)
