@@ -77,7 +77,7 @@ __global__ void GatedActivationGradKernel(const T* __restrict__ dy, const T* __r
 }  // namespace
 
 int64_t BiasActivationGradWorkspaceSize(int64_t rows, int64_t cols) {
-  return std::max<int64_t>(FixedRowBlocks(rows).count, 1) * cols;
+  return ColumnSumsWorkspaceSize(rows, cols, 1);  // the same row blocks as the CPU kernels
 }
 
 template <typename T>

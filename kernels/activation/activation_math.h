@@ -41,7 +41,7 @@ namespace activation {
 // The order of the names in the ops' `activation` attr.
 enum class Activation : int32_t { kLinear, kRelu, kGelu, kGeluTanh, kSilu, kSigmoid, kTanh, kMish };
 
-// Branch-free float versions of exp, tanh and 1 + erf for the CPU kernels,
+// Branch-free float versions of exp, tanh and the normal CDF for the CPU kernels,
 // so that their row loops vectorize (the C library's are scalar calls). The
 // GPU kernels and double use the math library's functions.
 namespace fast {
