@@ -31,7 +31,7 @@ def _register_ops() -> None:
 
 _register_ops()
 
-from tfkit import build, declare, layers, ops, prototype, saved_model, testing  # noqa: E402
+from tfkit import build, declare, image, layers, ops, prototype, saved_model, testing  # noqa: E402
 from tfkit.declare import Op  # noqa: E402
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "build",
     "build_info",
     "declare",
+    "image",
     "layers",
     "library_path",
     "load_library",

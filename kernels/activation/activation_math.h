@@ -10,15 +10,7 @@
 #include <cstring>
 #include <type_traits>
 
-// Always inlined on the host too: the CPU loops are also built for AVX2, and
-// GCC only inlines (and so vectorizes) them there when told to.
-#ifdef __CUDACC__
-#define TFKIT_HOST_DEVICE __host__ __device__ __forceinline__
-#elif defined(__GNUC__)
-#define TFKIT_HOST_DEVICE inline __attribute__((always_inline))
-#else
-#define TFKIT_HOST_DEVICE inline
-#endif
+#include "kernels/common/types.h"
 
 // GCC vectorizes the CPU loops only when it may turn float selects into
 // blends, which -ftrapping-math (its default) forbids; nothing in tfkit

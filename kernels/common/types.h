@@ -4,6 +4,16 @@
 
 #include <cstdint>
 
+// Always inlined on the host too: CPU loops may be built for AVX2, and
+// GCC only inlines (and so vectorizes) them there when told to.
+#ifdef __CUDACC__
+#define TFKIT_HOST_DEVICE __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+#define TFKIT_HOST_DEVICE inline __attribute__((always_inline))
+#else
+#define TFKIT_HOST_DEVICE inline
+#endif
+
 namespace tfkit {
 namespace kernels {
 

@@ -7,16 +7,26 @@ from tfkit.ops.activation import (
     gated_activation_reference,
 )
 from tfkit.ops.norm import layer_norm, layer_norm_reference, rms_norm, rms_norm_reference
+from tfkit.ops.resampler import (
+    dense_image_warp,
+    dense_image_warp_reference,
+    resampler,
+    resampler_reference,
+)
 from tfkit.ops.rotary import rotary_embedding, rotary_embedding_reference
 
 __all__ = [
     "bias_activation",
     "bias_activation_reference",
+    "dense_image_warp",
+    "dense_image_warp_reference",
     "gated_activation",
     "gated_activation_reference",
     "layer_norm",
     "layer_norm_reference",
     "rms_norm",
+    "resampler",
+    "resampler_reference",
     "rms_norm_reference",
     "rotary_embedding",
     "rotary_embedding_reference",

@@ -77,14 +77,14 @@ def check_same_shape(name: str, value: tf.Tensor, other_name: str, other: tf.Ten
         raise invalid_argument(f"{name} must have the shape of {other_name}, {other.shape}, got {value.shape}")
 
 
-def float_input(name: str, value, dtype: tf.DType | None = None) -> tf.Tensor:
-    """Converts `value` to a tensor of a supported float dtype (`dtype` if set)."""
+def float_input(name: str, value, dtype: tf.DType | None = None, like: str = "x") -> tf.Tensor:
+    """Converts `value` to a tensor of a supported float dtype (`dtype`, the dtype of `like`, if set)."""
     tensor = tf.convert_to_tensor(value, dtype_hint=dtype)
     if dtype is None and tensor.dtype not in FLOAT_DTYPES:
         names = ", ".join(d.name for d in FLOAT_DTYPES)
         raise invalid_argument(f"{name} must have a float dtype ({names}), got {tensor.dtype.name}")
     if dtype is not None and tensor.dtype != dtype:
-        raise invalid_argument(f"{name} must have dtype {dtype.name} (the dtype of x), got {tensor.dtype.name}")
+        raise invalid_argument(f"{name} must have dtype {dtype.name} (the dtype of {like}), got {tensor.dtype.name}")
     return tensor
 
 

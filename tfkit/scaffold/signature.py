@@ -320,7 +320,7 @@ def _compute(reads: list[str], writes: list[str], step: str, attr_values: list[s
 def _python_snippets(sig: Signature) -> dict[str, str]:
     first = sig.inputs[0]
     checks = [f'{first} = _checks.float_input("{first}", {first})']
-    checks += [f'{name} = _checks.float_input("{name}", {name}, {first}.dtype)' for name in sig.inputs[1:]]
+    checks += [f'{name} = _checks.float_input("{name}", {name}, {first}.dtype, like="{first}")' for name in sig.inputs[1:]]
     checks += [f'_checks.check_same_shape("{name}", {name}, "{first}", {first})' for name in sig.inputs[1:]]
     attr_checks = []
     for a in sig.attrs:
