@@ -2,6 +2,16 @@
 
 from tfkit.layers.activation import Dense, GatedDense
 from tfkit.layers.norm import LayerNorm, RMSNorm
+from tfkit.layers.resampling import DenseImageWarp, Resampler, SpatialTransformer
 from tfkit.layers.rotary import RotaryEmbedding
 
-__all__ = ["Dense", "GatedDense", "LayerNorm", "RMSNorm", "RotaryEmbedding"]
+__all__ = [
+    "Dense",
+    "DenseImageWarp",
+    "GatedDense",
+    "LayerNorm",
+    "RMSNorm",
+    "Resampler",
+    "RotaryEmbedding",
+    "SpatialTransformer",
+]

@@ -7,7 +7,7 @@ from tfkit.ops.activation import (
     gated_activation_reference,
 )
 from tfkit.ops.norm import layer_norm, layer_norm_reference, rms_norm, rms_norm_reference
-from tfkit.ops.resampler import (
+from tfkit.ops.resampling import (
     dense_image_warp,
     dense_image_warp_reference,
     resampler,

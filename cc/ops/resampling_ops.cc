@@ -1,4 +1,4 @@
-// Op registrations for the resampler family: bilinear sampling of an image
+// Op registrations for the resampling family: bilinear sampling of an image
 // batch at given points, and its gradients.
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"

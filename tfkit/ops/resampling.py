@@ -1,4 +1,4 @@
-"""The resampler family: bilinear sampling of images at arbitrary points.
+"""The resampling family: bilinear sampling of images at arbitrary points.
 
 `resampler(data, warp)` samples `data` `[batch, height, width, channels]`
 at the points `warp` `[batch, ..., 2]`, each `(x, y)` in pixels, where each
@@ -135,10 +135,11 @@ def _sample_composite(data, warp, *, boundary):
     with tf.control_dependencies(_runtime_asserts(data, warp)):
         shape = tf.shape(data)
     height, width = shape[1], shape[2]
-    points = tf.cast(tf.reshape(warp, [shape[0], -1, 2]), acc)
+    warp_shape = tf.shape(warp)
+    points = tf.cast(tf.reshape(warp, [shape[0], tf.reduce_prod(warp_shape[1:-1]), 2]), acc)
     x0, ax, x_ok = _axis(points[..., 0], width, boundary)
     y0, ay, y_ok = _axis(points[..., 1], height, boundary)
-    image = tf.cast(data, acc)
+    image = tf.reshape(tf.cast(data, acc), [shape[0], height, width, shape[3]])  # rank 4 where traced unknown
     total = 0
     for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
         xi, yi = x0 + dx, y0 + dy
@@ -147,14 +148,14 @@ def _sample_composite(data, warp, *, boundary):
         weight = (ax if dx else 1 - ax) * (ay if dy else 1 - ay)
         value = weight[..., tf.newaxis] * tf.gather_nd(image, where, batch_dims=1)
         total += tf.where(inside[..., tf.newaxis], value, tf.zeros_like(value))
-    out_shape = tf.concat([tf.shape(warp)[:-1], shape[3:]], axis=0)
+    out_shape = tf.concat([warp_shape[:-1], shape[3:]], axis=0)
     return tf.cast(tf.reshape(total, out_shape), data.dtype)
 
 
 def _axis(coord: tf.Tensor, size: tf.Tensor, boundary: str):
     """A coordinate's lower neighbour, the upper one's weight, and whether
     the point samples anything along this axis (the math of
-    kernels/resampler/resampler_cpu.h)."""
+    kernels/resampling/resampling_cpu.h)."""
     size_f = tf.cast(size, coord.dtype)
     if boundary == "zeros":
         ok = (coord > -1) & (coord < size_f)

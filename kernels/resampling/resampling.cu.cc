@@ -1,13 +1,13 @@
-// CUDA kernels for the resampler family; see resampler_gpu.h for the contract.
+// CUDA kernels for the resampling family; see resampling_gpu.h for the contract.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "kernels/common/cuda_utils.cuh"
-#include "kernels/resampler/resampler_gpu.h"
+#include "kernels/resampling/resampling_gpu.h"
 
 namespace tfkit {
 namespace kernels {
-namespace resampler {
+namespace resampling {
 namespace {
 
 #define TFKIT_GRID_STRIDE(i, n)                                                          \
@@ -164,6 +164,6 @@ TFKIT_INSTANTIATE_RESAMPLER(Half)
 TFKIT_INSTANTIATE_RESAMPLER(BFloat16)
 #undef TFKIT_INSTANTIATE_RESAMPLER
 
-}  // namespace resampler
+}  // namespace resampling
 }  // namespace kernels
 }  // namespace tfkit

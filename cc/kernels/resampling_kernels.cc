@@ -1,18 +1,18 @@
-// OpKernels for the resampler family: validate, then sample (sharding the
+// OpKernels for the resampling family: validate, then sample (sharding the
 // (batch, point) rows over the CPU thread pool, or on TF's CUDA stream). The
 // CPU data gradient is deterministic; the GPU one uses atomics unless TF's
 // op determinism is enabled.
 #include <string>
 
 #include "kernels/common/types.h"
-#include "kernels/resampler/resampler_cpu.h"
+#include "kernels/resampling/resampling_cpu.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tfkit/op_utils.h"
 
 #if GOOGLE_CUDA
-#include "kernels/resampler/resampler_gpu.h"
+#include "kernels/resampling/resampling_gpu.h"
 #include "tensorflow/core/util/determinism.h"
 #endif
 
@@ -24,9 +24,9 @@ using ::tensorflow::OpKernelConstruction;
 using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
-using ::tfkit::kernels::resampler::Boundary;
-using ::tfkit::kernels::resampler::ResamplerShape;
-namespace math = ::tfkit::kernels::resampler;
+using ::tfkit::kernels::resampling::Boundary;
+using ::tfkit::kernels::resampling::ResamplerShape;
+namespace math = ::tfkit::kernels::resampling;
 
 using CPUDevice = Eigen::ThreadPoolDevice;
 using GPUDevice = Eigen::GpuDevice;

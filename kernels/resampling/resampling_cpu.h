@@ -1,4 +1,4 @@
-// The resampler family: bilinear sampling of data [batch, height, width,
+// The resampling family: bilinear sampling of data [batch, height, width,
 // channels] at the points of warp [batch, points, 2], each point (x, y) in
 // pixels (x along the width). The four neighbours of a point are weighted
 // (1 - ax)(1 - ay), ax (1 - ay), (1 - ax) ay and ax ay, with ax = x -
@@ -13,8 +13,8 @@
 //
 // Framework-free: plain templates over raw pointers. T is the storage type
 // of data, warp and the gradients; U = Acc<T> the computation type.
-#ifndef TFKIT_KERNELS_RESAMPLER_RESAMPLER_CPU_H_
-#define TFKIT_KERNELS_RESAMPLER_RESAMPLER_CPU_H_
+#ifndef TFKIT_KERNELS_RESAMPLING_RESAMPLING_CPU_H_
+#define TFKIT_KERNELS_RESAMPLING_RESAMPLING_CPU_H_
 
 #include <math.h>
 
@@ -27,7 +27,7 @@
 
 namespace tfkit {
 namespace kernels {
-namespace resampler {
+namespace resampling {
 
 enum class Boundary : int { kZeros = 0, kClamp = 1 };
 
@@ -206,8 +206,8 @@ void DataGradUnitRange(const T* warp, const T* grad, const ResamplerShape& shape
   }
 }
 
-}  // namespace resampler
+}  // namespace resampling
 }  // namespace kernels
 }  // namespace tfkit
 
-#endif  // TFKIT_KERNELS_RESAMPLER_RESAMPLER_CPU_H_
+#endif  // TFKIT_KERNELS_RESAMPLING_RESAMPLING_CPU_H_

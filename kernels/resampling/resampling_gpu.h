@@ -1,21 +1,21 @@
-// The resampler family: CUDA launchers (see resampler_cpu.h for the math).
+// The resampling family: CUDA launchers (see resampling_cpu.h for the math).
 //
 // Framework-free host functions that enqueue work on `stream`. T is one of
 // float, double, Half, BFloat16 (kernels/common/types.h). All pointers are
 // device pointers. Each returns cudaGetLastError().
-#ifndef TFKIT_KERNELS_RESAMPLER_RESAMPLER_GPU_H_
-#define TFKIT_KERNELS_RESAMPLER_RESAMPLER_GPU_H_
+#ifndef TFKIT_KERNELS_RESAMPLING_RESAMPLING_GPU_H_
+#define TFKIT_KERNELS_RESAMPLING_RESAMPLING_GPU_H_
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
 #include "kernels/common/types.h"
-#include "kernels/resampler/resampler_cpu.h"
+#include "kernels/resampling/resampling_cpu.h"
 
 namespace tfkit {
 namespace kernels {
-namespace resampler {
+namespace resampling {
 
 // out [batch, points, channels] sampled from data at warp [batch, points, 2].
 template <typename T>
@@ -32,8 +32,8 @@ cudaError_t LaunchResampleGrad(cudaStream_t stream, const T* data, const T* warp
                                const ResamplerShape& shape, bool deterministic, Acc<T>* sums, T* grad_data,
                                T* grad_warp);
 
-}  // namespace resampler
+}  // namespace resampling
 }  // namespace kernels
 }  // namespace tfkit
 
-#endif  // TFKIT_KERNELS_RESAMPLER_RESAMPLER_GPU_H_
+#endif  // TFKIT_KERNELS_RESAMPLING_RESAMPLING_GPU_H_
