@@ -42,27 +42,45 @@ def numpy_copy_gbps(nbytes: int, repeats: int) -> float:
 
 
 def forward_and_backward(fn, params=(), jit_compile=False):
-    """A tf.function computing fn(x) and the grads of sum(y * dy) for x and params."""
+    """A tf.function computing fn(x) and the grads of sum(y * dy) for x and
+    params; x is a tensor or a tuple of them (fn's arguments)."""
 
     @tf.function(jit_compile=jit_compile)
     def step(x, dy):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            y = fn(x)
+            y = fn(*x) if isinstance(x, tuple) else fn(x)
         return tape.gradient(y, [x, *params], output_gradients=dy)
 
     return step
 
 
+def peak_megabytes(fn) -> float | None:
+    """The most memory TensorFlow's CPU allocator held during one call of fn
+    above what it held before, in MiB; None unless the allocator keeps
+    statistics (TF_CPU_ALLOCATOR_USE_BFC=true)."""
+    try:
+        tf.config.experimental.reset_memory_stats("CPU:0")
+        before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    except ValueError:
+        return None
+    fn()
+    return (tf.config.experimental.get_memory_info("CPU:0")["peak"] - before) / 2**20
+
+
 def time_against_composite(name, ours, composite, x, dy, repeats, our_params=(), composite_params=()) -> list[dict]:
-    """tfkit's `ours` vs `composite` and the XLA-compiled `composite` on x:
-    forward (2 tensor passes: x, y) and forward+backward (5: x, y, x, dy, dx),
-    with the gradients of sum(y * dy) for x and the params."""
-    tensor_bytes = int(np.prod(x.shape)) * x.dtype.size
+    """tfkit's `ours` vs `composite` and the XLA-compiled `composite` on x (a
+    tensor, or a tuple of the functions' tensor arguments): forward (2 tensor
+    passes: x, y) and forward+backward (5: x, y, x, dy, dx), with the
+    gradients of sum(y * dy) for x and the params, and each one's peak memory
+    where the allocator reports it."""
+    inputs = x if isinstance(x, tuple) else (x,)
+    tensor_bytes = sum(int(np.prod(t.shape)) * t.dtype.size for t in inputs)
     results = []
     for mode, passes in (("forward", 2), ("forward+backward", 5)):
         if mode == "forward":
-            fns, args = [tf.function(ours), tf.function(composite), tf.function(composite, jit_compile=True)], (x,)
+            fns = [tf.function(ours), tf.function(composite), tf.function(composite, jit_compile=True)]
+            args = inputs
         else:
             fns = [
                 forward_and_backward(ours, our_params),
@@ -70,7 +88,9 @@ def time_against_composite(name, ours, composite, x, dy, repeats, our_params=(),
                 forward_and_backward(composite, composite_params, jit_compile=True),
             ]
             args = (x, dy)
-        t_ours, t_composite, t_xla = interleaved_median_seconds([lambda f=f: f(*args) for f in fns], repeats)
+        calls = [lambda f=f, args=args: f(*args) for f in fns]
+        t_ours, t_composite, t_xla = interleaved_median_seconds(calls, repeats)
+        peaks = [peak_megabytes(call) for call in calls]
         results.append(
             {
                 "op": name,
@@ -81,6 +101,7 @@ def time_against_composite(name, ours, composite, x, dy, repeats, our_params=(),
                 "speedup": t_composite / t_ours,
                 "speedup_vs_xla": t_xla / t_ours,
                 "tfkit_gbps": passes * tensor_bytes / t_ours / 1e9,
+                **({} if None in peaks else dict(zip(("tfkit_peak_mb", "composite_peak_mb", "xla_peak_mb"), peaks))),
             }
         )
     return results
@@ -103,9 +124,13 @@ def print_report(report: dict) -> None:
     print(f"shape {report['shape']} float32, median of {report['repeats']} runs; NumPy copy: {copy:.1f} GB/s")
     print(f"{'op':<12} {'mode':<17} {'tfkit ms':>9} {'composite ms':>13} {'XLA ms':>8} {'vs composite':>13} {'vs XLA':>7}")
     for r in report["results"]:
+        peaks = ""
+        if "tfkit_peak_mb" in r:
+            peaks = [r[f"{side}_peak_mb"] for side in ("tfkit", "composite", "xla")]
+            peaks = "  peak MiB " + " / ".join(f"{mb:.0f}" for mb in peaks)
         print(
             f"{r['op']:<12} {r['mode']:<17} {r['tfkit_ms']:>9.2f} {r['composite_ms']:>13.2f} {r['xla_ms']:>8.2f} "
-            f"{r['speedup']:>12.2f}x {r['speedup_vs_xla']:>6.2f}x"
+            f"{r['speedup']:>12.2f}x {r['speedup_vs_xla']:>6.2f}x{peaks}"
         )
 
 

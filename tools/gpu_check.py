@@ -227,6 +227,33 @@ def rotary_case(k, dtype, batch, seq, heads, dim, per_batch, interleaved, start)
     return Case(f"rotary {layout} {dtype} [{batch}, {seq}, {heads}, {dim}] from {start}", run, 2 * TOLERANCE[dtype])
 
 
+def resampler_case(k, dtype, batch, height, width, channels, points, boundary, deterministic):
+    data = normal((batch, height, width, channels), 1, dtype=dtype)
+    spread = np.random.default_rng(2).uniform(-1.5, 1.0, size=(batch, points, 2)) * [width + 1.5, height + 1.5]
+    warp = rounded(spread + np.array([width / 2, height / 2]), dtype)
+    grad = normal((batch, points, channels), 3, dtype=dtype)
+    out = k.resampler(data, warp, boundary)
+    grad_data, grad_warp = k.resampler_grad(data, warp, grad, boundary)
+
+    def run(gpu):
+        gd, gw, gg = gpu.put(data, dtype), gpu.put(warp, dtype), gpu.put(grad, dtype)
+        go, gdd, gdw, again = (gpu.empty(a.shape, dtype) for a in (out, data, warp, data))
+        k.cuda.resampler(gd, gw, go, boundary, gpu.stream)
+        k.cuda.resampler_grad(gd, gw, gg, gdd, gdw, boundary, deterministic, gpu.stream)
+        results = {"out": (gpu.get(go), out), "grad_data": (gpu.get(gdd), grad_data),
+                   "grad_warp": (gpu.get(gdw), grad_warp)}  # fmt: skip
+        if deterministic:
+            k.cuda.resampler_grad(gd, gw, gg, again, gdw, boundary, True, gpu.stream)
+            results["grad_data repeated"] = (gpu.get(again), results["grad_data"][0])
+        return results
+
+    order = "ordered" if deterministic else "atomic"
+    shape = f"[{batch}, {height}, {width}, {channels}] at {points} points"
+    contributions = 1 + np.sqrt(batch * points / max(1, height * width))
+    return Case(f"resampler {boundary} {order} {dtype} {shape}", run, 2 * TOLERANCE[dtype],
+                {"grad_data": contributions, "grad_warp": 1 + np.sqrt(channels), "grad_data repeated": 0.0})
+
+
 def numerics_cases(k) -> list[Case]:
     cases = []
     for dtype in DTYPES:
@@ -242,6 +269,14 @@ def numerics_cases(k) -> list[Case]:
                 rotary_case(k, dtype, 3, 5, 1, 8, False, interleaved, 100000),
                 rotary_case(k, dtype, 0, 4, 2, 8, False, interleaved, 0),
             ]
+        for boundary in ("zeros", "clamp"):
+            for deterministic in (False, True):
+                cases += [
+                    resampler_case(k, dtype, 4, 32, 48, 16, 1500, boundary, deterministic),
+                    resampler_case(k, dtype, 2, 1, 5, 3, 40, boundary, deterministic),
+                    resampler_case(k, dtype, 1, 3, 3, 70, 5000, boundary, deterministic),
+                    resampler_case(k, dtype, 0, 3, 3, 2, 4, boundary, deterministic),
+                ]
     for center in (True, False):  # accuracy: large offsets, one 16M-long row
         cases += [norm_case(k, "float32", 64, 1024, center, offset, 1e-4) for offset in (1e2, 1e4)]
         cases.append(norm_case(k, "float32", 1, 1 << 24, center, 0.0, 1e-5))
@@ -352,7 +387,28 @@ def speed_rows(k, gpu) -> list[dict]:
         "PyTorch RoPE composite", 2 * nb)  # fmt: skip
     add("RoPE", "backward", lambda: k.cuda.rotary_embedding_grad(x, positions, freq, y, False, s),
         grad_of(lambda: torch_rope(xq), xq := x.clone()), "PyTorch RoPE composite backward", 2 * nb)
+    resampler_speed_rows(k, gpu, add, grad_of)
     return rows
+
+
+def resampler_speed_rows(k, gpu, add, grad_of) -> None:
+    """The resampler at `make bench`'s shape against F.grid_sample (bilinear,
+    zero padding, align_corners: the same math on normalized coordinates)."""
+    torch, F, s = gpu.torch, gpu.torch.nn.functional, gpu.stream
+    data = torch.randn(16, 128, 128, 32, device="cuda")
+    warp = torch.rand(16, 128, 128, 2, device="cuda") * 130 - 1
+    out, grad = torch.empty_like(data), torch.randn_like(data)
+    grad_data, grad_warp = torch.empty_like(data), torch.empty_like(warp)
+    nchw, grid = data.permute(0, 3, 1, 2).contiguous(), warp / 127 * 2 - 1
+    sample = lambda d, g: F.grid_sample(d, g, mode="bilinear", padding_mode="zeros", align_corners=True)  # noqa: E731
+    nb = (data.numel() * 2 + warp.numel()) * 4
+    add("resampler", "forward", lambda: k.cuda.resampler(data, warp, out, "zeros", s), lambda: sample(nchw, grid),
+        "F.grid_sample", nb)  # fmt: skip
+    for deterministic in (False, True):
+        add("resampler", "backward (ordered)" if deterministic else "backward",
+            lambda d=deterministic: k.cuda.resampler_grad(data, warp, grad, grad_data, grad_warp, "zeros", d, s),
+            grad_of(lambda: sample(nd, ng), nd := nchw.clone(), ng := grid.clone()), "F.grid_sample backward",
+            2 * nb)  # fmt: skip
 
 
 def markdown(device: str, checks: list[dict], speed: list[dict]) -> str:

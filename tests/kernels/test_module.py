@@ -15,6 +15,7 @@ import tensorflow as tf
 from tests.conftest import ROOT
 from tests.ops.test_activation import ACTIVATIONS, numpy_activation
 from tests.ops.test_norm import numpy_norm
+from tests.ops.test_resampling import make_warp, numpy_dense_image_warp, numpy_resampler
 from tests.ops.test_rotary import numpy_rope
 from tfkit import _loader
 
@@ -111,6 +112,23 @@ def test_rotary_matches_numpy_and_the_op(kernels, library, dtype, interleaved):
     np.testing.assert_allclose(back, x, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_resampler_matches_numpy_and_the_op(kernels, library, dtype):
+    data = rng_normal((2, 5, 6, 3), dtype)
+    warp = make_warp(2, (4, 7), 5, 6).astype(dtype)
+    out = kernels.resampler(data, warp)
+    np.testing.assert_allclose(out, numpy_resampler(data, warp), rtol=TOL[dtype], atol=TOL[dtype])
+    assert_same_bits(out, library.tfkit_resampler(data, warp))
+    grad = rng_normal(out.shape, dtype, seed=1)
+    for ours, theirs in zip(kernels.resampler_grad(data, warp, grad), library.tfkit_resampler_grad(data, warp, grad)):
+        assert_same_bits(ours, theirs)
+    rows, cols = np.meshgrid(np.arange(5), np.arange(6), indexing="ij")
+    flow = rng_normal((2, 5, 6, 2), dtype, seed=2)
+    query = np.stack([cols - flow[..., 1], rows - flow[..., 0]], -1).astype(dtype)
+    warped = kernels.resampler(data, query, "clamp")
+    np.testing.assert_allclose(warped, numpy_dense_image_warp(data, flow), rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
+
+
 @pytest.mark.parametrize(
     "call,error,says",
     [
@@ -127,6 +145,10 @@ def test_rotary_matches_numpy_and_the_op(kernels, library, dtype, interleaved):
         (lambda k: k.rotary_embedding(np.ones((2, 3, 4)), np.ones((1, 2)), np.ones(2)), ValueError, "positions must"),
         (lambda k: k.rotary_embedding(np.ones((2, 3, 4)), np.ones((1, 3)), np.ones(3)), ValueError, "inv_freq must"),
         (lambda k: k.rotary_embedding(np.ones((3, 4)), np.ones((1, 3)), np.ones(2)), ValueError, "rank >= 3"),
+        (lambda k: k.resampler(np.ones((1, 2, 2, 1)), np.ones((1, 3))), ValueError, r"warp must have shape"),
+        (lambda k: k.resampler(np.ones((1, 2, 2, 1)), np.ones((2, 2))), ValueError, r"warp's batch dimension"),
+        (lambda k: k.resampler(np.ones((1, 2, 2, 1)), np.ones((1, 2)), "wrap"), ValueError, "boundary must be"),
+        (lambda k: k.resampler_grad(np.ones((1, 2, 2, 1)), np.ones((1, 2)), np.ones((1, 2))), ValueError, "grad must"),
     ],
 )
 def test_bad_arguments_raise_python_errors_naming_them(kernels, call, error, says):

@@ -84,7 +84,13 @@ def make_warp(batch, points_shape, height, width, seed=1, margin=1.5):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
 @pytest.mark.parametrize(
     "data_shape,points_shape",
-    [((2, 5, 6, 3), (4, 7)), ((1, 3, 4, 1), ()), ((3, 2, 9, 5), (11,)), ((2, 4, 4, 2), (2, 3, 2)), ((0, 3, 3, 2), (5,))],
+    [
+        ((2, 5, 6, 3), (4, 7)),
+        ((1, 3, 4, 1), ()),
+        ((3, 2, 9, 5), (11,)),
+        ((2, 4, 4, 2), (2, 3, 2)),
+        ((0, 3, 3, 2), (5,)),
+    ],
     ids=str,
 )
 def test_resampler_matches_numpy_float64(dtype, data_shape, points_shape):
@@ -218,9 +224,9 @@ def test_bad_inputs_name_the_argument(data_shape, warp_shape, says):
 
 
 def test_bad_dtypes_name_the_argument():
-    with pytest.raises(tf.errors.InvalidArgumentError, match="warp must have dtype float32 .the dtype of data"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"warp must have dtype float32 .the dtype of data"):
         ops.resampler(tf.ones([1, 2, 2, 1]), tf.ones([1, 2], tf.float64))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="flow must have dtype float32 .the dtype of image"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"flow must have dtype float32 .the dtype of image"):
         tfkit.image.dense_image_warp(tf.ones([1, 2, 2, 1]), tf.ones([1, 2, 2, 2], tf.float64))
     with pytest.raises(tf.errors.InvalidArgumentError, match="flow must have shape"):
         tfkit.image.dense_image_warp(tf.ones([1, 2, 2, 1]), tf.ones([1, 3, 2, 2]))
