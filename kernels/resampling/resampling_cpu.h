@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "kernels/common/accumulate.h"
+#include "kernels/common/cpu_isa.h"
 #include "kernels/common/types.h"
 
 namespace tfkit {
@@ -96,76 +97,6 @@ TFKIT_HOST_DEVICE bool TapsOf(U x, U y, const ResamplerShape& shape, Taps<U>* ta
   return true;
 }
 
-// The points' channel rows: each of the four neighbours' rows of `image`
-// (one batch item's [height * width, channels]), `zeros` where outside.
-template <typename T, typename U>
-void NeighbourRows(const T* image, const Taps<U>& taps, int64_t channels, const T* zeros, const T* rows[4]) {
-  for (int k = 0; k < 4; ++k) rows[k] = taps.pixel[k] < 0 ? zeros : image + taps.pixel[k] * channels;
-}
-
-// Samples the (batch, point) rows [begin, end) into out [rows, channels].
-template <typename T, typename U>
-void ResampleRows(const T* data, const T* warp, const ResamplerShape& shape, int64_t begin, int64_t end, T* out) {
-  const int64_t channels = shape.channels;
-  const std::vector<T> zeros(channels, static_cast<T>(0.0f));
-  for (int64_t r = begin; r < end; ++r) {
-    T* y = out + r * channels;
-    Taps<U> taps;
-    if (!TapsOf(static_cast<U>(warp[2 * r]), static_cast<U>(warp[2 * r + 1]), shape, &taps)) {
-      std::fill(y, y + channels, static_cast<T>(0.0f));
-      continue;
-    }
-    const T* rows[4];
-    NeighbourRows(data + (r / shape.points) * shape.height * shape.width * channels, taps, channels, zeros.data(),
-                  rows);
-    const U* w = taps.weight;
-    for (int64_t c = 0; c < channels; ++c) {
-      y[c] = static_cast<T>(w[0] * static_cast<U>(rows[0][c]) + w[1] * static_cast<U>(rows[1][c]) +
-                            w[2] * static_cast<U>(rows[2][c]) + w[3] * static_cast<U>(rows[3][c]));
-    }
-  }
-}
-
-// d output / d (x, y) of one point, summed over its channels against the
-// output gradient g.
-template <typename T, typename U>
-void PointWarpGrad(const T* rows[4], const T* g, const Taps<U>& taps, int64_t channels, T* grad_xy) {
-  const U ax = taps.x.alpha, ay = taps.y.alpha;
-  const Wide<U> gx = BlockedSum<U>(channels, [&](int64_t c) {
-    const U v00 = static_cast<U>(rows[0][c]), v10 = static_cast<U>(rows[1][c]);
-    const U v01 = static_cast<U>(rows[2][c]), v11 = static_cast<U>(rows[3][c]);
-    return static_cast<U>(g[c]) * ((U(1) - ay) * (v10 - v00) + ay * (v11 - v01));
-  });
-  const Wide<U> gy = BlockedSum<U>(channels, [&](int64_t c) {
-    const U v00 = static_cast<U>(rows[0][c]), v10 = static_cast<U>(rows[1][c]);
-    const U v01 = static_cast<U>(rows[2][c]), v11 = static_cast<U>(rows[3][c]);
-    return static_cast<U>(g[c]) * ((U(1) - ax) * (v01 - v00) + ax * (v11 - v10));
-  });
-  grad_xy[0] = static_cast<T>(static_cast<U>(gx * taps.x.slope));
-  grad_xy[1] = static_cast<T>(static_cast<U>(gy * taps.y.slope));
-}
-
-// The warp's gradient for the (batch, point) rows [begin, end).
-template <typename T, typename U>
-void WarpGradRows(const T* data, const T* warp, const T* grad, const ResamplerShape& shape, int64_t begin,
-                  int64_t end, T* grad_warp) {
-  const int64_t channels = shape.channels;
-  const std::vector<T> zeros(channels, static_cast<T>(0.0f));
-  for (int64_t r = begin; r < end; ++r) {
-    Taps<U> taps;
-    if (!TapsOf(static_cast<U>(warp[2 * r]), static_cast<U>(warp[2 * r + 1]), shape, &taps)) {
-      grad_warp[2 * r] = grad_warp[2 * r + 1] = static_cast<T>(0.0f);
-      continue;
-    }
-    // Neighbours outside the image hold zero, which their zero weight
-    // already gives the output; the slopes see them as zero too.
-    const T* rows[4];
-    NeighbourRows(data + (r / shape.points) * shape.height * shape.width * channels, taps, channels, zeros.data(),
-                  rows);
-    PointWarpGrad(rows, grad + r * channels, taps, channels, grad_warp + 2 * r);
-  }
-}
-
 // The data gradient is a scatter-add; it is computed deterministically in
 // units of (batch item, block of kChannelBlock channels), each owned by one
 // thread, which adds the points' contributions in point order in Wide<U>.
@@ -175,35 +106,27 @@ inline int64_t DataGradUnits(const ResamplerShape& shape) {
   return shape.batch * ((shape.channels + kChannelBlock - 1) / kChannelBlock);
 }
 
+#define TFKIT_ISA_LOOPS "kernels/resampling/resampling_rows.inc"
+#include "kernels/common/isa_builds.inc"
+
+// Samples the (batch, point) rows [begin, end) into out [rows, channels].
+template <typename T, typename U>
+void ResampleRows(const T* data, const T* warp, const ResamplerShape& shape, int64_t begin, int64_t end, T* out) {
+  TFKIT_ON_THIS_CPU(ResampleRows<T, U>(data, warp, shape, begin, end, out))
+}
+
+// The warp's gradient for the (batch, point) rows [begin, end).
+template <typename T, typename U>
+void WarpGradRows(const T* data, const T* warp, const T* grad, const ResamplerShape& shape, int64_t begin,
+                  int64_t end, T* grad_warp) {
+  TFKIT_ON_THIS_CPU(WarpGradRows<T, U>(data, warp, grad, shape, begin, end, grad_warp))
+}
+
 // The data gradient of units [begin, end) of DataGradUnits.
 template <typename T, typename U>
 void DataGradUnitRange(const T* warp, const T* grad, const ResamplerShape& shape, int64_t begin, int64_t end,
                        T* grad_data) {
-  const int64_t blocks = (shape.channels + kChannelBlock - 1) / kChannelBlock;
-  const int64_t pixels = shape.height * shape.width;
-  std::vector<Wide<U>> sums;
-  for (int64_t unit = begin; unit < end; ++unit) {
-    const int64_t b = unit / blocks;
-    const int64_t first = (unit % blocks) * kChannelBlock;
-    const int64_t width = std::min(kChannelBlock, shape.channels - first);
-    sums.assign(pixels * width, Wide<U>(0));
-    for (int64_t p = 0; p < shape.points; ++p) {
-      const int64_t r = b * shape.points + p;
-      Taps<U> taps;
-      if (!TapsOf(static_cast<U>(warp[2 * r]), static_cast<U>(warp[2 * r + 1]), shape, &taps)) continue;
-      const T* g = grad + r * shape.channels + first;
-      for (int k = 0; k < 4; ++k) {
-        if (taps.pixel[k] < 0) continue;
-        Wide<U>* acc = sums.data() + taps.pixel[k] * width;
-        const Wide<U> w = taps.weight[k];
-        for (int64_t c = 0; c < width; ++c) acc[c] += w * static_cast<Wide<U>>(static_cast<U>(g[c]));
-      }
-    }
-    T* out = grad_data + b * pixels * shape.channels + first;
-    for (int64_t q = 0; q < pixels; ++q) {
-      for (int64_t c = 0; c < width; ++c) out[q * shape.channels + c] = static_cast<T>(static_cast<U>(sums[q * width + c]));
-    }
-  }
+  TFKIT_ON_THIS_CPU(DataGradUnitRange<T, U>(warp, grad, shape, begin, end, grad_data))
 }
 
 }  // namespace resampling
