@@ -10,7 +10,7 @@ from tensorflow.python.data.experimental.ops import testing as data_testing
 
 import tfkit
 
-SLEEP_MICROS = 1_500_000
+SLEEP_MICROS = 1_000_000
 
 
 class ServingTestModel(tf.Module):

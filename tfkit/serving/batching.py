@@ -74,6 +74,7 @@ class Batcher:
         self._open: dict[tuple, _Batch] = {}
         self._ready: collections.deque[_Batch] = collections.deque()
         self._stopping = False
+        self.batch_sizes: collections.Counter[int] = collections.Counter()  # requests per batch -> batches run
         self._threads = [
             threading.Thread(target=self._work, name=f"tfkit-batch-{i}", daemon=True)
             for i in range(parameters.num_batch_threads)
@@ -152,6 +153,8 @@ class Batcher:
 
     def _work(self) -> None:
         while (batch := self._next_batch()) is not None:
+            with self._cond:
+                self.batch_sizes[len(batch.tasks)] += 1
             _run_batch(batch)
 
 

@@ -47,25 +47,31 @@ def _error_response(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-@web.middleware
-async def _json_errors(request: web.Request, handler) -> web.StreamResponse:
-    """Turns every failure into {"error": ...} with the right status."""
-    try:
-        return await handler(request)
-    except ServingError as err:
-        return _error_response(err.http_status, err.message)
-    except web.HTTPRequestEntityTooLarge as err:
-        return _error_response(413, f"the request body is larger than the server's limit of {err.max_size} bytes")
-    except web.HTTPException as err:
-        if err.status < 400:
-            raise
-        return _error_response(err.status, err.reason)
-    except (ConnectionError, OSError) as err:  # the client went away mid-request
-        log.info("client disconnected: %s", err)
-        return _error_response(400, f"the request could not be read: {err}")
-    except Exception as err:  # never let one request take the server down
-        log.exception("unexpected error serving %s", request.path)
-        return _error_response(500, f"internal error: {err}")
+def _json_errors(max_request_bytes: int):
+    """A middleware that turns every failure into {"error": ...} with the right status."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ServingError as err:
+            return _error_response(err.http_status, err.message)
+        except web.HTTPRequestEntityTooLarge:
+            return _error_response(
+                413, f"the request body is larger than the server's limit of {max_request_bytes} bytes"
+            )
+        except web.HTTPException as err:
+            if err.status < 400:
+                raise
+            return _error_response(err.status, err.reason)
+        except (ConnectionError, OSError) as err:  # the client went away mid-request
+            log.info("client disconnected: %s", err)
+            return _error_response(400, f"the request could not be read: {err}")
+        except Exception as err:  # never let one request take the server down
+            log.exception("unexpected error serving %s", request.path)
+            return _error_response(500, f"internal error: {err}")
+
+    return middleware
 
 
 class RestApi:
@@ -73,7 +79,7 @@ class RestApi:
 
     def __init__(self, service: InferenceService, max_request_bytes: int):
         self.service = service
-        self.app = web.Application(middlewares=[_json_errors], client_max_size=max_request_bytes)
+        self.app = web.Application(middlewares=[_json_errors(max_request_bytes)], client_max_size=max_request_bytes)
         self.app.router.add_get("/v1/models/{path:.+}", self.get)
         self.app.router.add_post("/v1/models/{path:.+}", self.post)
 
