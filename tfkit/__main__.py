@@ -143,7 +143,13 @@ def batching_parameters(args: argparse.Namespace):
     return dataclasses.replace(base, **overrides)
 
 
-BATCHING_FLAGS = ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches")
+# TensorFlow Serving's batching parameters, with their defaults.
+BATCHING_FLAGS = {
+    "max_batch_size": "default 1000",
+    "batch_timeout_micros": "default 0",
+    "num_batch_threads": "default: the CPU count",
+    "max_enqueued_batches": "default 10",
+}
 
 
 def add_serve_parser(commands) -> None:
@@ -166,7 +172,7 @@ def add_serve_parser(commands) -> None:
     )
     parser.add_argument("--enable_batching", action="store_true", help="merge concurrent requests into batches")
     parser.add_argument("--batching_parameters_file", help="TensorFlow Serving's batching parameters text file")
-    for name, meaning in zip(BATCHING_FLAGS, ("default 1000", "default 0", "default: CPU count", "default 10")):
+    for name, meaning in BATCHING_FLAGS.items():
         parser.add_argument(f"--{name}", type=int, help=f"batching parameter ({meaning}); overrides the file")
     parser.add_argument(
         "--op_library", action="append", default=[], metavar="PATH",

@@ -33,8 +33,14 @@ def model_base(tmp_path_factory):
 
 
 def options(base, **kwargs) -> serving.ServerOptions:
-    defaults = {"port": 0, "rest_api_port": 0, "host": "127.0.0.1", "poll_seconds": 0,
-                "max_request_bytes": MAX_REQUEST_BYTES, "drain_seconds": 10}
+    defaults = {
+        "port": 0,
+        "rest_api_port": 0,
+        "host": "127.0.0.1",
+        "poll_seconds": 0,
+        "max_request_bytes": MAX_REQUEST_BYTES,
+        "drain_seconds": 10,
+    }
     return serving.ServerOptions(models=[serving.ModelConfig(MODEL, base)], **{**defaults, **kwargs})
 
 
@@ -61,8 +67,9 @@ class Client:
         response = requests.post(self.url + path, json=body, data=data, timeout=TIMEOUT)
         return response.status_code, response.json()
 
-    def predict(self, inputs: dict[str, np.ndarray], signature: str = "", version: int | None = None,
-                output_filter=()) -> predict_pb2.PredictResponse:
+    def predict(
+        self, inputs: dict[str, np.ndarray], signature: str = "", version: int | None = None, output_filter=()
+    ) -> predict_pb2.PredictResponse:
         request = predict_pb2.PredictRequest(output_filter=list(output_filter))
         request.model_spec.name = MODEL
         request.model_spec.signature_name = signature

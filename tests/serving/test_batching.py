@@ -54,7 +54,9 @@ def test_concurrent_requests_merge_and_split_back_exactly():
 
 
 def test_full_batches_run_at_once_and_never_exceed_max_batch_size():
-    batcher = Batcher(serving.BatchingParameters(max_batch_size=4, batch_timeout_micros=10_000_000, num_batch_threads=1))
+    batcher = Batcher(
+        serving.BatchingParameters(max_batch_size=4, batch_timeout_micros=10_000_000, num_batch_threads=1)
+    )
     try:
         calls = []
         results = submit_concurrently(batcher, doubled(calls), [np.full([2, 1], i, np.float32) for i in range(6)])

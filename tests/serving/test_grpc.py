@@ -26,7 +26,7 @@ def test_predict(client):
 def test_predict_several_outputs_strings_and_filter(client):
     a = np.arange(8, dtype=np.float32).reshape(2, 4)
     outputs = outputs_of(client.predict({"a": a, "b": np.array([1, 2], np.int32)}, signature="multi"))
-    np.testing.assert_array_equal(outputs["sum"], a.sum(1) + [1, 2])
+    np.testing.assert_array_equal(outputs["sum"], a.sum(1) + np.array([1, 2]))
     assert outputs["normed"].shape == (2, 4)
     only = client.predict({"a": a, "b": np.array([1, 2], np.int32)}, signature="multi", output_filter=["sum"])
     assert set(only.outputs) == {"sum"}
@@ -54,18 +54,28 @@ def test_status(client):
 BAD_CALLS = [
     # (call, status code, part of the details)
     (lambda c: c.predict({"x": X[:, :2]}), grpc.StatusCode.INVALID_ARGUMENT, "expects shape float32 [?, 3]"),
-    (lambda c: c.predict({"x": X.astype(np.float64)}), grpc.StatusCode.INVALID_ARGUMENT, "expects float32, got float64"),
+    (
+        lambda c: c.predict({"x": X.astype(np.float64)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "expects float32, got float64",
+    ),
     (lambda c: c.predict({}), grpc.StatusCode.INVALID_ARGUMENT, "missing ['x']"),
     (lambda c: c.predict({"x": X}, output_filter=["nope"]), grpc.StatusCode.INVALID_ARGUMENT, "no output ['nope']"),
-    (lambda c: c.predict({"x": np.array([-1.0], np.float32)}, signature="checked"),
-     grpc.StatusCode.INVALID_ARGUMENT, "x must be >= 0"),
+    (
+        lambda c: c.predict({"x": np.array([-1.0], np.float32)}, signature="checked"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "x must be >= 0",
+    ),
     (lambda c: c.predict({"x": X}, signature="nope"), grpc.StatusCode.NOT_FOUND, "no signature 'nope'"),
     (lambda c: c.predict({"x": X}, version=5), grpc.StatusCode.NOT_FOUND, "version 5 is not available"),
     (lambda c: c.metadata(name="other"), grpc.StatusCode.NOT_FOUND, "model 'other' is not served"),
     (lambda c: c.metadata(fields=()), grpc.StatusCode.INVALID_ARGUMENT, "metadata_field"),
     (lambda c: c.status(version=3), grpc.StatusCode.NOT_FOUND, "has no version 3"),
-    (lambda c: c.predict({"x": np.zeros([MAX_REQUEST_BYTES // 12 + 1, 3], np.float32)}),
-     grpc.StatusCode.RESOURCE_EXHAUSTED, "larger than max"),
+    (
+        lambda c: c.predict({"x": np.zeros([MAX_REQUEST_BYTES // 12 + 1, 3], np.float32)}),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "larger than max",
+    ),
 ]
 
 

@@ -41,9 +41,7 @@ def test_metadata(client):
 def test_predict_row_and_columnar(client):
     assert client.post(f"/v1/models/{MODEL}:predict", {"instances": X}) == (200, {"predictions": Y})
     assert client.post(f"/v1/models/{MODEL}/versions/1:predict", {"inputs": X}) == (200, {"outputs": Y})
-    assert client.post(f"/v1/models/{MODEL}:predict", {"instances": [{"x": row} for row in X]})[1] == {
-        "predictions": Y
-    }
+    assert client.post(f"/v1/models/{MODEL}:predict", {"instances": [{"x": row} for row in X]})[1] == {"predictions": Y}
 
 
 def test_predict_named_inputs_and_outputs_through_a_tfkit_op(client):

@@ -102,7 +102,8 @@ def test_several_models(model_base):
         try:
             for name in ("first", "second"):
                 assert client.post(f"/v1/models/{name}:predict", {"instances": X.tolist()}) == (
-                    200, {"predictions": (2 * X + 1).tolist()}
+                    200,
+                    {"predictions": (2 * X + 1).tolist()},
                 )
             status, body = client.get("/v1/models/m")
             assert status == 404 and "serves ['first', 'second']" in body["error"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import itertools
 import logging
 import os
 import threading
@@ -42,7 +43,9 @@ class BatchingParameters:
         for field in dataclasses.fields(self):
             minimum = 0 if field.name == "batch_timeout_micros" else 1
             if getattr(self, field.name) < minimum:
-                raise ValueError(f"batching parameter {field.name} must be >= {minimum}, got {getattr(self, field.name)}")
+                raise ValueError(
+                    f"batching parameter {field.name} must be >= {minimum}, got {getattr(self, field.name)}"
+                )
 
 
 @dataclasses.dataclass
@@ -175,7 +178,7 @@ def _run_batch(batch: _Batch) -> None:
     try:
         merged = {key: np.concatenate([task.inputs[key] for task in tasks]) for key in tasks[0].inputs}
         outputs = batch.run(merged)
-        for task, own in zip(tasks, _split(outputs, [task.rows for task in tasks])):
+        for task, own in zip(tasks, _split(outputs, [task.rows for task in tasks]), strict=True):
             task.future.set_result(own)
     except BaseException as err:  # every caller of the batch gets the model's error
         for task in tasks:
@@ -192,4 +195,4 @@ def _split(outputs: Outputs, rows: list[int]) -> list[Outputs]:
                 f"{list(value.shape)} for a batch of {total}"
             )
     offsets = np.cumsum([0, *rows])
-    return [{key: value[start:end] for key, value in outputs.items()} for start, end in zip(offsets, offsets[1:])]
+    return [{key: value[start:end] for key, value in outputs.items()} for start, end in itertools.pairwise(offsets)]

@@ -41,7 +41,9 @@ def parse_predict_body(body: dict[str, Any]) -> tuple[str | None, str, Any]:
 def json_inputs(signature: Signature, form: str, data: Any) -> dict[str, np.ndarray]:
     """The arrays of a REST request in row ("instances") or columnar format."""
     columns = _rows_to_columns(signature, data) if form == "instances" else _named_columns(signature, data)
-    return check_inputs(signature, {key: _json_array(signature.inputs.get(key), key, value) for key, value in columns.items()})
+    return check_inputs(
+        signature, {key: _json_array(signature.inputs.get(key), key, value) for key, value in columns.items()}
+    )
 
 
 def _rows_to_columns(signature: Signature, instances: Any) -> dict[str, Any]:
@@ -85,9 +87,7 @@ def _json_array(info: TensorInfo | None, key: str, value: Any) -> np.ndarray:
         raise invalid_argument(f"input '{key}' is not a rectangular array ({err})") from err
     want = info.dtype.as_numpy_dtype
     if array.dtype.kind not in _ACCEPTED_KINDS.get(np.dtype(want).kind, "") and array.size:
-        raise invalid_argument(
-            f"input '{key}' expects {info.dtype.name} values, got {_describe_kind(array)}"
-        )
+        raise invalid_argument(f"input '{key}' expects {info.dtype.name} values, got {_describe_kind(array)}")
     return array.astype(want, copy=False)
 
 
@@ -161,13 +161,13 @@ def json_outputs(form: str, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
     if len(batch) != 1 or None in batch:
         raise invalid_argument(
             "the row format needs every output to have the same first dimension "
-            f"(got shapes { {k: list(v.shape) for k, v in outputs.items()} }); use the columnar format (\"inputs\")"
+            f'(got shapes { {k: list(v.shape) for k, v in outputs.items()} }); use the columnar format ("inputs")'
         )
     columns = {key: _to_json(key, value) for key, value in outputs.items()}
     if len(columns) == 1:
         return {"predictions": next(iter(columns.values()))}
     keys = list(columns)
-    return {"predictions": [dict(zip(keys, row)) for row in zip(*columns.values())]}
+    return {"predictions": [dict(zip(keys, row, strict=True)) for row in zip(*columns.values(), strict=True)]}
 
 
 def _to_json(key: str, value: np.ndarray) -> Any:

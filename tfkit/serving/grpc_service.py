@@ -57,10 +57,12 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.service = service
 
     @_statuses
-    async def Predict(self, request, context):  # noqa: N802 (the gRPC method name)
+    async def Predict(self, request, context):
         spec = request.model_spec
         servable, signature, outputs = await self.service.predict(
-            _name(spec), _version(spec), spec.signature_name or None,
+            _name(spec),
+            _version(spec),
+            spec.signature_name or None,
             lambda signature: codec.proto_inputs(signature, request.inputs),
         )
         response = predict_pb2.PredictResponse(model_spec=protos.model_spec(servable, signature.name))
@@ -69,7 +71,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     @_statuses
-    async def GetModelMetadata(self, request, context):  # noqa: N802
+    async def GetModelMetadata(self, request, context):
         fields = set(request.metadata_field)
         if fields != {protos.SIGNATURE_DEF_FIELD}:
             raise invalid_argument(f'metadata_field must be ["signature_def"], got {sorted(fields)}')
@@ -84,7 +86,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self.service = service
 
     @_statuses
-    async def GetModelStatus(self, request, context):  # noqa: N802
+    async def GetModelStatus(self, request, context):
         spec = request.model_spec
         return protos.status_response(self.service.repository, _name(spec), _version(spec))
 

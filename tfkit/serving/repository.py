@@ -105,10 +105,14 @@ class ModelRepository:
         """
         for model in self._models.values():
             if not model.config.base_path.is_dir():
-                raise FileNotFoundError(f"model '{model.config.name}': base path {model.config.base_path} does not exist")
+                raise FileNotFoundError(
+                    f"model '{model.config.name}': base path {model.config.base_path} does not exist"
+                )
             versions = find_versions(model.config.base_path)
             if not versions:
-                log.warning("model '%s': no versions under %s yet; waiting for one", model.config.name, model.config.base_path)
+                log.warning(
+                    "model '%s': no versions under %s yet; waiting for one", model.config.name, model.config.base_path
+                )
                 continue
             newest = max(versions)
             self._install(model, self._loader(model.config.name, newest, versions[newest]))
@@ -136,7 +140,9 @@ class ModelRepository:
         if served is None:
             raise not_found(f"model '{name}' has no version loaded yet (looking in {model.config.base_path})")
         if version is not None and version != served.version:
-            raise not_found(f"model '{name}' version {version} is not available; the served version is {served.version}")
+            raise not_found(
+                f"model '{name}' version {version} is not available; the served version is {served.version}"
+            )
         return served
 
     def statuses(self, name: str, version: int | None = None) -> list[VersionStatus]:
@@ -205,6 +211,8 @@ class ModelRepository:
             if old is not None and old.version != servable.version:
                 model.statuses[old.version] = VersionStatus(old.version, END)
         log.info(
-            "model '%s': serving version %d%s", model.config.name, servable.version,
+            "model '%s': serving version %d%s",
+            model.config.name,
+            servable.version,
             f" (was {old.version})" if old else "",
         )

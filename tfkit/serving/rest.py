@@ -88,12 +88,16 @@ class RestApi:
         repository = self.service.repository
         if method == "":
             response = protos.status_response(repository, name, version)
-            return web.json_response(json_format.MessageToDict(response, preserving_proto_field_name=True,
-                                                               always_print_fields_with_no_presence=True))
+            return web.json_response(
+                json_format.MessageToDict(
+                    response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+                )
+            )
         if method == "metadata":
             servable = repository.servable(name, version)
-            spec = json_format.MessageToDict(protos.model_spec(servable), preserving_proto_field_name=True,
-                                             always_print_fields_with_no_presence=True)
+            spec = json_format.MessageToDict(
+                protos.model_spec(servable), preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+            )
             signatures = json_format.MessageToDict(protos.signature_def_map(servable), preserving_proto_field_name=True)
             return web.json_response({"model_spec": spec, "metadata": {"signature_def": signatures}})
         raise web.HTTPMethodNotAllowed("GET", ["POST"], reason=f"use POST for :{method}")
@@ -102,7 +106,9 @@ class RestApi:
         name, version, method = _parse_path(request.match_info["path"])
         if method != "predict":
             if method in ("classify", "regress"):
-                raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f":{method} is not supported by this server; use :predict")
+                raise ServingError(
+                    grpc.StatusCode.UNIMPLEMENTED, f":{method} is not supported by this server; use :predict"
+                )
             raise web.HTTPMethodNotAllowed("POST", ["GET"], reason="use GET for status and metadata")
         signature_name, form, data = codec.parse_predict_body(_parse_json(await request.read()))
         _, _, outputs = await self.service.predict(

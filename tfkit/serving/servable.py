@@ -33,13 +33,19 @@ class TensorInfo:
 
     @classmethod
     def from_proto(cls, key: str, info: meta_graph_pb2.TensorInfo) -> TensorInfo:
-        shape = None if info.tensor_shape.unknown_rank else tuple(
-            d.size if d.size >= 0 else None for d in info.tensor_shape.dim
+        shape = (
+            None
+            if info.tensor_shape.unknown_rank
+            else tuple(d.size if d.size >= 0 else None for d in info.tensor_shape.dim)
         )
         return cls(key, tf.dtypes.as_dtype(info.dtype), shape)
 
     def describe(self) -> str:
-        dims = "unknown rank" if self.shape is None else "[" + ", ".join("?" if d is None else str(d) for d in self.shape) + "]"
+        dims = (
+            "unknown rank"
+            if self.shape is None
+            else "[" + ", ".join("?" if d is None else str(d) for d in self.shape) + "]"
+        )
         return f"{self.dtype.name} {dims}"
 
     def check(self, value: np.ndarray) -> None:
@@ -47,12 +53,10 @@ class TensorInfo:
         if self.shape is None:
             return
         fits = value.ndim == len(self.shape) and all(
-            want is None or want == got for want, got in zip(self.shape, value.shape)
+            want is None or want == got for want, got in zip(self.shape, value.shape, strict=True)
         )
         if not fits:
-            raise invalid_argument(
-                f"input '{self.key}' expects shape {self.describe()}, got {list(value.shape)}"
-            )
+            raise invalid_argument(f"input '{self.key}' expects shape {self.describe()}, got {list(value.shape)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +125,8 @@ def load_servable(name: str, version: int, path: Path) -> Servable:
         report = saved_model.check(str(path))
     except FileNotFoundError as err:
         raise ModelLoadError(str(err)) from err
+    except Exception as err:  # a corrupt saved_model.pb
+        raise ModelLoadError(f"model '{name}' version {version} failed to load from {path}: {err}") from err
     if not report.ok:
         raise ModelLoadError(f"model '{name}' version {version} refused:\n{report}")
     try:

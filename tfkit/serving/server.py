@@ -86,8 +86,13 @@ class ModelServer:
             raise OSError(f"gRPC could not listen on {options.host}:{options.port}")
         await self._grpc.start()
         self.repository.start_polling()
-        log.info("REST API at http://%s:%d/v1/models, gRPC at %s:%d", options.host, self.rest_port,
-                 options.host, self.grpc_port)
+        log.info(
+            "REST API at http://%s:%d/v1/models, gRPC at %s:%d",
+            options.host,
+            self.rest_port,
+            options.host,
+            self.grpc_port,
+        )
 
     async def stop(self) -> None:
         """Stops accepting, lets requests in flight finish, then releases all."""
