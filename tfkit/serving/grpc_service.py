@@ -1,4 +1,4 @@
-"""TensorFlow Serving's gRPC API on grpc.aio: PredictionService.Predict and
+"""TensorFlow Serving's gRPC API on grpcio's threaded server: PredictionService.Predict and
 GetModelMetadata, ModelService.GetModelStatus, with the messages and service
 definitions of the tensorflow-serving-api package, so its stubs work as
 they are. Errors are gRPC statuses (INVALID_ARGUMENT, NOT_FOUND, ...)."""
@@ -26,14 +26,14 @@ def _statuses(method):
     """Ends the RPC with the ServingError's status (INTERNAL for the unexpected)."""
 
     @functools.wraps(method)
-    async def wrapper(self, request, context: grpc.aio.ServicerContext):
+    def wrapper(self, request, context: grpc.ServicerContext):
         try:
-            return await method(self, request, context)
+            return method(self, request, context)
         except ServingError as err:
-            await context.abort(err.code, err.message)
+            context.abort(err.code, err.message)
         except Exception as err:  # never let one request take the server down
             log.exception("unexpected error in %s", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {err}")
+            context.abort(grpc.StatusCode.INTERNAL, f"internal error: {err}")
 
     return wrapper
 
@@ -57,9 +57,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.service = service
 
     @_statuses
-    async def Predict(self, request, context):
+    def Predict(self, request, context):
         spec = request.model_spec
-        servable, signature, outputs = await self.service.predict(
+        servable, signature, outputs = self.service.predict_blocking(
             _name(spec),
             _version(spec),
             spec.signature_name or None,
@@ -71,7 +71,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     @_statuses
-    async def GetModelMetadata(self, request, context):
+    def GetModelMetadata(self, request, context):
         fields = set(request.metadata_field)
         if fields != {protos.SIGNATURE_DEF_FIELD}:
             raise invalid_argument(f'metadata_field must be ["signature_def"], got {sorted(fields)}')
@@ -86,11 +86,11 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self.service = service
 
     @_statuses
-    async def GetModelStatus(self, request, context):
+    def GetModelStatus(self, request, context):
         spec = request.model_spec
         return protos.status_response(self.service.repository, _name(spec), _version(spec))
 
 
-def add_services(server: grpc.aio.Server, service: InferenceService) -> None:
+def add_services(server: grpc.Server, service: InferenceService) -> None:
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(service), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(service), server)

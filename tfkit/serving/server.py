@@ -1,8 +1,9 @@
-"""The server's life: load models, listen on REST and gRPC in one asyncio
-loop, then drain and stop on SIGTERM or SIGINT.
+"""The server's life: load models, listen on REST (an asyncio loop) and
+gRPC (grpcio's thread pool), then drain and stop on SIGTERM or SIGINT.
 
-Model calls run outside the loop (in the batch threads or a thread pool),
-so the loop only parses, routes and encodes.
+REST model calls run outside the loop (in the batch threads or a thread
+pool), so the loop only parses, routes and encodes. A gRPC call runs the
+model on its own handler thread, or waits there for its batch.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from tfkit.serving.rest import RestApi
 from tfkit.serving.service import InferenceService
 
 log = logging.getLogger("tfkit.serving")
+
+# gRPC handler threads: the most gRPC requests that run (or wait for their
+# batch) at once; more wait in gRPC's queue.
+GRPC_THREADS = 64
 
 
 def load_op_libraries(options: ServerOptions) -> None:
@@ -59,7 +64,7 @@ class ModelServer:
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
         self._runner: web.AppRunner | None = None
-        self._grpc: grpc.aio.Server | None = None
+        self._grpc: grpc.Server | None = None
 
     async def start(self) -> None:
         """Starts listening; the ports are then in rest_port and grpc_port."""
@@ -73,18 +78,19 @@ class ModelServer:
         site = web.TCPSite(self._runner, options.host, options.rest_api_port)
         await site.start()
         self.rest_port = self._runner.addresses[-1][1]
-        self._grpc = grpc.aio.server(
+        self._grpc = grpc.server(
+            concurrent.futures.ThreadPoolExecutor(GRPC_THREADS, thread_name_prefix="tfkit-grpc"),
             options=[
                 ("grpc.max_receive_message_length", options.max_request_bytes),
                 ("grpc.max_send_message_length", -1),
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         grpc_service.add_services(self._grpc, self.service)
         self.grpc_port = self._grpc.add_insecure_port(f"{options.host}:{options.port}")
         if self.grpc_port == 0:
             raise OSError(f"gRPC could not listen on {options.host}:{options.port}")
-        await self._grpc.start()
+        self._grpc.start()
         self.repository.start_polling()
         log.info(
             "REST API at http://%s:%d/v1/models, gRPC at %s:%d",
@@ -99,7 +105,7 @@ class ModelServer:
         drain = self.options.drain_seconds
         stops = []
         if self._grpc is not None:
-            stops.append(self._grpc.stop(grace=drain))
+            stops.append(asyncio.to_thread(self._grpc.stop(grace=drain).wait))
         if self._runner is not None:
             stops.append(self._runner.cleanup())
         await asyncio.gather(*stops)

@@ -60,14 +60,34 @@ class InferenceService:
         Raises:
           ServingError: for anything wrong with the request or the model call.
         """
-        servable = self.repository.servable(name, version)
-        signature = servable.signature(signature_name)
-        inputs = decode(signature)
+        servable, signature, inputs = self._prepare(name, version, signature_name, decode)
         if self.batcher is not None:
             future = self.batcher.submit(_batch_key(servable, signature, inputs), _guarded(signature), inputs)
         else:
             future = self.executor.submit(_guarded(signature), inputs)
         return servable, signature, await asyncio.wrap_future(future)
+
+    def predict_blocking(
+        self,
+        name: str,
+        version: int | None,
+        signature_name: str | None,
+        decode: Callable[[Signature], Inputs],
+    ) -> tuple[Servable, Signature, dict[str, np.ndarray]]:
+        """`predict` for a caller on its own thread (the gRPC server's):
+        without batching, the model runs on the calling thread."""
+        servable, signature, inputs = self._prepare(name, version, signature_name, decode)
+        if self.batcher is None:
+            return servable, signature, _guarded(signature)(inputs)
+        future = self.batcher.submit(_batch_key(servable, signature, inputs), _guarded(signature), inputs)
+        return servable, signature, future.result()
+
+    def _prepare(
+        self, name: str, version: int | None, signature_name: str | None, decode: Callable[[Signature], Inputs]
+    ) -> tuple[Servable, Signature, Inputs]:
+        servable = self.repository.servable(name, version)
+        signature = servable.signature(signature_name)
+        return servable, signature, decode(signature)
 
 
 def _batch_key(servable: Servable, signature: Signature, inputs: Inputs) -> tuple:
