@@ -125,6 +125,8 @@ def serve_options(args: argparse.Namespace):
         op_libraries=[Path(path) for path in args.op_library],
         max_request_bytes=args.max_request_bytes,
         drain_seconds=args.drain_seconds,
+        intra_op_threads=args.tensorflow_intra_op_parallelism,
+        inter_op_threads=args.tensorflow_inter_op_parallelism,
     )
 
 
@@ -182,6 +184,13 @@ def add_serve_parser(commands) -> None:
         "--max_request_bytes", type=int, default=64 * 1024 * 1024,
         help="the largest REST body or gRPC message accepted (default 64 MiB)",
     )
+    for name, meaning in (("intra", "within one op"), ("inter", "running ops side by side")):
+        parser.add_argument(
+            f"--tensorflow_{name}_op_parallelism",
+            type=int,
+            default=0,
+            help=f"TensorFlow's threads {meaning} (default 0: TensorFlow's choice)",
+        )
     parser.add_argument(
         "--drain_seconds", type=float, default=30.0, help="on SIGTERM/SIGINT, how long to wait for requests in flight"
     )

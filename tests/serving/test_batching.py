@@ -94,6 +94,41 @@ def test_full_queue_is_unavailable_and_errors_reach_every_caller():
         batcher.stop()
 
 
+def test_a_request_that_fails_the_model_fails_alone():
+    batcher = Batcher(serving.BatchingParameters(max_batch_size=64, batch_timeout_micros=300_000, num_batch_threads=1))
+    calls = []
+
+    def positive_only(inputs):
+        calls.append(len(inputs["x"]))
+        if (inputs["x"] < 0).any():
+            raise serving.ServingError(grpc.StatusCode.INVALID_ARGUMENT, "x must be >= 0")
+        return {"y": inputs["x"] * 2}
+
+    try:
+        futures = {}
+        threads = [
+            threading.Thread(
+                target=lambda i=i: futures.update(
+                    {i: batcher.submit(("k",), positive_only, {"x": np.full([1], i - 2.0)})}
+                )
+            )
+            for i in range(6)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=TIMEOUT)
+        for i, future in futures.items():
+            if i < 2:
+                with pytest.raises(serving.ServingError, match="x must be >= 0"):
+                    future.result(timeout=TIMEOUT)
+            else:
+                assert future.result(timeout=TIMEOUT)["y"].tolist() == [2 * (i - 2.0)]
+        assert calls[0] == 6 and calls[1:] == [1] * 6  # the batch, then each request alone
+    finally:
+        batcher.stop()
+
+
 def test_batching_server_gives_each_rest_and_grpc_client_its_rows(model_base):
     parameters = serving.BatchingParameters(max_batch_size=32, batch_timeout_micros=200_000, num_batch_threads=1)
     with serving.ServerThread(options(model_base, batching=parameters)) as running:

@@ -172,18 +172,28 @@ def _rows(inputs: dict[str, np.ndarray]) -> int:
 
 
 def _run_batch(batch: _Batch) -> None:
+    """Runs a batch; if it fails, runs its requests one by one, so a request
+    that makes the model fail fails alone."""
     tasks = [task for task in batch.tasks if task.future.set_running_or_notify_cancel()]
-    if not tasks:
-        return
+    if len(tasks) > 1:
+        try:
+            merged = {key: np.concatenate([task.inputs[key] for task in tasks]) for key in tasks[0].inputs}
+            outputs = _split(batch.run(merged), [task.rows for task in tasks])
+        except Exception as err:
+            log.info("a batch of %d requests failed (%s); running them one by one", len(tasks), err)
+        else:
+            for task, own in zip(tasks, outputs, strict=True):
+                task.future.set_result(own)
+            return
+    for task in tasks:
+        _run_alone(batch.run, task)
+
+
+def _run_alone(run: Callable, task: _Task) -> None:
     try:
-        merged = {key: np.concatenate([task.inputs[key] for task in tasks]) for key in tasks[0].inputs}
-        outputs = batch.run(merged)
-        for task, own in zip(tasks, _split(outputs, [task.rows for task in tasks]), strict=True):
-            task.future.set_result(own)
-    except BaseException as err:  # every caller of the batch gets the model's error
-        for task in tasks:
-            if not task.future.done():
-                task.future.set_exception(err)
+        task.future.set_result(run(task.inputs))
+    except BaseException as err:  # the caller gets the model's error
+        task.future.set_exception(err)
 
 
 def _split(outputs: Outputs, rows: list[int]) -> list[Outputs]:

@@ -30,6 +30,8 @@ class ServerOptions:
       op_libraries: op libraries to load before any model (e.g. tfkit.build output).
       max_request_bytes: the largest request body (REST) or message (gRPC).
       drain_seconds: how long a shutdown waits for requests in flight.
+      intra_op_threads: TensorFlow's threads within one op (0: its default).
+      inter_op_threads: TensorFlow's threads running ops side by side (0: its default).
     """
 
     models: list[ModelConfig]
@@ -41,6 +43,8 @@ class ServerOptions:
     op_libraries: list[Path] = dataclasses.field(default_factory=list)
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     drain_seconds: float = 30.0
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
 
 
 def read_model_config_file(path: Path) -> list[ModelConfig]:

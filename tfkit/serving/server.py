@@ -32,6 +32,22 @@ log = logging.getLogger("tfkit.serving")
 GRPC_THREADS = 64
 
 
+def configure_tensorflow(options: ServerOptions) -> None:
+    """Sets TensorFlow's thread pools, where asked, before any op runs."""
+    import tensorflow as tf
+
+    threading_config = tf.config.threading
+    for count, setter in (
+        (options.intra_op_threads, threading_config.set_intra_op_parallelism_threads),
+        (options.inter_op_threads, threading_config.set_inter_op_parallelism_threads),
+    ):
+        if count > 0:
+            try:
+                setter(count)
+            except RuntimeError as err:  # TensorFlow already started its pools
+                log.warning("could not set TensorFlow's thread count to %d: %s", count, err)
+
+
 def load_op_libraries(options: ServerOptions) -> None:
     """Registers tfkit's ops and the user's op libraries before any model loads.
 
@@ -137,6 +153,7 @@ def serve(options: ServerOptions) -> int:
       FileNotFoundError, ModelLoadError, OpLibraryError: the models or
         libraries could not be loaded at start.
     """
+    configure_tensorflow(options)
     load_op_libraries(options)
     server = ModelServer(options)
     server.repository.load_initial()
