@@ -86,8 +86,17 @@ def serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import logging
 
-    from tfkit import _loader, serving
+    from tfkit import _loader
 
+    try:
+        from tfkit import serving
+    except ImportError as err:
+        print(
+            f"tfkit serve needs aiohttp and tensorflow-serving-api ({err}): "
+            "pip install aiohttp==3.14.5 tensorflow-serving-api==<your TensorFlow version>",
+            file=sys.stderr,
+        )
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s tfkit serve: %(message)s")
     try:
         options = serve_options(args)
@@ -107,12 +116,15 @@ def serve_options(args: argparse.Namespace):
 
     from tfkit import serving
 
+    if args.model_base_path and args.model_base_path_flag and args.model_base_path != args.model_base_path_flag:
+        raise ValueError("MODEL_BASE_PATH and --model_base_path differ; give one")
+    base_path = args.model_base_path or args.model_base_path_flag
     if args.model_config_file:
-        if args.model_base_path:
+        if base_path:
             raise ValueError("give either MODEL_BASE_PATH or --model_config_file, not both")
         models = serving.read_model_config_file(Path(args.model_config_file))
-    elif args.model_base_path:
-        models = [serving.ModelConfig(args.model_name, Path(args.model_base_path).resolve())]
+    elif base_path:
+        models = [serving.ModelConfig(args.model_name, Path(base_path).resolve())]
     else:
         raise ValueError("give MODEL_BASE_PATH (with --model_name) or --model_config_file")
     return serving.ServerOptions(
@@ -163,6 +175,9 @@ def add_serve_parser(commands) -> None:
         "SIGTERM or SIGINT drains requests in flight and exits 0.",
     )
     parser.add_argument("model_base_path", nargs="?", help="the folder holding the model's numbered versions")
+    parser.add_argument(
+        "--model_base_path", dest="model_base_path_flag", metavar="PATH", help="the same, in TensorFlow Serving's form"
+    )
     parser.add_argument("--model_name", default="default", help="the name clients use (default: default)")
     parser.add_argument("--model_config_file", help="a ModelServerConfig text proto listing several models")
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500; 0: any free port)")

@@ -55,6 +55,8 @@ def test_bad_flags_exit_2(capsys):
     assert cli.main(["serve"]) == 2
     assert "MODEL_BASE_PATH" in capsys.readouterr().err
     assert cli.main(["serve", "x", "--model_config_file", "y"]) == 2
+    assert cli.main(["serve", "x", "--model_base_path", "z"]) == 2
+    assert "differ" in capsys.readouterr().err
 
 
 def test_model_config_file(tmp_path):
