@@ -38,7 +38,7 @@ def test_serve_then_sigterm_drains_and_exits_0(model_base, tmp_path):
             )
         )
         slow.start()
-        time.sleep(0.3)
+        time.sleep(0.5)  # the request reaches the server (its model call takes 1 s)
         assert server.stop(timeout=TIMEOUT) == 0
         slow.join(timeout=TIMEOUT)
         assert in_flight["r"] == (200, {"predictions": [4.0]})

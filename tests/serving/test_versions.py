@@ -4,6 +4,7 @@ reported and the old one keeps serving."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
 import time
@@ -15,6 +16,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tests.serving.conftest import TIMEOUT, Client, options, outputs_of
 from tests.serving.models import export_callback_version, export_version
 from tfkit import serving
+from tfkit.serving.servable import load_servable
 
 X = np.array([[1.0, 2.0, 3.0]], np.float32)
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
@@ -39,11 +41,31 @@ def callback_model(tmp_path_factory):
     return export_callback_version(staging, 1)
 
 
+def signalling_loader(started: threading.Event):
+    """Loads versions whose "slow" signature sets `started` when it runs."""
+
+    def load(name, version, path):
+        servable = load_servable(name, version, path)
+        slow = servable.signatures["slow"]
+
+        def function(**inputs):
+            started.set()
+            return slow.function(**inputs)
+
+        signatures = {**servable.signatures, "slow": dataclasses.replace(slow, function=function)}
+        return dataclasses.replace(servable, signatures=signatures)
+
+    return load
+
+
 def test_versions_switch_and_failures_keep_the_old_one(model_base, callback_model, tmp_path):
     base = tmp_path / "m"
     shutil.copytree(model_base / "1", base / "1")
     staged_v2 = export_version(tmp_path / "staging", 2, offset=5.0)
-    with serving.ServerThread(options(base, poll_seconds=0.1)) as running:
+    started = threading.Event()
+    running_options = options(base, poll_seconds=0.1)
+    repository = serving.ModelRepository(running_options.models, 0.1, loader=signalling_loader(started))
+    with serving.ServerThread(running_options, repository) as running:
         client = Client(running)
         try:
             slow_result = {}
@@ -51,7 +73,7 @@ def test_versions_switch_and_failures_keep_the_old_one(model_base, callback_mode
                 target=lambda: slow_result.update(r=client.predict({"x": np.ones([1], np.float32)}, signature="slow"))
             )
             slow.start()
-            time.sleep(0.2)  # the slow call now holds version 1
+            assert started.wait(TIMEOUT)  # the slow call now runs on version 1
             staged_v2.rename(base / "2")  # a version appears whole, as a rename
             wait_for(lambda: states(client).get(2, (None,))[0] == AVAILABLE, "version 2")
             slow.join(timeout=TIMEOUT)
