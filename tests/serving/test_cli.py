@@ -20,7 +20,7 @@ from tfkit.serving.launch import ServerProcess
 
 def test_serve_then_sigterm_drains_and_exits_0(model_base, tmp_path):
     parameters = tmp_path / "batching.txt"
-    parameters.write_text("max_batch_size { value: 16 }\nbatch_timeout_micros { value: 1000 }\n")
+    parameters.write_text("max_batch_size { value: 65536 }\nbatch_timeout_micros { value: 1000 }\n")
     server = ServerProcess(
         [str(model_base), "--model_name", MODEL, "--enable_batching", "--batching_parameters_file", str(parameters)]
     )
@@ -31,6 +31,12 @@ def test_serve_then_sigterm_drains_and_exits_0(model_base, tmp_path):
             "predictions": (2 * x + 1).tolist()
         }
         np.testing.assert_array_equal(outputs_of(client.predict({"x": x}))["y"], 2 * x + 1)
+        rows = np.random.default_rng(0).random([16, 3]).astype(np.float32)
+        large = {"inputs": np.tile(rows, (4096, 1)).tolist()}  # 2.4 MB, decoded off the event loop
+        assert client.post(f"/v1/models/{MODEL}:predict", large) == (
+            200,
+            {"outputs": (2 * np.tile(rows, (4096, 1)) + 1).tolist()},
+        )
         in_flight = {}
         slow = threading.Thread(
             target=lambda: in_flight.update(

@@ -11,6 +11,7 @@ limit, 500 when the model call fails, 503 when the batch queue is full.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -24,6 +25,11 @@ from tfkit.serving.errors import ServingError, invalid_argument, not_found
 from tfkit.serving.service import InferenceService
 
 log = logging.getLogger("tfkit.serving")
+
+# Requests (and responses of as many values) this large are decoded and
+# encoded on the thread pool, so that the event loop keeps serving others.
+LARGE_BODY_BYTES = 1 << 20
+LARGE_OUTPUT_VALUES = LARGE_BODY_BYTES // 8
 
 _PATH = re.compile(
     r"^(?P<name>[^/:]+)"
@@ -110,11 +116,25 @@ class RestApi:
                     grpc.StatusCode.UNIMPLEMENTED, f":{method} is not supported by this server; use :predict"
                 )
             raise web.HTTPMethodNotAllowed("POST", ["GET"], reason="use GET for status and metadata")
-        signature_name, form, data = codec.parse_predict_body(_parse_json(await request.read()))
+        body = await request.read()
+        large = len(body) > LARGE_BODY_BYTES
+        signature_name, form, data = codec.parse_predict_body(await self._run(large, _parse_json, body))
         _, _, outputs = await self.service.predict(
-            name, version, signature_name, lambda signature: codec.json_inputs(signature, form, data)
+            name, version, signature_name, lambda signature: codec.json_inputs(signature, form, data), large
         )
-        return web.json_response(codec.json_outputs(form, outputs))
+        large = large or sum(value.size for value in outputs.values()) > LARGE_OUTPUT_VALUES
+        text = await self._run(large, _encode_outputs, form, outputs)
+        return web.Response(text=text, content_type="application/json")
+
+    async def _run(self, in_thread: bool, function, *args):
+        """function(*args), on the thread pool when `in_thread`."""
+        if not in_thread:
+            return function(*args)
+        return await asyncio.get_running_loop().run_in_executor(self.service.executor, function, *args)
+
+
+def _encode_outputs(form: str, outputs) -> str:
+    return json.dumps(codec.json_outputs(form, outputs))
 
 
 def _parse_json(body: bytes):

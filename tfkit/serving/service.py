@@ -45,6 +45,7 @@ class InferenceService:
         version: int | None,
         signature_name: str | None,
         decode: Callable[[Signature], Inputs],
+        decode_in_thread: bool = False,
     ) -> tuple[Servable, Signature, dict[str, np.ndarray]]:
         """Decodes a request's inputs for its signature and runs the model.
 
@@ -53,6 +54,8 @@ class InferenceService:
           version: the version asked for, or None for the served one.
           signature_name: the signature, or None for serving_default.
           decode: turns the request into checked inputs for a signature.
+          decode_in_thread: decode on the thread pool, not the event loop
+            (for large requests, so that the loop keeps serving others).
 
         Returns:
           (servable, signature, outputs), the outputs as NumPy arrays.
@@ -60,7 +63,11 @@ class InferenceService:
         Raises:
           ServingError: for anything wrong with the request or the model call.
         """
-        servable, signature, inputs = self._prepare(name, version, signature_name, decode)
+        if decode_in_thread:
+            prepare = self.executor.submit(self._prepare, name, version, signature_name, decode)
+            servable, signature, inputs = await asyncio.wrap_future(prepare)
+        else:
+            servable, signature, inputs = self._prepare(name, version, signature_name, decode)
         if self.batcher is not None:
             future = self.batcher.submit(_batch_key(servable, signature, inputs), _guarded(signature), inputs)
         else:
