@@ -105,7 +105,7 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     try:
         return serving.serve(options)
-    except (FileNotFoundError, serving.ModelLoadError, _loader.OpLibraryError) as err:
+    except (OSError, serving.ModelLoadError, _loader.OpLibraryError) as err:
         print(f"tfkit serve: {err}", file=sys.stderr)
         return 1
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import socket
 import threading
 import time
 
@@ -131,3 +132,14 @@ def test_several_models(model_base):
             assert status == 404 and "serves ['first', 'second']" in body["error"]
         finally:
             client.close()
+
+
+@pytest.mark.parametrize("which", ["rest_api_port", "port"])
+def test_a_port_in_use_is_an_error_and_nothing_is_left_running(model_base, which):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        before = threading.active_count()
+        with pytest.raises(OSError, match=r"could not listen on 127\.0\.0\.1:"):
+            serving.ServerThread(options(model_base, **{which: taken.getsockname()[1]}))
+        wait_for(lambda: threading.active_count() <= before, "the server's threads to end")

@@ -83,7 +83,19 @@ class ModelServer:
         self._grpc: grpc.Server | None = None
 
     async def start(self) -> None:
-        """Starts listening; the ports are then in rest_port and grpc_port."""
+        """Starts listening; the ports are then in rest_port and grpc_port.
+
+        Raises:
+          OSError: a port could not be listened on (everything started is
+            stopped again).
+        """
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         options = self.options
         self._runner = web.AppRunner(
             RestApi(self.service, options.max_request_bytes).app,
@@ -92,7 +104,10 @@ class ModelServer:
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, options.host, options.rest_api_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as err:
+            raise OSError(f"REST could not listen on {options.host}:{options.rest_api_port}: {err}") from err
         self.rest_port = self._runner.addresses[-1][1]
         self._grpc = grpc.server(
             concurrent.futures.ThreadPoolExecutor(GRPC_THREADS, thread_name_prefix="tfkit-grpc"),
@@ -103,9 +118,10 @@ class ModelServer:
             ],
         )
         grpc_service.add_services(self._grpc, self.service)
-        self.grpc_port = self._grpc.add_insecure_port(f"{options.host}:{options.port}")
-        if self.grpc_port == 0:
-            raise OSError(f"gRPC could not listen on {options.host}:{options.port}")
+        try:
+            self.grpc_port = self._grpc.add_insecure_port(f"{options.host}:{options.port}")
+        except RuntimeError as err:  # grpcio's "failed to bind"
+            raise OSError(f"gRPC could not listen on {options.host}:{options.port}: {err}") from err
         self._grpc.start()
         self.repository.start_polling()
         log.info(
@@ -172,7 +188,11 @@ class ServerThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tfkit-serve", daemon=True)
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(timeout=60)
+        try:
+            asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(timeout=60)
+        except BaseException:
+            self._stop_loop()
+            raise
 
     @property
     def rest_url(self) -> str:
@@ -186,9 +206,12 @@ class ServerThread:
         try:
             asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(timeout=120)
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=30)
-            self._loop.close()
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()
 
     def __enter__(self) -> ServerThread:
         return self
