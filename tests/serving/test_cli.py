@@ -13,9 +13,10 @@ import pytest
 import requests
 
 from tests.serving.conftest import MODEL, TIMEOUT, Client, outputs_of
+from tfkit import OpLibraryError, library_path, serving
 from tfkit import __main__ as cli
-from tfkit import serving
 from tfkit.serving.launch import ServerProcess
+from tfkit.serving.server import load_op_libraries
 
 
 def test_serve_then_sigterm_drains_and_exits_0(model_base, tmp_path):
@@ -94,3 +95,9 @@ def test_batching_parameters_file(tmp_path):
     path.write_text("allowed_batch_sizes: 8\n")
     with pytest.raises(ValueError, match=r"batching\.txt:1"):
         serving.read_batching_parameters_file(path)
+
+
+def test_op_libraries_load_before_models(tmp_path):
+    load_op_libraries(serving.ServerOptions(models=[], op_libraries=[library_path()]))
+    with pytest.raises(OpLibraryError, match="was not found"):
+        load_op_libraries(serving.ServerOptions(models=[], op_libraries=[tmp_path / "missing.so"]))

@@ -9,8 +9,9 @@ a model, and refuses models a server cannot run (`tfkit.saved_model.check`).
 - `servable`: one loaded version, its signatures and their checks.
 - `codec`: the JSON row/columnar formats and TensorProtos to and from NumPy.
 - `batching`: concurrent requests merged into one model call and split back.
-- `service`: what both APIs share; `rest` (aiohttp) and `grpc_service` (grpc.aio).
-- `server`: start, drain and stop; `config`: options and TF Serving's config files.
+- `service`: what both APIs share; `rest` (aiohttp) and `grpc_service` (grpcio).
+- `server`: start, drain and stop; `config`: options and TF Serving's config files;
+  `launch`: the server as a child process.
 """
 
 from __future__ import annotations
