@@ -1,9 +1,10 @@
 """`python -m tfkit serve` as a user runs it: a subprocess on free ports,
-TensorFlow Serving's flags and config files, SIGTERM draining requests in
-flight and exiting 0."""
+TensorFlow Serving's flags and config files, SIGTERM or SIGINT draining
+requests in flight and exiting 0."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from pathlib import Path
@@ -19,7 +20,8 @@ from tfkit.serving.launch import ServerProcess
 from tfkit.serving.server import load_op_libraries
 
 
-def test_serve_then_sigterm_drains_and_exits_0(model_base, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_then_a_signal_drains_and_exits_0(model_base, tmp_path, signum):
     parameters = tmp_path / "batching.txt"
     parameters.write_text("max_batch_size { value: 65536 }\nbatch_timeout_micros { value: 1000 }\n")
     server = ServerProcess(
@@ -46,7 +48,7 @@ def test_serve_then_sigterm_drains_and_exits_0(model_base, tmp_path):
         )
         slow.start()
         time.sleep(0.5)  # the request reaches the server (its model call takes 1 s)
-        assert server.stop(timeout=TIMEOUT) == 0
+        assert server.stop(timeout=TIMEOUT, signum=signum) == 0
         slow.join(timeout=TIMEOUT)
         assert in_flight["r"] == (200, {"predictions": [4.0]})
         with pytest.raises(requests.ConnectionError):

@@ -64,10 +64,10 @@ class ServerProcess:
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
-    def stop(self, timeout: float = 60) -> int:
-        """Sends SIGTERM and returns the exit status (killing it after `timeout`)."""
+    def stop(self, timeout: float = 60, signum: int = signal.SIGTERM) -> int:
+        """Sends `signum` and returns the exit status (killing it after `timeout`)."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signum)
         try:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
