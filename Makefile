@@ -49,6 +49,8 @@ sanitize: setup
 demo: build
 	$(PY) examples/digits_classifier.py
 	@echo
+	$(PY) examples/serve_digits.py
+	@echo
 	$(PY) examples/prototype_op.py
 
 bench: build

@@ -3,13 +3,16 @@
 Trains a model that uses tfkit.layers.LayerNorm and RMSNorm, exports it as a
 SavedModel, reloads it with tf.saved_model.load in a fresh Python process
 that imports only tfkit (not this model code), and checks that the served
-predictions match the trained model's.
+predictions match the trained model's. The SavedModel stays in
+build/digits_model/1 (TensorFlow Serving's layout), where
+examples/serve_digits.py serves it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +26,9 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import tfkit
+
+# TensorFlow Serving's layout: <base path>/<version>/saved_model.pb
+SERVING_BASE = Path(__file__).resolve().parents[1] / "build" / "digits_model"
 
 SERVE = """
 import json, sys, numpy as np, tensorflow as tf, tfkit
@@ -86,7 +92,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        export_dir = workdir / "digits_savedmodel"
+        export_dir = SERVING_BASE / "1"
+        shutil.rmtree(export_dir, ignore_errors=True)
         model.export(str(export_dir), verbose=False)
         served = serve_in_fresh_process(export_dir, x_test, workdir)
 
@@ -98,6 +105,7 @@ def main() -> None:
         raise SystemExit("served outputs differ from the trained model's")
 
     i = 0
+    print(f"exported to {SERVING_BASE / '1'}")
     print(f"\none prediction: true label {y_test[i]}, predicted {served[i].argmax()}")
     print(ascii_digit(x_test[i]))
 

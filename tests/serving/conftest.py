@@ -1,0 +1,106 @@
+"""Fixtures for the server tests: the test model on disk, servers started in
+this process on free loopback ports (always stopped), and bounded clients."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+import requests
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from tests.serving.models import export_version
+from tfkit import serving
+
+TIMEOUT = 20  # seconds, for every client call
+MAX_REQUEST_BYTES = 64 * 1024
+MODEL = "m"
+
+
+@pytest.fixture(scope="package")
+def model_base(tmp_path_factory):
+    """A model folder with version 1 (y = 2x + 1)."""
+    base = tmp_path_factory.mktemp("models") / MODEL
+    export_version(base, 1, offset=1.0)
+    return base
+
+
+def options(base, **kwargs) -> serving.ServerOptions:
+    defaults = {
+        "port": 0,
+        "rest_api_port": 0,
+        "host": "127.0.0.1",
+        "poll_seconds": 0,
+        "max_request_bytes": MAX_REQUEST_BYTES,
+        "drain_seconds": 10,
+    }
+    return serving.ServerOptions(models=[serving.ModelConfig(MODEL, base)], **{**defaults, **kwargs})
+
+
+@pytest.fixture(scope="package")
+def server(model_base):
+    with serving.ServerThread(options(model_base)) as running:
+        yield running
+
+
+class Client:
+    """REST and gRPC calls to one server, each bounded by TIMEOUT."""
+
+    def __init__(self, running: serving.ServerThread):
+        self.url = running.rest_url
+        self.channel = grpc.insecure_channel(running.grpc_target)
+        self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
+
+    def get(self, path: str) -> tuple[int, dict]:
+        response = requests.get(self.url + path, timeout=TIMEOUT)
+        return response.status_code, response.json()
+
+    def post(self, path: str, body=None, data: bytes | None = None) -> tuple[int, dict]:
+        response = requests.post(self.url + path, json=body, data=data, timeout=TIMEOUT)
+        return response.status_code, response.json()
+
+    def predict(
+        self, inputs: dict[str, np.ndarray], signature: str = "", version: int | None = None, output_filter=()
+    ) -> predict_pb2.PredictResponse:
+        request = predict_pb2.PredictRequest(output_filter=list(output_filter))
+        request.model_spec.name = MODEL
+        request.model_spec.signature_name = signature
+        if version is not None:
+            request.model_spec.version.value = version
+        for key, value in inputs.items():
+            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+        return self.predictions.Predict(request, timeout=TIMEOUT)
+
+    def metadata(self, name: str = MODEL, fields=("signature_def",)):
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=list(fields))
+        request.model_spec.name = name
+        return self.predictions.GetModelMetadata(request, timeout=TIMEOUT)
+
+    def status(self, name: str = MODEL, version: int | None = None):
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = name
+        if version is not None:
+            request.model_spec.version.value = version
+        return self.models.GetModelStatus(request, timeout=TIMEOUT)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+@pytest.fixture(scope="package")
+def client(server):
+    running = Client(server)
+    yield running
+    running.close()
+
+
+def outputs_of(response: predict_pb2.PredictResponse) -> dict[str, np.ndarray]:
+    return {key: tf.make_ndarray(value) for key, value in response.outputs.items()}

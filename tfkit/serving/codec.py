@@ -1,0 +1,189 @@
+"""Request and response tensors: TensorFlow Serving's JSON formats and
+TensorProtos to and from NumPy arrays checked against a signature."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
+
+from tfkit.serving.errors import invalid_argument
+from tfkit.serving.servable import Signature, TensorInfo
+
+_KINDS = {"b": "boolean", "i": "integer", "u": "unsigned integer", "f": "floating point", "c": "complex"}
+# JSON numbers of these kinds may be converted to an input of the key's kind.
+_ACCEPTED_KINDS = {"b": "b", "i": "iub", "u": "ub", "f": "iuf", "c": "iufc"}
+
+
+def parse_predict_body(body: dict[str, Any]) -> tuple[str | None, str, Any]:
+    """Splits a REST predict request into (signature_name, format, data).
+
+    The format is "instances" (rows) or "inputs" (columns).
+
+    Raises:
+      ServingError: INVALID_ARGUMENT unless exactly one of the two is given.
+    """
+    if not isinstance(body, dict):
+        raise invalid_argument('the request body must be a JSON object with "instances" or "inputs"')
+    formats = [key for key in ("instances", "inputs") if key in body]
+    if len(formats) != 1:
+        raise invalid_argument('the request must have exactly one of "instances" (row format) or "inputs" (columnar)')
+    signature_name = body.get("signature_name")
+    if signature_name is not None and not isinstance(signature_name, str):
+        raise invalid_argument('"signature_name" must be a string')
+    return signature_name, formats[0], body[formats[0]]
+
+
+def json_inputs(signature: Signature, form: str, data: Any) -> dict[str, np.ndarray]:
+    """The arrays of a REST request in row ("instances") or columnar format."""
+    columns = _rows_to_columns(signature, data) if form == "instances" else _named_columns(signature, data)
+    return check_inputs(
+        signature, {key: _json_array(signature.inputs.get(key), key, value) for key, value in columns.items()}
+    )
+
+
+def _rows_to_columns(signature: Signature, instances: Any) -> dict[str, Any]:
+    if not isinstance(instances, list) or not instances:
+        raise invalid_argument('"instances" must be a non-empty list, one entry per example')
+    if all(isinstance(row, dict) and "b64" not in row for row in instances):
+        keys = set(instances[0])
+        for i, row in enumerate(instances):
+            if set(row) != keys:
+                raise invalid_argument(f"instance {i} has inputs {sorted(row)}, instance 0 has {sorted(keys)}")
+        return {key: [row[key] for row in instances] for key in keys}
+    return {_only_input(signature, '"instances" hold bare values'): instances}
+
+
+def _named_columns(signature: Signature, inputs: Any) -> dict[str, Any]:
+    if isinstance(inputs, dict) and "b64" not in inputs:
+        return inputs
+    return {_only_input(signature, '"inputs" is not an object of named inputs'): inputs}
+
+
+def _only_input(signature: Signature, why: str) -> str:
+    if len(signature.inputs) != 1:
+        raise invalid_argument(
+            f"{why}, but signature '{signature.name}' has {len(signature.inputs)} inputs "
+            f"{sorted(signature.inputs)}: name each one"
+        )
+    return next(iter(signature.inputs))
+
+
+def _json_array(info: TensorInfo | None, key: str, value: Any) -> np.ndarray:
+    if info is None:
+        return np.empty(0)  # reported by check_inputs as an unknown input
+    if info.dtype == tf.string:
+        try:
+            return np.array(_decode_strings(value), dtype=object)
+        except ValueError as err:
+            raise invalid_argument(f"input '{key}': {err}") from err
+    try:
+        array = np.asarray(value)
+    except ValueError as err:  # ragged nested lists
+        raise invalid_argument(f"input '{key}' is not a rectangular array ({err})") from err
+    want = info.dtype.as_numpy_dtype
+    if array.dtype.kind not in _ACCEPTED_KINDS.get(np.dtype(want).kind, "") and array.size:
+        raise invalid_argument(f"input '{key}' expects {info.dtype.name} values, got {_describe_kind(array)}")
+    return array.astype(want, copy=False)
+
+
+def _describe_kind(array: np.ndarray) -> str:
+    return _KINDS.get(array.dtype.kind, "strings or objects" if array.dtype.kind in "OUS" else str(array.dtype))
+
+
+def _decode_strings(value: Any) -> Any:
+    """Nested lists with {"b64": ...} objects and text turned into bytes."""
+    if isinstance(value, list):
+        return [_decode_strings(item) for item in value]
+    if isinstance(value, dict):
+        if set(value) != {"b64"} or not isinstance(value["b64"], str):
+            raise ValueError('a binary value must be {"b64": "<base64 string>"}')
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except binascii.Error as err:
+            raise ValueError(f"invalid base64: {err}") from err
+    if isinstance(value, str):
+        return value.encode()
+    raise ValueError(f"expects strings, got {type(value).__name__}")
+
+
+def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Checks names, dtypes and shapes of `inputs` against the signature.
+
+    Raises:
+      ServingError: INVALID_ARGUMENT naming the input and what it expects.
+    """
+    missing = sorted(set(signature.inputs) - set(inputs))
+    unknown = sorted(set(inputs) - set(signature.inputs))
+    if missing or unknown:
+        problems = ([f"missing {missing}"] if missing else []) + ([f"unknown {unknown}"] if unknown else [])
+        raise invalid_argument(
+            f"signature '{signature.name}' takes inputs {_describe_inputs(signature)}: " + ", ".join(problems)
+        )
+    for key, value in inputs.items():
+        signature.inputs[key].check(value)
+    return inputs
+
+
+def _describe_inputs(signature: Signature) -> str:
+    return "{" + ", ".join(f"{k}: {v.describe()}" for k, v in sorted(signature.inputs.items())) + "}"
+
+
+def proto_inputs(signature: Signature, protos) -> dict[str, np.ndarray]:
+    """The arrays of a gRPC PredictRequest's inputs map."""
+    arrays = {}
+    for key, proto in protos.items():
+        info = signature.inputs.get(key)
+        if info is not None and proto.dtype != info.dtype.as_datatype_enum:
+            got = tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "no dtype"
+            raise invalid_argument(f"input '{key}' expects {info.dtype.name}, got {got}")
+        try:
+            arrays[key] = tf.make_ndarray(proto)
+        except Exception as err:  # malformed TensorProto contents
+            raise invalid_argument(f"input '{key}' is not a valid TensorProto: {err}") from err
+    return check_inputs(signature, arrays)
+
+
+def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+    return tf.make_tensor_proto(array)
+
+
+def json_outputs(form: str, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The REST response: {"predictions": rows} or {"outputs": columns}."""
+    if form == "inputs":
+        columns = {key: _to_json(key, value) for key, value in outputs.items()}
+        return {"outputs": next(iter(columns.values())) if len(columns) == 1 else columns}
+    batch = {value.shape[0] if value.ndim else None for value in outputs.values()}
+    if len(batch) != 1 or None in batch:
+        raise invalid_argument(
+            "the row format needs every output to have the same first dimension "
+            f'(got shapes { {k: list(v.shape) for k, v in outputs.items()} }); use the columnar format ("inputs")'
+        )
+    columns = {key: _to_json(key, value) for key, value in outputs.items()}
+    if len(columns) == 1:
+        return {"predictions": next(iter(columns.values()))}
+    keys = list(columns)
+    return {"predictions": [dict(zip(keys, row, strict=True)) for row in zip(*columns.values(), strict=True)]}
+
+
+def _to_json(key: str, value: np.ndarray) -> Any:
+    if value.dtype.kind in "OSU":
+        return _encode_strings(value.tolist(), always_b64=key.endswith("_bytes"))
+    return value.tolist()
+
+
+def _encode_strings(value: Any, always_b64: bool) -> Any:
+    if isinstance(value, list):
+        return [_encode_strings(item, always_b64) for item in value]
+    if isinstance(value, bytes):
+        if not always_b64:
+            try:
+                return value.decode()
+            except UnicodeDecodeError:
+                pass
+        return {"b64": base64.b64encode(value).decode()}
+    return value

@@ -1,0 +1,96 @@
+"""TensorFlow Serving's gRPC API on grpcio's threaded server: PredictionService.Predict and
+GetModelMetadata, ModelService.GetModelStatus, with the messages and service
+definitions of the tensorflow-serving-api package, so its stubs work as
+they are. Errors are gRPC statuses (INVALID_ARGUMENT, NOT_FOUND, ...)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import grpc
+from tensorflow_serving.apis import (
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from tfkit.serving import codec, protos
+from tfkit.serving.errors import ServingError, invalid_argument, not_found
+from tfkit.serving.service import InferenceService
+
+log = logging.getLogger("tfkit.serving")
+
+
+def _statuses(method):
+    """Ends the RPC with the ServingError's status (INTERNAL for the unexpected)."""
+
+    @functools.wraps(method)
+    def wrapper(self, request, context: grpc.ServicerContext):
+        try:
+            return method(self, request, context)
+        except ServingError as err:
+            context.abort(err.code, err.message)
+        except Exception as err:  # never let one request take the server down
+            log.exception("unexpected error in %s", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"internal error: {err}")
+
+    return wrapper
+
+
+def _version(model_spec) -> int | None:
+    if model_spec.WhichOneof("version_choice") == "version_label":
+        raise not_found(f"version labels are not supported (got '{model_spec.version_label}'); set version")
+    return model_spec.version.value if model_spec.HasField("version") else None
+
+
+def _name(model_spec) -> str:
+    if not model_spec.name:
+        raise invalid_argument("model_spec.name is required")
+    return model_spec.name
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Predict and GetModelMetadata (Classify, Regress, MultiInference: UNIMPLEMENTED)."""
+
+    def __init__(self, service: InferenceService):
+        self.service = service
+
+    @_statuses
+    def Predict(self, request, context):
+        spec = request.model_spec
+        servable, signature, outputs = self.service.predict_blocking(
+            _name(spec),
+            _version(spec),
+            spec.signature_name or None,
+            lambda signature: codec.proto_inputs(signature, request.inputs),
+        )
+        response = predict_pb2.PredictResponse(model_spec=protos.model_spec(servable, signature.name))
+        for key in signature.select_outputs(request.output_filter):
+            response.outputs[key].CopyFrom(codec.to_proto(outputs[key]))
+        return response
+
+    @_statuses
+    def GetModelMetadata(self, request, context):
+        fields = set(request.metadata_field)
+        if fields != {protos.SIGNATURE_DEF_FIELD}:
+            raise invalid_argument(f'metadata_field must be ["signature_def"], got {sorted(fields)}')
+        servable = self.service.repository.servable(_name(request.model_spec), _version(request.model_spec))
+        return protos.metadata_response(servable)
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """GetModelStatus (HandleReloadConfigRequest: UNIMPLEMENTED)."""
+
+    def __init__(self, service: InferenceService):
+        self.service = service
+
+    @_statuses
+    def GetModelStatus(self, request, context):
+        spec = request.model_spec
+        return protos.status_response(self.service.repository, _name(spec), _version(spec))
+
+
+def add_services(server: grpc.Server, service: InferenceService) -> None:
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(service), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(service), server)

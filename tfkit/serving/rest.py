@@ -1,0 +1,144 @@
+"""TensorFlow Serving's REST API over aiohttp.
+
+  GET  /v1/models/{name}[/versions/{version}]            status
+  GET  /v1/models/{name}[/versions/{version}]/metadata   signature defs
+  POST /v1/models/{name}[/versions/{version}]:predict    predictions
+
+Every error is a JSON object {"error": "..."}: 400 for a bad request, 404
+for an unknown model, version or signature, 413 for a body over the size
+limit, 500 when the model call fails, 503 when the batch queue is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+
+import grpc
+from aiohttp import web
+from google.protobuf import json_format
+
+from tfkit.serving import codec, protos
+from tfkit.serving.errors import ServingError, invalid_argument, not_found
+from tfkit.serving.service import InferenceService
+
+log = logging.getLogger("tfkit.serving")
+
+# Requests (and responses of as many values) this large are decoded and
+# encoded on the thread pool, so that the event loop keeps serving others.
+LARGE_BODY_BYTES = 1 << 20
+LARGE_OUTPUT_VALUES = LARGE_BODY_BYTES // 8
+
+_PATH = re.compile(
+    r"^(?P<name>[^/:]+)"
+    r"(?:/versions/(?P<version>-?\d+)|/labels/(?P<label>[^/:]+))?"
+    r"(?P<method>/metadata|:predict|:classify|:regress)?$"
+)
+
+
+def _parse_path(path: str) -> tuple[str, int | None, str]:
+    """(model name, version or None, method) of the part after /v1/models/."""
+    match = _PATH.match(path)
+    if match is None:
+        raise not_found(f"no such endpoint: /v1/models/{path}")
+    if match["label"] is not None:
+        raise not_found(f"version labels are not supported (got label '{match['label']}'); use /versions/<number>")
+    version = int(match["version"]) if match["version"] is not None else None
+    return match["name"], version, (match["method"] or "").lstrip("/:")
+
+
+def _error_response(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _json_errors(max_request_bytes: int):
+    """A middleware that turns every failure into {"error": ...} with the right status."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ServingError as err:
+            return _error_response(err.http_status, err.message)
+        except web.HTTPRequestEntityTooLarge:
+            return _error_response(
+                413, f"the request body is larger than the server's limit of {max_request_bytes} bytes"
+            )
+        except web.HTTPException as err:
+            if err.status < 400:
+                raise
+            return _error_response(err.status, err.reason)
+        except (ConnectionError, OSError) as err:  # the client went away mid-request
+            log.info("client disconnected: %s", err)
+            return _error_response(400, f"the request could not be read: {err}")
+        except Exception as err:  # never let one request take the server down
+            log.exception("unexpected error serving %s", request.path)
+            return _error_response(500, f"internal error: {err}")
+
+    return middleware
+
+
+class RestApi:
+    """The aiohttp application for one InferenceService."""
+
+    def __init__(self, service: InferenceService, max_request_bytes: int):
+        self.service = service
+        self.app = web.Application(middlewares=[_json_errors(max_request_bytes)], client_max_size=max_request_bytes)
+        self.app.router.add_get("/v1/models/{path:.+}", self.get)
+        self.app.router.add_post("/v1/models/{path:.+}", self.post)
+
+    async def get(self, request: web.Request) -> web.Response:
+        name, version, method = _parse_path(request.match_info["path"])
+        repository = self.service.repository
+        if method == "":
+            response = protos.status_response(repository, name, version)
+            return web.json_response(
+                json_format.MessageToDict(
+                    response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+                )
+            )
+        if method == "metadata":
+            servable = repository.servable(name, version)
+            spec = json_format.MessageToDict(
+                protos.model_spec(servable), preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+            )
+            signatures = json_format.MessageToDict(protos.signature_def_map(servable), preserving_proto_field_name=True)
+            return web.json_response({"model_spec": spec, "metadata": {"signature_def": signatures}})
+        raise web.HTTPMethodNotAllowed("GET", ["POST"], reason=f"use POST for :{method}")
+
+    async def post(self, request: web.Request) -> web.Response:
+        name, version, method = _parse_path(request.match_info["path"])
+        if method != "predict":
+            if method in ("classify", "regress"):
+                raise ServingError(
+                    grpc.StatusCode.UNIMPLEMENTED, f":{method} is not supported by this server; use :predict"
+                )
+            raise web.HTTPMethodNotAllowed("POST", ["GET"], reason="use GET for status and metadata")
+        body = await request.read()
+        large = len(body) > LARGE_BODY_BYTES
+        signature_name, form, data = codec.parse_predict_body(await self._run(large, _parse_json, body))
+        _, _, outputs = await self.service.predict(
+            name, version, signature_name, lambda signature: codec.json_inputs(signature, form, data), large
+        )
+        large = large or sum(value.size for value in outputs.values()) > LARGE_OUTPUT_VALUES
+        text = await self._run(large, _encode_outputs, form, outputs)
+        return web.Response(text=text, content_type="application/json")
+
+    async def _run(self, in_thread: bool, function, *args):
+        """function(*args), on the thread pool when `in_thread`."""
+        if not in_thread:
+            return function(*args)
+        return await asyncio.get_running_loop().run_in_executor(self.service.executor, function, *args)
+
+
+def _encode_outputs(form: str, outputs) -> str:
+    return json.dumps(codec.json_outputs(form, outputs))
+
+
+def _parse_json(body: bytes):
+    try:
+        return json.loads(body)
+    except ValueError as err:
+        raise invalid_argument(f"the request body is not valid JSON: {err}") from err
