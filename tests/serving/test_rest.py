@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import base64
 import socket
+import sys
 import threading
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.serving.conftest import MAX_REQUEST_BYTES, MODEL, TIMEOUT
+from tfkit.serving import codec
+from tfkit.serving.errors import ServingError
+from tfkit.serving.servable import Signature, TensorInfo
 
 X = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
 Y = (2 * np.array(X, np.float32) + 1).tolist()
@@ -81,6 +86,9 @@ BAD_REQUESTS = [
     # (path, json body or raw bytes, status, part of the error)
     (PREDICT, b"{not json", 400, "not valid JSON"),
     (PREDICT, b"[1, 2]", 400, "JSON object"),
+    (PREDICT, b"[" * 10_000 + b"]" * 10_000, 400, "nested too deeply"),
+    (PREDICT, {"signature_name": "multi", "inputs": {"a": [[1.0] * 4], "b": [2**32 + 5]}}, 400, "outside [-2147483648"),
+    (PREDICT, {"signature_name": "multi", "inputs": {"a": [[1.0] * 4], "b": [-(2**31) - 1]}}, 400, "got -2147483649"),
     (PREDICT, {"signature_name": "serving_default"}, 400, 'exactly one of "instances"'),
     (PREDICT, {"instances": X, "inputs": X}, 400, 'exactly one of "instances"'),
     (PREDICT, {"instances": []}, 400, "non-empty list"),
@@ -155,3 +163,13 @@ def test_concurrent_clients_each_get_their_own_rows(client):
     for thread in threads:
         thread.join(timeout=TIMEOUT)
     assert results == {i: (200, {"predictions": [[2.0 * i + 1, 1.0, 1.0]]}) for i in range(8)}
+
+
+def test_strings_nested_deeper_than_python_recurses_are_a_bad_request():
+    signature = Signature("text", {"s": TensorInfo("s", tf.string, (None,))}, {}, function=None)
+    nested = ["a"]
+    for _ in range(sys.getrecursionlimit()):
+        nested = [nested]
+    with pytest.raises(ServingError, match="nested too deeply") as caught:
+        codec.json_inputs(signature, "inputs", nested)
+    assert caught.value.http_status == 400

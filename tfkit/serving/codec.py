@@ -81,14 +81,32 @@ def _json_array(info: TensorInfo | None, key: str, value: Any) -> np.ndarray:
             return np.array(_decode_strings(value), dtype=object)
         except ValueError as err:
             raise invalid_argument(f"input '{key}': {err}") from err
+        except RecursionError as err:
+            raise invalid_argument(f"input '{key}' is nested too deeply") from err
     try:
         array = np.asarray(value)
     except ValueError as err:  # ragged nested lists
         raise invalid_argument(f"input '{key}' is not a rectangular array ({err})") from err
-    want = info.dtype.as_numpy_dtype
-    if array.dtype.kind not in _ACCEPTED_KINDS.get(np.dtype(want).kind, "") and array.size:
+    want = np.dtype(info.dtype.as_numpy_dtype)
+    if array.dtype.kind not in _ACCEPTED_KINDS.get(want.kind, "") and array.size:
         raise invalid_argument(f"input '{key}' expects {info.dtype.name} values, got {_describe_kind(array)}")
+    _check_integer_range(key, info, array)
     return array.astype(want, copy=False)
+
+
+def _check_integer_range(key: str, info: TensorInfo, array: np.ndarray) -> None:
+    """Raises INVALID_ARGUMENT for integers the input's dtype cannot hold
+    (instead of letting them wrap around)."""
+    want = np.dtype(info.dtype.as_numpy_dtype)
+    if want.kind not in "iu" or array.dtype.kind not in "iu" or not array.size:
+        return
+    limits = np.iinfo(want)
+    low, high = array.min(), array.max()
+    if low < limits.min or high > limits.max:
+        bad = low if low < limits.min else high
+        raise invalid_argument(
+            f"input '{key}' expects {info.dtype.name} values, got {bad} (outside [{limits.min}, {limits.max}])"
+        )
 
 
 def _describe_kind(array: np.ndarray) -> str:

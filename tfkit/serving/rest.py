@@ -142,3 +142,5 @@ def _parse_json(body: bytes):
         return json.loads(body)
     except ValueError as err:
         raise invalid_argument(f"the request body is not valid JSON: {err}") from err
+    except RecursionError as err:
+        raise invalid_argument("the request body's JSON is nested too deeply") from err
