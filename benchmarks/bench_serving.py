@@ -162,7 +162,7 @@ def breakdown(example: np.ndarray, repeats: int) -> dict:
 
     def grpc_codec():
         parsed = predict_pb2.PredictRequest.FromString(wire)
-        codec.proto_inputs(signature, parsed.inputs)
+        codec.proto_inputs(signature, parsed.inputs, len(wire))
         response = predict_pb2.PredictResponse()
         for name, value in outputs.items():
             response.outputs[name].CopyFrom(codec.to_proto(value))

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2
 
-from tests.serving.conftest import MAX_REQUEST_BYTES, MODEL, outputs_of
+from tests.serving.conftest import MAX_REQUEST_BYTES, MODEL, TIMEOUT, outputs_of
 
 X = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], np.float32)
 
@@ -77,6 +77,28 @@ BAD_CALLS = [
         "larger than max",
     ),
 ]
+
+
+def _filled_request(rows: int) -> predict_pb2.PredictRequest:
+    """A small message whose one value fills a [rows, 3] input."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    x = request.inputs["x"]
+    x.dtype = tf.float32.as_datatype_enum
+    x.tensor_shape.dim.add(size=rows)
+    x.tensor_shape.dim.add(size=3)
+    x.float_val.append(1.0)
+    return request
+
+
+def test_a_small_message_that_decodes_to_an_oversized_tensor_is_refused(client):
+    rows = MAX_REQUEST_BYTES // 12
+    filled = outputs_of(client.predictions.Predict(_filled_request(rows), timeout=TIMEOUT))["y"]
+    np.testing.assert_array_equal(filled, np.full([rows, 3], 3.0, np.float32))
+    with pytest.raises(grpc.RpcError) as caught:
+        client.predictions.Predict(_filled_request(1 << 40), timeout=TIMEOUT)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"more than the server's limit of {MAX_REQUEST_BYTES}" in caught.value.details()
 
 
 @pytest.mark.parametrize(("call", "code", "details"), BAD_CALLS)

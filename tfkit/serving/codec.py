@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from typing import Any
 
+import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 
-from tfkit.serving.errors import invalid_argument
+from tfkit.serving.errors import ServingError, invalid_argument
 from tfkit.serving.servable import Signature, TensorInfo
 
 _KINDS = {"b": "boolean", "i": "integer", "u": "unsigned integer", "f": "floating point", "c": "complex"}
@@ -151,19 +153,50 @@ def _describe_inputs(signature: Signature) -> str:
     return "{" + ", ".join(f"{k}: {v.describe()}" for k, v in sorted(signature.inputs.items())) + "}"
 
 
-def proto_inputs(signature: Signature, protos) -> dict[str, np.ndarray]:
-    """The arrays of a gRPC PredictRequest's inputs map."""
+def proto_inputs(signature: Signature, protos, max_bytes: int) -> dict[str, np.ndarray]:
+    """The arrays of a gRPC PredictRequest's inputs map.
+
+    Args:
+      signature: the signature the inputs are for.
+      protos: the request's map of input keys to TensorProtos.
+      max_bytes: the most bytes one input may take once decoded.
+
+    Raises:
+      ServingError: INVALID_ARGUMENT for a wrong dtype, shape or name,
+        RESOURCE_EXHAUSTED for a shape larger than `max_bytes` (a TensorProto
+        with one value and a large shape fills the whole shape with it).
+    """
     arrays = {}
     for key, proto in protos.items():
         info = signature.inputs.get(key)
         if info is not None and proto.dtype != info.dtype.as_datatype_enum:
             got = tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "no dtype"
             raise invalid_argument(f"input '{key}' expects {info.dtype.name}, got {got}")
+        _check_decoded_size(key, proto, max_bytes)
         try:
             arrays[key] = tf.make_ndarray(proto)
         except Exception as err:  # malformed TensorProto contents
             raise invalid_argument(f"input '{key}' is not a valid TensorProto: {err}") from err
     return check_inputs(signature, arrays)
+
+
+def _check_decoded_size(key: str, proto: tensor_pb2.TensorProto, max_bytes: int) -> None:
+    elements = math.prod(max(dim.size, 0) for dim in proto.tensor_shape.dim)
+    item_bytes = np.dtype(object).itemsize if proto.dtype == tf.string.as_datatype_enum else _item_bytes(proto.dtype)
+    if elements * item_bytes > max_bytes:
+        shape = [dim.size for dim in proto.tensor_shape.dim]
+        raise ServingError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"input '{key}' of shape {shape} would take {elements * item_bytes} bytes, "
+            f"more than the server's limit of {max_bytes}",
+        )
+
+
+def _item_bytes(dtype_enum: int) -> int:
+    try:
+        return tf.dtypes.as_dtype(dtype_enum).size
+    except (TypeError, ValueError):  # not a dtype: make_ndarray reports it
+        return 1
 
 
 def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:

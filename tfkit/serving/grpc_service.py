@@ -53,8 +53,9 @@ def _name(model_spec) -> str:
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata (Classify, Regress, MultiInference: UNIMPLEMENTED)."""
 
-    def __init__(self, service: InferenceService):
+    def __init__(self, service: InferenceService, max_request_bytes: int):
         self.service = service
+        self.max_request_bytes = max_request_bytes
 
     @_statuses
     def Predict(self, request, context):
@@ -63,7 +64,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             _name(spec),
             _version(spec),
             spec.signature_name or None,
-            lambda signature: codec.proto_inputs(signature, request.inputs),
+            lambda signature: codec.proto_inputs(signature, request.inputs, self.max_request_bytes),
         )
         response = predict_pb2.PredictResponse(model_spec=protos.model_spec(servable, signature.name))
         for key in signature.select_outputs(request.output_filter):
@@ -91,6 +92,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return protos.status_response(self.service.repository, _name(spec), _version(spec))
 
 
-def add_services(server: grpc.Server, service: InferenceService) -> None:
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(service), server)
+def add_services(server: grpc.Server, service: InferenceService, max_request_bytes: int) -> None:
+    """Adds PredictionService and ModelService; an input may decode to at most
+    `max_request_bytes`, like the message holding it."""
+    prediction = PredictionService(service, max_request_bytes)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(service), server)

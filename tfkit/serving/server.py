@@ -117,7 +117,7 @@ class ModelServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        grpc_service.add_services(self._grpc, self.service)
+        grpc_service.add_services(self._grpc, self.service, options.max_request_bytes)
         try:
             self.grpc_port = self._grpc.add_insecure_port(f"{options.host}:{options.port}")
         except RuntimeError as err:  # grpcio's "failed to bind"
