@@ -143,3 +143,20 @@ def test_a_port_in_use_is_an_error_and_nothing_is_left_running(model_base, which
         with pytest.raises(OSError, match=r"could not listen on 127\.0\.0\.1:"):
             serving.ServerThread(options(model_base, **{which: taken.getsockname()[1]}))
         wait_for(lambda: threading.active_count() <= before, "the server's threads to end")
+
+
+def test_a_stopped_server_leaves_no_thread_behind(model_base, tmp_path):
+    before = set(threading.enumerate())
+    parameters = serving.BatchingParameters(num_batch_threads=2)
+    with serving.ServerThread(options(model_base, batching=parameters)) as running:
+        client = Client(running)
+        try:
+            for _ in range(3):
+                client.predict({"x": X})
+                assert client.post("/v1/models/m:predict", {"instances": X.tolist()})[0] == 200
+        finally:
+            client.close()
+    wait_for(lambda: not set(threading.enumerate()) - before, "the server's threads to end")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        serving.ServerThread(options(tmp_path / "nowhere", batching=parameters))
+    assert not {thread.name for thread in set(threading.enumerate()) - before}

@@ -81,6 +81,7 @@ class ModelServer:
         self.grpc_port: int | None = None
         self._runner: web.AppRunner | None = None
         self._grpc: grpc.Server | None = None
+        self._grpc_threads: concurrent.futures.ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
         """Starts listening; the ports are then in rest_port and grpc_port.
@@ -109,8 +110,9 @@ class ModelServer:
         except OSError as err:
             raise OSError(f"REST could not listen on {options.host}:{options.rest_api_port}: {err}") from err
         self.rest_port = self._runner.addresses[-1][1]
+        self._grpc_threads = concurrent.futures.ThreadPoolExecutor(GRPC_THREADS, thread_name_prefix="tfkit-grpc")
         self._grpc = grpc.server(
-            concurrent.futures.ThreadPoolExecutor(GRPC_THREADS, thread_name_prefix="tfkit-grpc"),
+            self._grpc_threads,
             options=[
                 ("grpc.max_receive_message_length", options.max_request_bytes),
                 ("grpc.max_send_message_length", -1),
@@ -141,6 +143,8 @@ class ModelServer:
         if self._runner is not None:
             stops.append(self._runner.cleanup())
         await asyncio.gather(*stops)
+        if self._grpc_threads is not None:  # grpcio leaves the executor it was given running
+            self._grpc_threads.shutdown(wait=True)
         if self.batcher is not None:
             self.batcher.stop()
         self.executor.shutdown(wait=True)
@@ -171,8 +175,9 @@ def serve(options: ServerOptions) -> int:
     """
     configure_tensorflow(options)
     load_op_libraries(options)
-    server = ModelServer(options)
-    server.repository.load_initial()
+    repository = ModelRepository(options.models, options.poll_seconds)
+    repository.load_initial()
+    server = ModelServer(options, repository)
     asyncio.run(_serve_until_signalled(server))
     return 0
 
@@ -183,8 +188,9 @@ class ServerThread:
 
     def __init__(self, options: ServerOptions, repository: ModelRepository | None = None):
         load_op_libraries(options)
+        repository = repository or ModelRepository(options.models, options.poll_seconds)
+        repository.load_initial()  # before the server starts any thread
         self.server = ModelServer(options, repository)
-        self.server.repository.load_initial()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tfkit-serve", daemon=True)
         self._thread.start()
