@@ -37,25 +37,31 @@ def submit_concurrently(batcher: Batcher, run, requests: list[np.ndarray]) -> li
     return [future.result(timeout=TIMEOUT) for future in futures]
 
 
+# A batch timeout no test waits for: batches run when full.
+NEVER_DUE_MICROS = 10_000_000
+
+
 def test_concurrent_requests_merge_and_split_back_exactly():
-    batcher = Batcher(serving.BatchingParameters(max_batch_size=64, batch_timeout_micros=300_000, num_batch_threads=1))
+    # request i has i % 3 + 1 rows, each row holding the request's id
+    requests = [np.full([i % 3 + 1, 2], i, np.float32) for i in range(16)]
+    rows = sum(len(r) for r in requests)
+    batcher = Batcher(
+        serving.BatchingParameters(max_batch_size=rows, batch_timeout_micros=NEVER_DUE_MICROS, num_batch_threads=1)
+    )
     try:
         calls = []
-        # request i has i % 3 + 1 rows, each row holding the request's id
-        requests = [np.full([i % 3 + 1, 2], i, np.float32) for i in range(16)]
         results = submit_concurrently(batcher, doubled(calls), requests)
         for i, result in enumerate(results):
             np.testing.assert_array_equal(result["y"], requests[i] * 2)
             assert result["ids"].tolist() == [i] * (i % 3 + 1)
-        assert sum(calls) == sum(len(r) for r in requests)
-        assert len(calls) < len(requests) and max(calls) > 3
+        assert calls == [rows]  # one model call for all sixteen requests
     finally:
         batcher.stop()
 
 
 def test_full_batches_run_at_once_and_never_exceed_max_batch_size():
     batcher = Batcher(
-        serving.BatchingParameters(max_batch_size=4, batch_timeout_micros=10_000_000, num_batch_threads=1)
+        serving.BatchingParameters(max_batch_size=4, batch_timeout_micros=NEVER_DUE_MICROS, num_batch_threads=1)
     )
     try:
         calls = []
@@ -95,7 +101,9 @@ def test_full_queue_is_unavailable_and_errors_reach_every_caller():
 
 
 def test_a_request_that_fails_the_model_fails_alone():
-    batcher = Batcher(serving.BatchingParameters(max_batch_size=64, batch_timeout_micros=300_000, num_batch_threads=1))
+    batcher = Batcher(
+        serving.BatchingParameters(max_batch_size=6, batch_timeout_micros=NEVER_DUE_MICROS, num_batch_threads=1)
+    )
     calls = []
 
     def positive_only(inputs):
@@ -130,7 +138,10 @@ def test_a_request_that_fails_the_model_fails_alone():
 
 
 def test_batching_server_gives_each_rest_and_grpc_client_its_rows(model_base):
-    parameters = serving.BatchingParameters(max_batch_size=32, batch_timeout_micros=200_000, num_batch_threads=1)
+    rows = sum(i % 2 + 1 for i in range(12))  # so that the twelve requests make one full batch
+    parameters = serving.BatchingParameters(
+        max_batch_size=rows, batch_timeout_micros=NEVER_DUE_MICROS, num_batch_threads=1
+    )
     with serving.ServerThread(options(model_base, batching=parameters)) as running:
         client = Client(running)
         results = {}
@@ -151,8 +162,8 @@ def test_batching_server_gives_each_rest_and_grpc_client_its_rows(model_base):
                 expected = 2 * np.array([[i, i + 0.5, -i]] * (i % 2 + 1), np.float32) + 1
                 got = np.array(results[i][1]["predictions"]) if i % 2 else results[i]["y"]
                 np.testing.assert_array_equal(got, expected)
-            assert max(running.server.batcher.batch_sizes) > 1
-            status, body = client.post("/v1/models/m:predict", {"instances": [[1.0, 2.0, 3.0]] * 33})
-            assert status == 400 and "max_batch_size 32" in body["error"]
+            assert running.server.batcher.batch_sizes == {12: 1}
+            status, body = client.post("/v1/models/m:predict", {"instances": [[1.0, 2.0, 3.0]] * (rows + 1)})
+            assert status == 400 and f"max_batch_size {rows}" in body["error"]
         finally:
             client.close()
