@@ -16,7 +16,7 @@ SLEEP_MICROS = 1_000_000
 class ServingTestModel(tf.Module):
     """Signatures covering what the server must handle: one input and one
     output, several named inputs and outputs (one a Tfkit> op), strings, a
-    model that raises on bad values, and a slow call."""
+    model that raises on bad values, a scalar input, and a slow call."""
 
     def __init__(self, offset: float):
         super().__init__()
@@ -42,6 +42,10 @@ class ServingTestModel(tf.Module):
         with tf.control_dependencies([tf.debugging.assert_non_negative(x, message="x must be >= 0")]):
             return {"root": tf.sqrt(x)}
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.float32)])
+    def scale(self, x, factor):
+        return {"scaled": x * factor}
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
     def slow(self, x):
         waited = tf.data.Dataset.from_tensors(x).apply(data_testing.sleep(SLEEP_MICROS))
@@ -61,6 +65,7 @@ def export_version(base: Path, version: int, offset: float) -> Path:
             "text": model.text,
             "checked": model.checked,
             "slow": model.slow,
+            "scale": model.scale,
         },
     )
     return path

@@ -165,5 +165,11 @@ def test_batching_server_gives_each_rest_and_grpc_client_its_rows(model_base):
             assert running.server.batcher.batch_sizes == {12: 1}
             status, body = client.post("/v1/models/m:predict", {"instances": [[1.0, 2.0, 3.0]] * (rows + 1)})
             assert status == 400 and f"max_batch_size {rows}" in body["error"]
+            # a scalar input has no batch dimension: the request runs alone
+            scaled = {"signature_name": "scale", "inputs": {"x": [1.0, 2.0], "factor": 3.0}}
+            assert client.post("/v1/models/m:predict", scaled) == (200, {"outputs": [3.0, 6.0]})
+            scale_inputs = {"x": np.array([1.0, 2.0], np.float32), "factor": np.float32(3.0)}
+            assert outputs_of(client.predict(scale_inputs, signature="scale"))["scaled"].tolist() == [3.0, 6.0]
+            assert running.server.batcher.batch_sizes == {12: 1}
         finally:
             client.close()

@@ -40,7 +40,7 @@ def test_metadata(client):
     assert response.model_spec.version.value == 1
     signatures = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signatures)
-    assert set(signatures.signature_def) == {"serving_default", "multi", "text", "checked", "slow"}
+    assert set(signatures.signature_def) == {"serving_default", "multi", "text", "checked", "slow", "scale"}
     assert signatures.signature_def["multi"].inputs["b"].dtype == 3  # DT_INT32
 
 

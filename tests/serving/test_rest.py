@@ -37,7 +37,7 @@ def test_metadata(client):
     assert status == 200
     assert body["model_spec"] == {"name": MODEL, "version": "1", "signature_name": ""}
     signatures = body["metadata"]["signature_def"]["signature_def"]
-    assert set(signatures) == {"serving_default", "multi", "text", "checked", "slow"}
+    assert set(signatures) == {"serving_default", "multi", "text", "checked", "slow", "scale"}
     x = signatures["serving_default"]["inputs"]["x"]
     assert x["dtype"] == "DT_FLOAT"
     assert [d["size"] for d in x["tensor_shape"]["dim"]] == ["-1", "3"]

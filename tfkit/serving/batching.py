@@ -161,14 +161,22 @@ class Batcher:
             _run_batch(batch)
 
 
-def _rows(inputs: dict[str, np.ndarray]) -> int:
+def batch_rows(inputs: dict[str, np.ndarray]) -> int | None:
+    """The examples in `inputs`: their common first dimension, or None when
+    they have none (a scalar input, or first dimensions that differ), so
+    the request cannot join a batch."""
     sizes = {value.shape[0] if value.ndim else None for value in inputs.values()}
-    if len(sizes) != 1 or None in sizes:
+    return None if len(sizes) != 1 or None in sizes else sizes.pop()
+
+
+def _rows(inputs: dict[str, np.ndarray]) -> int:
+    rows = batch_rows(inputs)
+    if rows is None:
         raise invalid_argument(
             "batching needs every input to have the same first (batch) dimension, got shapes "
             + str({key: list(value.shape) for key, value in inputs.items()})
         )
-    return sizes.pop()
+    return rows
 
 
 def _run_batch(batch: _Batch) -> None:

@@ -11,7 +11,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 
-from tfkit.serving.batching import Batcher
+from tfkit.serving.batching import Batcher, batch_rows
 from tfkit.serving.errors import ServingError, invalid_argument
 from tfkit.serving.repository import ModelRepository
 from tfkit.serving.servable import Servable, Signature
@@ -68,7 +68,7 @@ class InferenceService:
             servable, signature, inputs = await asyncio.wrap_future(prepare)
         else:
             servable, signature, inputs = self._prepare(name, version, signature_name, decode)
-        if self.batcher is not None:
+        if self._batches(inputs):
             future = self.batcher.submit(_batch_key(servable, signature, inputs), _guarded(signature), inputs)
         else:
             future = self.executor.submit(_guarded(signature), inputs)
@@ -84,10 +84,15 @@ class InferenceService:
         """`predict` for a caller on its own thread (the gRPC server's):
         without batching, the model runs on the calling thread."""
         servable, signature, inputs = self._prepare(name, version, signature_name, decode)
-        if self.batcher is None:
+        if not self._batches(inputs):
             return servable, signature, _guarded(signature)(inputs)
         future = self.batcher.submit(_batch_key(servable, signature, inputs), _guarded(signature), inputs)
         return servable, signature, future.result()
+
+    def _batches(self, inputs: Inputs) -> bool:
+        """Whether the request goes through the batcher: batching is on and
+        its inputs share a first (batch) dimension; others run alone."""
+        return self.batcher is not None and batch_rows(inputs) is not None
 
     def _prepare(
         self, name: str, version: int | None, signature_name: str | None, decode: Callable[[Signature], Inputs]
