@@ -101,6 +101,8 @@ BAD_REQUESTS = [
     (PREDICT, {"inputs": {"x": X, "z": X}}, 400, "unknown ['z']"),
     (PREDICT, {"signature_name": "text", "instances": [{"b64": "%%%"}]}, 400, "invalid base64"),
     (PREDICT, {"signature_name": "text", "instances": [7]}, 400, "expects strings"),
+    (PREDICT, {"signature_name": "text", "instances": [["a"], ["b", "c"]]}, 400, "not a rectangular array"),
+    (PREDICT, {"signature_name": "text", "inputs": ["a", ["b"]]}, 400, "not a rectangular array"),
     (PREDICT, {"signature_name": "checked", "instances": [-1.0]}, 400, "x must be >= 0"),
     (PREDICT, {"signature_name": "nope", "instances": X}, 404, "no signature 'nope'"),
     ("/v1/models/other:predict", {"instances": X}, 404, "model 'other' is not served"),

@@ -79,12 +79,7 @@ def _json_array(info: TensorInfo | None, key: str, value: Any) -> np.ndarray:
     if info is None:
         return np.empty(0)  # reported by check_inputs as an unknown input
     if info.dtype == tf.string:
-        try:
-            return np.array(_decode_strings(value), dtype=object)
-        except ValueError as err:
-            raise invalid_argument(f"input '{key}': {err}") from err
-        except RecursionError as err:
-            raise invalid_argument(f"input '{key}' is nested too deeply") from err
+        return _string_array(key, value)
     try:
         array = np.asarray(value)
     except ValueError as err:  # ragged nested lists
@@ -109,6 +104,18 @@ def _check_integer_range(key: str, info: TensorInfo, array: np.ndarray) -> None:
         raise invalid_argument(
             f"input '{key}' expects {info.dtype.name} values, got {bad} (outside [{limits.min}, {limits.max}])"
         )
+
+
+def _string_array(key: str, value: Any) -> np.ndarray:
+    try:
+        array = np.array(_decode_strings(value), dtype=object)
+    except ValueError as err:
+        raise invalid_argument(f"input '{key}': {err}") from err
+    except RecursionError as err:
+        raise invalid_argument(f"input '{key}' is nested too deeply") from err
+    if not all(isinstance(item, bytes) for item in array.flat):  # NumPy keeps ragged lists as objects
+        raise invalid_argument(f"input '{key}' is not a rectangular array of strings")
+    return array
 
 
 def _describe_kind(array: np.ndarray) -> str:
