@@ -40,7 +40,7 @@ def test_metadata(client):
     assert set(signatures) == {"serving_default", "multi", "text", "checked", "slow", "scale"}
     x = signatures["serving_default"]["inputs"]["x"]
     assert x["dtype"] == "DT_FLOAT"
-    assert [d["size"] for d in x["tensor_shape"]["dim"]] == ["-1", "3"]
+    assert x["tensor_shape"] == {"dim": [{"size": "-1", "name": ""}, {"size": "3", "name": ""}], "unknown_rank": False}
 
 
 def test_predict_row_and_columnar(client):

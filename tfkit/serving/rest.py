@@ -93,19 +93,13 @@ class RestApi:
         name, version, method = _parse_path(request.match_info["path"])
         repository = self.service.repository
         if method == "":
-            response = protos.status_response(repository, name, version)
-            return web.json_response(
-                json_format.MessageToDict(
-                    response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-                )
-            )
+            return web.json_response(_as_json(protos.status_response(repository, name, version)))
         if method == "metadata":
             servable = repository.servable(name, version)
-            spec = json_format.MessageToDict(
-                protos.model_spec(servable), preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+            signatures = _as_json(protos.signature_def_map(servable))
+            return web.json_response(
+                {"model_spec": _as_json(protos.model_spec(servable)), "metadata": {"signature_def": signatures}}
             )
-            signatures = json_format.MessageToDict(protos.signature_def_map(servable), preserving_proto_field_name=True)
-            return web.json_response({"model_spec": spec, "metadata": {"signature_def": signatures}})
         raise web.HTTPMethodNotAllowed("GET", ["POST"], reason=f"use POST for :{method}")
 
     async def post(self, request: web.Request) -> web.Response:
@@ -131,6 +125,14 @@ class RestApi:
         if not in_thread:
             return function(*args)
         return await asyncio.get_running_loop().run_in_executor(self.service.executor, function, *args)
+
+
+def _as_json(message) -> dict:
+    """A message as TensorFlow Serving writes it: proto field names, and
+    fields at their default values included."""
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
 
 
 def _encode_outputs(form: str, outputs) -> str:
