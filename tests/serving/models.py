@@ -16,7 +16,8 @@ SLEEP_MICROS = 1_000_000
 class ServingTestModel(tf.Module):
     """Signatures covering what the server must handle: one input and one
     output, several named inputs and outputs (one a Tfkit> op), strings, a
-    model that raises on bad values, a scalar input, and a slow call."""
+    model that rejects bad values, a model call that fails, a scalar input,
+    and a slow call."""
 
     def __init__(self, offset: float):
         super().__init__()
@@ -42,6 +43,10 @@ class ServingTestModel(tf.Module):
         with tf.control_dependencies([tf.debugging.assert_non_negative(x, message="x must be >= 0")]):
             return {"root": tf.sqrt(x)}
 
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def read(self, path):
+        return {"contents_bytes": tf.io.read_file(path)}  # NotFoundError for a missing file
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.float32)])
     def scale(self, x, factor):
         return {"scaled": x * factor}
@@ -66,6 +71,7 @@ def export_version(base: Path, version: int, offset: float) -> Path:
             "checked": model.checked,
             "slow": model.slow,
             "scale": model.scale,
+            "read": model.read,
         },
     )
     return path

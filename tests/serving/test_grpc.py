@@ -40,7 +40,7 @@ def test_metadata(client):
     assert response.model_spec.version.value == 1
     signatures = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signatures)
-    assert set(signatures.signature_def) == {"serving_default", "multi", "text", "checked", "slow", "scale"}
+    assert set(signatures.signature_def) == {"serving_default", "multi", "text", "checked", "slow", "scale", "read"}
     assert signatures.signature_def["multi"].inputs["b"].dtype == 3  # DT_INT32
 
 
@@ -65,6 +65,11 @@ BAD_CALLS = [
         lambda c: c.predict({"x": np.array([-1.0], np.float32)}, signature="checked"),
         grpc.StatusCode.INVALID_ARGUMENT,
         "x must be >= 0",
+    ),
+    (
+        lambda c: c.predict({"path": np.array(b"/no/such/file", object)}, signature="read"),
+        grpc.StatusCode.INTERNAL,
+        "the model call failed",
     ),
     (lambda c: c.predict({"x": X}, signature="nope"), grpc.StatusCode.NOT_FOUND, "no signature 'nope'"),
     (lambda c: c.predict({"x": X}, version=5), grpc.StatusCode.NOT_FOUND, "version 5 is not available"),

@@ -37,7 +37,7 @@ def test_metadata(client):
     assert status == 200
     assert body["model_spec"] == {"name": MODEL, "version": "1", "signature_name": ""}
     signatures = body["metadata"]["signature_def"]["signature_def"]
-    assert set(signatures) == {"serving_default", "multi", "text", "checked", "slow", "scale"}
+    assert set(signatures) == {"serving_default", "multi", "text", "checked", "slow", "scale", "read"}
     x = signatures["serving_default"]["inputs"]["x"]
     assert x["dtype"] == "DT_FLOAT"
     assert x["tensor_shape"] == {"dim": [{"size": "-1", "name": ""}, {"size": "3", "name": ""}], "unknown_rank": False}
@@ -104,6 +104,7 @@ BAD_REQUESTS = [
     (PREDICT, {"signature_name": "text", "instances": [["a"], ["b", "c"]]}, 400, "not a rectangular array"),
     (PREDICT, {"signature_name": "text", "inputs": ["a", ["b"]]}, 400, "not a rectangular array"),
     (PREDICT, {"signature_name": "checked", "instances": [-1.0]}, 400, "x must be >= 0"),
+    (PREDICT, {"signature_name": "read", "inputs": "/no/such/file"}, 500, "the model call failed"),
     (PREDICT, {"signature_name": "nope", "instances": X}, 404, "no signature 'nope'"),
     ("/v1/models/other:predict", {"instances": X}, 404, "model 'other' is not served"),
     (f"/v1/models/{MODEL}/versions/7:predict", {"instances": X}, 404, "version 7 is not available"),
