@@ -51,6 +51,14 @@ def test_status(client):
     assert client.status(version=1) == client.status()
 
 
+def _request_with_dtype(dtype_enum: int) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(X))
+    request.inputs["x"].dtype = dtype_enum
+    return request
+
+
 BAD_CALLS = [
     # (call, status code, part of the details)
     (lambda c: c.predict({"x": X[:, :2]}), grpc.StatusCode.INVALID_ARGUMENT, "expects shape float32 [?, 3]"),
@@ -60,6 +68,11 @@ BAD_CALLS = [
         "expects float32, got float64",
     ),
     (lambda c: c.predict({}), grpc.StatusCode.INVALID_ARGUMENT, "missing ['x']"),
+    (
+        lambda c: c.predictions.Predict(_request_with_dtype(999), timeout=TIMEOUT),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "expects float32, got an unknown dtype (999)",
+    ),
     (lambda c: c.predict({"x": X}, output_filter=["nope"]), grpc.StatusCode.INVALID_ARGUMENT, "no output ['nope']"),
     (
         lambda c: c.predict({"x": np.array([-1.0], np.float32)}, signature="checked"),

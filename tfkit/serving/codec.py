@@ -177,14 +177,22 @@ def proto_inputs(signature: Signature, protos, max_bytes: int) -> dict[str, np.n
     for key, proto in protos.items():
         info = signature.inputs.get(key)
         if info is not None and proto.dtype != info.dtype.as_datatype_enum:
-            got = tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "no dtype"
-            raise invalid_argument(f"input '{key}' expects {info.dtype.name}, got {got}")
+            raise invalid_argument(f"input '{key}' expects {info.dtype.name}, got {_dtype_name(proto.dtype)}")
         _check_decoded_size(key, proto, max_bytes)
         try:
             arrays[key] = tf.make_ndarray(proto)
         except Exception as err:  # malformed TensorProto contents
             raise invalid_argument(f"input '{key}' is not a valid TensorProto: {err}") from err
     return check_inputs(signature, arrays)
+
+
+def _dtype_name(dtype_enum: int) -> str:
+    if not dtype_enum:
+        return "no dtype"
+    try:
+        return tf.dtypes.as_dtype(dtype_enum).name
+    except TypeError:  # a value no DataType has
+        return f"an unknown dtype ({dtype_enum})"
 
 
 def _check_decoded_size(key: str, proto: tensor_pb2.TensorProto, max_bytes: int) -> None:
