@@ -85,10 +85,18 @@ def _json_array(info: TensorInfo | None, key: str, value: Any) -> np.ndarray:
     except ValueError as err:  # ragged nested lists
         raise invalid_argument(f"input '{key}' is not a rectangular array ({err})") from err
     want = np.dtype(info.dtype.as_numpy_dtype)
-    if array.dtype.kind not in _ACCEPTED_KINDS.get(want.kind, "") and array.size:
+    if array.dtype.kind not in _ACCEPTED_KINDS.get(_kind(info.dtype), "") and array.size:
         raise invalid_argument(f"input '{key}' expects {info.dtype.name} values, got {_describe_kind(array)}")
     _check_integer_range(key, info, array)
     return array.astype(want, copy=False)
+
+
+def _kind(dtype: tf.DType) -> str:
+    """The NumPy kind of a TensorFlow dtype; bfloat16 is floating point,
+    though NumPy sees it as an opaque type."""
+    if dtype.is_floating:
+        return "f"
+    return np.dtype(dtype.as_numpy_dtype).kind
 
 
 def _check_integer_range(key: str, info: TensorInfo, array: np.ndarray) -> None:
