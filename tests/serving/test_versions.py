@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 import pytest
-from tensorflow_serving.apis import get_model_status_pb2
+import tensorflow as tf
+from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
 
 from tests.serving.conftest import TIMEOUT, Client, options, outputs_of
 from tests.serving.models import export_callback_version, export_version
@@ -57,6 +58,14 @@ def signalling_loader(started: threading.Event):
         return dataclasses.replace(servable, signatures=signatures)
 
     return load
+
+
+def slow_request() -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "m"
+    request.model_spec.signature_name = "slow"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([4.0], np.float32)))
+    return request
 
 
 def test_versions_switch_and_failures_keep_the_old_one(model_base, callback_model, tmp_path):
@@ -160,3 +169,22 @@ def test_a_stopped_server_leaves_no_thread_behind(model_base, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         serving.ServerThread(options(tmp_path / "nowhere", batching=parameters))
     assert not {thread.name for thread in set(threading.enumerate()) - before}
+
+
+def test_stopping_finishes_a_grpc_call_in_flight(model_base):
+    started = threading.Event()
+    running_options = options(model_base)
+    repository = serving.ModelRepository(running_options.models, 0, loader=signalling_loader(started))
+    running = serving.ServerThread(running_options, repository)
+    client = Client(running)
+    stopped = False
+    try:
+        in_flight = client.predictions.Predict.future(slow_request(), timeout=TIMEOUT)
+        assert started.wait(TIMEOUT)  # the model call has begun
+        running.stop()
+        stopped = True
+        assert outputs_of(in_flight.result(timeout=TIMEOUT))["same"].tolist() == [4.0]
+    finally:
+        client.close()
+        if not stopped:
+            running.stop()
