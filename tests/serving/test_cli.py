@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 
-from tests.serving.conftest import MODEL, TIMEOUT, Client, outputs_of
+from tests.serving.conftest import MODEL, TIMEOUT, Client, options, outputs_of
 from tfkit import OpLibraryError, library_path, serving
 from tfkit import __main__ as cli
 from tfkit.serving.launch import ServerProcess
@@ -122,3 +124,17 @@ def test_op_libraries_load_before_models(tmp_path):
     load_op_libraries(serving.ServerOptions(models=[], op_libraries=[library_path()]))
     with pytest.raises(OpLibraryError, match="was not found"):
         load_op_libraries(serving.ServerOptions(models=[], op_libraries=[tmp_path / "missing.so"]))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_while_the_models_load_stops_with_status_0(model_base, monkeypatch, signum):
+    def signalled_load(repository) -> None:
+        os.kill(os.getpid(), signum)
+        time.sleep(TIMEOUT)  # the handler interrupts this
+
+    monkeypatch.setattr(serving.ModelRepository, "load_initial", signalled_load)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    started = time.monotonic()
+    assert serving.serve(options(model_base)) == 0
+    assert time.monotonic() - started < TIMEOUT
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers

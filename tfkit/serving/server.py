@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Iterator
 
 import grpc
 from aiohttp import web
@@ -166,6 +168,9 @@ async def _serve_until_signalled(server: ModelServer) -> None:
 def serve(options: ServerOptions) -> int:
     """Loads the models and serves them until SIGTERM or SIGINT.
 
+    A signal while the models still load ends the start there (nothing is
+    in flight yet), also with status 0.
+
     Returns:
       The exit status: 0 after a clean shutdown.
 
@@ -173,13 +178,37 @@ def serve(options: ServerOptions) -> int:
       FileNotFoundError, ModelLoadError, OpLibraryError: the models or
         libraries could not be loaded at start.
     """
-    configure_tensorflow(options)
-    load_op_libraries(options)
-    repository = ModelRepository(options.models, options.poll_seconds)
-    repository.load_initial()
-    server = ModelServer(options, repository)
-    asyncio.run(_serve_until_signalled(server))
+    try:
+        with _signals_abandon_the_start():
+            configure_tensorflow(options)
+            load_op_libraries(options)
+            repository = ModelRepository(options.models, options.poll_seconds)
+            repository.load_initial()
+            asyncio.run(_serve_until_signalled(ModelServer(options, repository)))
+    except _StoppedBeforeServing as stopped:
+        log.info("%s while starting: stopped before serving", stopped)
     return 0
+
+
+class _StoppedBeforeServing(Exception):
+    """SIGTERM or SIGINT came while the server was still starting."""
+
+
+@contextlib.contextmanager
+def _signals_abandon_the_start() -> Iterator[None]:
+    """Until the event loop takes them over, SIGTERM and SIGINT end the
+    start (loading models can take long) with _StoppedBeforeServing; the
+    previous handlers are restored on leaving."""
+
+    def abandon(signum: int, frame) -> None:
+        raise _StoppedBeforeServing(signal.Signals(signum).name)
+
+    previous = {signum: signal.signal(signum, abandon) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class ServerThread:
