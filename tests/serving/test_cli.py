@@ -72,6 +72,8 @@ def test_serve_then_a_signal_drains_and_exits_0(model_base, tmp_path, signum):
         in_flight.sendall(SLOW_BODY)  # the model call then takes 1 s, during the drain
         assert _response(in_flight) == (200, {"predictions": [4.0]})
         assert server.process.wait(timeout=TIMEOUT) == 0
+        assert server.stop(timeout=TIMEOUT) == 0
+        assert server.process.stderr.closed
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{server.rest_url}/v1/models/{MODEL}", timeout=TIMEOUT)
     finally:

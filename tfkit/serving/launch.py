@@ -53,7 +53,8 @@ class ServerProcess:
         )
         self.log: list[str] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read_log, daemon=True).start()
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
         self.rest_port, self.grpc_port = self._wait_listening(start_timeout)
 
     @property
@@ -65,7 +66,8 @@ class ServerProcess:
         return f"127.0.0.1:{self.grpc_port}"
 
     def stop(self, timeout: float = 60, signum: int = signal.SIGTERM) -> int:
-        """Sends `signum` and returns the exit status (killing it after `timeout`)."""
+        """Sends `signum` and returns the exit status (killing it after `timeout`);
+        its log is then read to the end and the pipe closed."""
         if self.process.poll() is None:
             self.process.send_signal(signum)
         try:
@@ -74,11 +76,14 @@ class ServerProcess:
             self.process.kill()
             self.process.wait()
             raise
+        finally:
+            self._reader.join(timeout=timeout)
 
     def _read_log(self) -> None:
-        for line in self.process.stderr:
-            self.log.append(line)
-            self._lines.put(line)
+        with self.process.stderr as lines:
+            for line in lines:
+                self.log.append(line)
+                self._lines.put(line)
         self._lines.put(None)
 
     def _wait_listening(self, timeout: float) -> tuple[int, int]:
@@ -95,6 +100,7 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
+        self._reader.join(timeout=timeout)
         raise RuntimeError("tfkit serve did not start:\n" + "".join(self.log[-40:]))
 
     def __enter__(self) -> ServerProcess:
