@@ -117,6 +117,16 @@ def test_a_small_message_that_decodes_to_an_oversized_tensor_is_refused(client):
         client.predictions.Predict(_filled_request(1 << 40), timeout=TIMEOUT)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert f"more than the server's limit of {MAX_REQUEST_BYTES}" in caught.value.details()
+    filled_strings = predict_pb2.PredictRequest()
+    filled_strings.model_spec.name = MODEL
+    filled_strings.model_spec.signature_name = "text"
+    s = filled_strings.inputs["s"]
+    s.dtype = tf.string.as_datatype_enum
+    s.tensor_shape.dim.add(size=1000)
+    s.string_val.append(b"x" * 1000)  # a 1 kB message that decodes to 1 MB
+    with pytest.raises(grpc.RpcError) as caught:
+        client.predictions.Predict(filled_strings, timeout=TIMEOUT)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 @pytest.mark.parametrize(("call", "code", "details"), BAD_CALLS)

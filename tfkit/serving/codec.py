@@ -204,15 +204,24 @@ def _dtype_name(dtype_enum: int) -> str:
 
 
 def _check_decoded_size(key: str, proto: tensor_pb2.TensorProto, max_bytes: int) -> None:
-    elements = math.prod(max(dim.size, 0) for dim in proto.tensor_shape.dim)
-    item_bytes = np.dtype(object).itemsize if proto.dtype == tf.string.as_datatype_enum else _item_bytes(proto.dtype)
-    if elements * item_bytes > max_bytes:
+    decoded = _decoded_bytes(proto)
+    if decoded > max_bytes:
         shape = [dim.size for dim in proto.tensor_shape.dim]
         raise ServingError(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"input '{key}' of shape {shape} would take {elements * item_bytes} bytes, "
-            f"more than the server's limit of {max_bytes}",
+            f"input '{key}' of shape {shape} would take {decoded} bytes, more than the server's limit of {max_bytes}",
         )
+
+
+def _decoded_bytes(proto: tensor_pb2.TensorProto) -> int:
+    """The bytes a TensorProto takes once decoded: values short of its
+    shape are filled in with the last one."""
+    elements = math.prod(max(dim.size, 0) for dim in proto.tensor_shape.dim)
+    if proto.dtype != tf.string.as_datatype_enum:
+        return elements * _item_bytes(proto.dtype)
+    strings = proto.string_val
+    filled = max(elements - len(strings), 0) * (len(strings[-1]) if strings else 0)
+    return elements * np.dtype(object).itemsize + filled
 
 
 def _item_bytes(dtype_enum: int) -> int:
