@@ -59,6 +59,32 @@ def test_concurrent_requests_merge_and_split_back_exactly():
         batcher.stop()
 
 
+def test_requests_with_different_keys_never_share_a_batch():
+    batcher = Batcher(
+        serving.BatchingParameters(max_batch_size=4, batch_timeout_micros=NEVER_DUE_MICROS, num_batch_threads=1)
+    )
+    calls = {"doubled": [], "negated": []}
+
+    def negated(inputs):
+        calls["negated"].append(len(inputs["x"]))
+        return {"y": -inputs["x"]}
+
+    try:
+        futures = [
+            batcher.submit(
+                ("doubled",) if i % 2 else ("negated",),
+                doubled(calls["doubled"]) if i % 2 else negated,
+                {"x": np.full([1, 1], i, np.float32)},
+            )
+            for i in range(8)
+        ]
+        results = [future.result(timeout=TIMEOUT)["y"].item() for future in futures]
+        assert results == [2.0 * i if i % 2 else -i for i in range(8)]
+        assert calls == {"doubled": [4], "negated": [4]}
+    finally:
+        batcher.stop()
+
+
 def test_full_batches_run_at_once_and_never_exceed_max_batch_size():
     batcher = Batcher(
         serving.BatchingParameters(max_batch_size=4, batch_timeout_micros=NEVER_DUE_MICROS, num_batch_threads=1)
