@@ -138,6 +138,13 @@ def test_bad_calls_get_status_codes(client, call, code, details):
     np.testing.assert_array_equal(outputs_of(client.predict({"x": X}))["y"], 2 * X + 1)
 
 
+def test_an_unknown_output_is_refused_before_the_model_runs(client):
+    with pytest.raises(grpc.RpcError) as caught:  # the model would reject x < 0
+        client.predict({"x": np.array([-1.0], np.float32)}, signature="checked", output_filter=["nope"])
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "no output ['nope']" in caught.value.details()
+
+
 def test_cancelled_call_leaves_the_server_serving(client):
     future = client.predictions.Predict.future(_slow_request(), timeout=10)
     future.cancel()

@@ -64,12 +64,18 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             _name(spec),
             _version(spec),
             spec.signature_name or None,
-            lambda signature: codec.proto_inputs(signature, request.inputs, self.max_request_bytes),
+            functools.partial(self._decode, request),
         )
         response = predict_pb2.PredictResponse(model_spec=protos.model_spec(servable, signature.name))
         for key in signature.select_outputs(request.output_filter):
             response.outputs[key].CopyFrom(codec.to_proto(outputs[key]))
         return response
+
+    def _decode(self, request: predict_pb2.PredictRequest, signature) -> dict:
+        """The request's inputs for `signature`, once its output_filter is
+        known to name outputs of it (before the model runs)."""
+        signature.select_outputs(request.output_filter)
+        return codec.proto_inputs(signature, request.inputs, self.max_request_bytes)
 
     @_statuses
     def GetModelMetadata(self, request, context):
