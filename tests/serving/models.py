@@ -17,7 +17,7 @@ class ServingTestModel(tf.Module):
     """Signatures covering what the server must handle: one input and one
     output, several named inputs and outputs (one a Tfkit> op), strings, a
     model that rejects bad values, a model call that fails, a scalar input,
-    and a slow call."""
+    a fixed first dimension, and a slow call."""
 
     def __init__(self, offset: float):
         super().__init__()
@@ -43,6 +43,10 @@ class ServingTestModel(tf.Module):
         with tf.control_dependencies([tf.debugging.assert_non_negative(x, message="x must be >= 0")]):
             return {"root": tf.sqrt(x)}
 
+    @tf.function(input_signature=[tf.TensorSpec([2], tf.float32)])
+    def pair(self, x):
+        return {"swapped": tf.reverse(x, [0])}
+
     @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
     def read(self, path):
         return {"contents_bytes": tf.io.read_file(path)}  # NotFoundError for a missing file
@@ -55,6 +59,9 @@ class ServingTestModel(tf.Module):
     def slow(self, x):
         waited = tf.data.Dataset.from_tensors(x).apply(data_testing.sleep(SLEEP_MICROS))
         return {"same": waited.get_single_element()}
+
+
+SIGNATURES = {"serving_default", "multi", "text", "checked", "slow", "scale", "read", "pair"}
 
 
 def export_version(base: Path, version: int, offset: float) -> Path:
@@ -72,6 +79,7 @@ def export_version(base: Path, version: int, offset: float) -> Path:
             "slow": model.slow,
             "scale": model.scale,
             "read": model.read,
+            "pair": model.pair,
         },
     )
     return path

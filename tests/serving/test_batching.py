@@ -196,6 +196,9 @@ def test_batching_server_gives_each_rest_and_grpc_client_its_rows(model_base):
             assert client.post("/v1/models/m:predict", scaled) == (200, {"outputs": [3.0, 6.0]})
             scale_inputs = {"x": np.array([1.0, 2.0], np.float32), "factor": np.float32(3.0)}
             assert outputs_of(client.predict(scale_inputs, signature="scale"))["scaled"].tolist() == [3.0, 6.0]
+            # a fixed first dimension could not take a merged batch: the request runs alone
+            pair = {"signature_name": "pair", "inputs": [1.0, 2.0]}
+            assert client.post("/v1/models/m:predict", pair) == (200, {"outputs": [2.0, 1.0]})
             assert running.server.batcher.batch_sizes == {12: 1}
         finally:
             client.close()

@@ -10,6 +10,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2
 
 from tests.serving.conftest import MAX_REQUEST_BYTES, MODEL, TIMEOUT, outputs_of
+from tests.serving.models import SIGNATURES
 
 X = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], np.float32)
 
@@ -40,7 +41,7 @@ def test_metadata(client):
     assert response.model_spec.version.value == 1
     signatures = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signatures)
-    assert set(signatures.signature_def) == {"serving_default", "multi", "text", "checked", "slow", "scale", "read"}
+    assert set(signatures.signature_def) == SIGNATURES
     assert signatures.signature_def["multi"].inputs["b"].dtype == 3  # DT_INT32
 
 

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tests.serving.conftest import MAX_REQUEST_BYTES, MODEL, TIMEOUT
+from tests.serving.models import SIGNATURES
 from tfkit.serving import codec
 from tfkit.serving.errors import ServingError
 from tfkit.serving.servable import Signature, TensorInfo
@@ -37,7 +38,7 @@ def test_metadata(client):
     assert status == 200
     assert body["model_spec"] == {"name": MODEL, "version": "1", "signature_name": ""}
     signatures = body["metadata"]["signature_def"]["signature_def"]
-    assert set(signatures) == {"serving_default", "multi", "text", "checked", "slow", "scale", "read"}
+    assert set(signatures) == SIGNATURES
     x = signatures["serving_default"]["inputs"]["x"]
     assert x["dtype"] == "DT_FLOAT"
     assert x["tensor_shape"] == {"dim": [{"size": "-1", "name": ""}, {"size": "3", "name": ""}], "unknown_rank": False}

@@ -68,7 +68,7 @@ class InferenceService:
             servable, signature, inputs = await asyncio.wrap_future(prepare)
         else:
             servable, signature, inputs = self._prepare(name, version, signature_name, decode)
-        if self._batches(inputs):
+        if self._batches(signature, inputs):
             future = self.batcher.submit(_batch_key(servable, signature, inputs), _guarded(signature), inputs)
         else:
             future = self.executor.submit(_guarded(signature), inputs)
@@ -84,15 +84,20 @@ class InferenceService:
         """`predict` for a caller on its own thread (the gRPC server's):
         without batching, the model runs on the calling thread."""
         servable, signature, inputs = self._prepare(name, version, signature_name, decode)
-        if not self._batches(inputs):
+        if not self._batches(signature, inputs):
             return servable, signature, _guarded(signature)(inputs)
         future = self.batcher.submit(_batch_key(servable, signature, inputs), _guarded(signature), inputs)
         return servable, signature, future.result()
 
-    def _batches(self, inputs: Inputs) -> bool:
-        """Whether the request goes through the batcher: batching is on and
-        its inputs share a first (batch) dimension; others run alone."""
-        return self.batcher is not None and batch_rows(inputs) is not None
+    def _batches(self, signature: Signature, inputs: Inputs) -> bool:
+        """Whether the request goes through the batcher: batching is on, the
+        signature leaves its inputs' first dimension open (a fixed one could
+        not take a merged batch) and the inputs share it; others run alone."""
+        return (
+            self.batcher is not None
+            and all(info.shape is None or info.shape[:1] == (None,) for info in signature.inputs.values())
+            and batch_rows(inputs) is not None
+        )
 
     def _prepare(
         self, name: str, version: int | None, signature_name: str | None, decode: Callable[[Signature], Inputs]
