@@ -6,12 +6,15 @@ from tfkit.ops.activation import (
     gated_activation,
     gated_activation_reference,
 )
+from tfkit.ops.embedding import embedding_bag, embedding_bag_reference
 from tfkit.ops.norm import layer_norm, layer_norm_reference, rms_norm, rms_norm_reference
 from tfkit.ops.rotary import rotary_embedding, rotary_embedding_reference
 
 __all__ = [
     "bias_activation",
     "bias_activation_reference",
+    "embedding_bag",
+    "embedding_bag_reference",
     "gated_activation",
     "gated_activation_reference",
     "layer_norm",
