@@ -1,7 +1,8 @@
 """tfkit Keras 3 layers (registered serializable under the "tfkit" package)."""
 
 from tfkit.layers.activation import Dense, GatedDense
+from tfkit.layers.embedding import EmbeddingBag
 from tfkit.layers.norm import LayerNorm, RMSNorm
 from tfkit.layers.rotary import RotaryEmbedding
 
-__all__ = ["Dense", "GatedDense", "LayerNorm", "RMSNorm", "RotaryEmbedding"]
+__all__ = ["Dense", "EmbeddingBag", "GatedDense", "LayerNorm", "RMSNorm", "RotaryEmbedding"]
