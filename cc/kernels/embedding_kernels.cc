@@ -8,6 +8,7 @@
 // back and waits for the stream (one synchronisation per call) before it
 // returns, and the compute kernels skip a bad id rather than read out of
 // bounds meanwhile.
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,8 @@
 #include "kernels/embedding/embedding_cpu.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
+#include "tensorflow/core/framework/resource_mgr.h"
+#include "tensorflow/core/framework/resource_var.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tfkit/op_utils.h"
 
@@ -161,14 +164,42 @@ struct Functor<GPUDevice, T, Index> {
 
 // Reads and checks the four inputs every op of the family starts with.
 template <typename Device, typename T, typename Index>
-absl::Status ReadBags(OpKernelContext* ctx, BagShape* shape) {
+absl::Status ReadBags(OpKernelContext* ctx, const Tensor& params, BagShape* shape) {
   const Tensor& ids = ctx->input(0);
   const Tensor& splits = ctx->input(1);
-  TF_RETURN_IF_ERROR(Shapes(ids, splits, ctx->input(2), ctx->input(3), shape));
+  TF_RETURN_IF_ERROR(Shapes(ids, splits, params, ctx->input(3), shape));
   return Functor<Device, T, Index>::Check(ctx, ids.flat<Index>().data(), splits.flat<int64_t>().data(), *shape);
 }
 
-template <typename Device, typename T, typename Index>
+// params (input 2): a tensor, or a resource variable's tensor read in place
+// under the variable's shared lock for as long as this lives (as
+// ResourceGather reads it), so a large table is never copied.
+class Table {
+ public:
+  absl::Status Acquire(OpKernelContext* ctx, bool resource, ::tensorflow::DataType dtype) {
+    if (!resource) {
+      tensor_ = &ctx->input(2);
+      return absl::OkStatus();
+    }
+    TF_RETURN_IF_ERROR(::tensorflow::LookupResource(ctx, ::tensorflow::HandleFromInput(ctx, 2), &variable_));
+    lock_.emplace(*variable_->mu());
+    if (!variable_->is_initialized) return absl::FailedPreconditionError("params is an uninitialized variable");
+    tensor_ = variable_->tensor();
+    if (tensor_->dtype() != dtype) {
+      return InvalidArg("params must have dtype ", ::tensorflow::DataTypeString(dtype), " (the dtype of weights), got ",
+                        ::tensorflow::DataTypeString(tensor_->dtype()));
+    }
+    return absl::OkStatus();
+  }
+  const Tensor& tensor() const { return *tensor_; }
+
+ private:
+  ::tensorflow::core::RefCountPtr<::tensorflow::Var> variable_;
+  std::optional<::tensorflow::tf_shared_lock> lock_;
+  const Tensor* tensor_ = nullptr;
+};
+
+template <typename Device, typename T, typename Index, bool kResource>
 class EmbeddingBagOp : public OpKernel {
  public:
   explicit EmbeddingBagOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -178,14 +209,16 @@ class EmbeddingBagOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
+    Table table;
+    OP_REQUIRES_OK(ctx, table.Acquire(ctx, kResource, ::tensorflow::DataTypeToEnum<T>::v()));
     BagShape shape;
     shape.combiner = combiner_;
-    OP_REQUIRES_OK(ctx, (ReadBags<Device, T, Index>(ctx, &shape)));
+    OP_REQUIRES_OK(ctx, (ReadBags<Device, T, Index>(ctx, table.tensor(), &shape)));
     Tensor* y = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({shape.bags, shape.dim}), &y));
     if (y->NumElements() == 0) return;
     Functor<Device, T, Index>::Forward(ctx, ctx->input(0).flat<Index>().data(),
-                                       ctx->input(1).flat<int64_t>().data(), ctx->input(2).flat<T>().data(),
+                                       ctx->input(1).flat<int64_t>().data(), table.tensor().flat<T>().data(),
                                        ctx->input(3).flat<T>().data(), shape, y->flat<T>().data());
   }
 
@@ -193,7 +226,7 @@ class EmbeddingBagOp : public OpKernel {
   Combiner combiner_ = Combiner::kSum;
 };
 
-template <typename Device, typename T, typename Index>
+template <typename Device, typename T, typename Index, bool kResource>
 class EmbeddingBagGradOp : public OpKernel {
  public:
   explicit EmbeddingBagGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -203,9 +236,11 @@ class EmbeddingBagGradOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
+    Table table;
+    OP_REQUIRES_OK(ctx, table.Acquire(ctx, kResource, ::tensorflow::DataTypeToEnum<T>::v()));
     BagShape shape;
     shape.combiner = combiner_;
-    OP_REQUIRES_OK(ctx, (ReadBags<Device, T, Index>(ctx, &shape)));
+    OP_REQUIRES_OK(ctx, (ReadBags<Device, T, Index>(ctx, table.tensor(), &shape)));
     const Tensor& dy = ctx->input(4);
     OP_REQUIRES_OK(ctx, CheckShape("dy", dy, TensorShape({shape.bags, shape.dim})));
     Tensor* d_values = nullptr;
@@ -214,7 +249,7 @@ class EmbeddingBagGradOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, ctx->input(3).shape(), &d_weights));
     if (shape.ids == 0) return;
     Functor<Device, T, Index>::Backward(ctx, dy.flat<T>().data(), ctx->input(0).flat<Index>().data(),
-                                        ctx->input(1).flat<int64_t>().data(), ctx->input(2).flat<T>().data(),
+                                        ctx->input(1).flat<int64_t>().data(), table.tensor().flat<T>().data(),
                                         ctx->input(3).flat<T>().data(), shape, d_values->flat<T>().data(),
                                         d_weights->flat<T>().data());
   }
@@ -223,13 +258,19 @@ class EmbeddingBagGradOp : public OpKernel {
   Combiner combiner_ = Combiner::kSum;
 };
 
-#define TFKIT_REGISTER_EMBEDDING(DEVICE, DEV, T, Index)                                                        \
-  REGISTER_KERNEL_BUILDER(                                                                                     \
-      Name("Tfkit>EmbeddingBag").Device(DEVICE).TypeConstraint<T>("T").TypeConstraint<Index>("Tindices"),     \
-      EmbeddingBagOp<DEV, T, Index>);                                                                          \
-  REGISTER_KERNEL_BUILDER(                                                                                     \
-      Name("Tfkit>EmbeddingBagGrad").Device(DEVICE).TypeConstraint<T>("T").TypeConstraint<Index>("Tindices"), \
-      EmbeddingBagGradOp<DEV, T, Index>);
+#define TFKIT_REGISTER_EMBEDDING_OPS(PREFIX, DEVICE, DEV, T, Index, RESOURCE)                                      \
+  REGISTER_KERNEL_BUILDER(                                                                                         \
+      Name("Tfkit>" PREFIX "EmbeddingBag").Device(DEVICE).TypeConstraint<T>("T").TypeConstraint<Index>("Tindices"), \
+      EmbeddingBagOp<DEV, T, Index, RESOURCE>);                                                                    \
+  REGISTER_KERNEL_BUILDER(Name("Tfkit>" PREFIX "EmbeddingBagGrad")                                                 \
+                              .Device(DEVICE)                                                                      \
+                              .TypeConstraint<T>("T")                                                              \
+                              .TypeConstraint<Index>("Tindices"),                                                  \
+                          EmbeddingBagGradOp<DEV, T, Index, RESOURCE>);
+
+#define TFKIT_REGISTER_EMBEDDING(DEVICE, DEV, T, Index)                \
+  TFKIT_REGISTER_EMBEDDING_OPS("", DEVICE, DEV, T, Index, false)      \
+  TFKIT_REGISTER_EMBEDDING_OPS("Resource", DEVICE, DEV, T, Index, true)
 
 #define TFKIT_REGISTER_EMBEDDING_CPU(T)                                              \
   TFKIT_REGISTER_EMBEDDING(::tensorflow::DEVICE_CPU, CPUDevice, T, int32_t)         \
@@ -254,6 +295,7 @@ TF_CALL_double(TFKIT_REGISTER_EMBEDDING_GPU);
 #endif  // GOOGLE_CUDA
 
 #undef TFKIT_REGISTER_EMBEDDING
+#undef TFKIT_REGISTER_EMBEDDING_OPS
 
 }  // namespace
 }  // namespace tfkit

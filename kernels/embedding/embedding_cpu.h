@@ -14,6 +14,7 @@
 #ifndef TFKIT_KERNELS_EMBEDDING_EMBEDDING_CPU_H_
 #define TFKIT_KERNELS_EMBEDDING_EMBEDDING_CPU_H_
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -99,18 +100,38 @@ BagSum<T> SumOfSquaredWeights(const T* weights, const BagShape& shape, int64_t b
   return total;
 }
 
+// How many ids ahead the rows are prefetched: the table is far larger than
+// the caches and its rows are read in random order.
+constexpr int64_t kPrefetchIds = 16;
+
+// Asks for the first four cache lines of a params row (the hardware
+// prefetcher follows a longer row).
+template <typename T>
+inline void PrefetchRow(const T* row, int64_t dim) {
+  const char* bytes = reinterpret_cast<const char*>(row);
+  const int64_t size = dim * static_cast<int64_t>(sizeof(T));
+  __builtin_prefetch(bytes);
+  if (size > 64) __builtin_prefetch(bytes + 64);
+  if (size > 128) __builtin_prefetch(bytes + 128);
+  if (size > 192) __builtin_prefetch(bytes + 192);
+}
+
 // y rows [begin, end); `sum` is a workspace of dim elements.
 template <typename T, typename Index>
 void EmbeddingBagRows(const Index* ids, const int64_t* splits, const T* params, const T* weights,
                       const BagShape& shape, int64_t begin, int64_t end, BagSum<T>* sum, T* y) {
   using W = BagSum<T>;
   const int64_t dim = shape.dim;
+  const int64_t last_id = splits[end];
+  for (int64_t i = splits[begin]; i < std::min(last_id, splits[begin] + kPrefetchIds); ++i) {
+    PrefetchRow(params + static_cast<int64_t>(ids[i]) * dim, dim);
+  }
   for (int64_t b = begin; b < end; ++b) {
     const int64_t lo = splits[b];
     const int64_t hi = splits[b + 1];
     for (int64_t j = 0; j < dim; ++j) sum[j] = 0;
     for (int64_t i = lo; i < hi; ++i) {
-      if (i + 1 < hi) __builtin_prefetch(params + static_cast<int64_t>(ids[i + 1]) * dim);
+      if (i + kPrefetchIds < last_id) PrefetchRow(params + static_cast<int64_t>(ids[i + kPrefetchIds]) * dim, dim);
       const T* row = params + static_cast<int64_t>(ids[i]) * dim;
       const W w = Weight(weights, shape, i);
       for (int64_t j = 0; j < dim; ++j) sum[j] += w * Widen(row[j]);
@@ -137,6 +158,7 @@ void EmbeddingBagGradRows(const T* dy, const Index* ids, const int64_t* splits, 
                           T* d_values, T* d_weights) {
   using W = BagSum<T>;
   const int64_t dim = shape.dim;
+  const int64_t last_id = splits[end];
   for (int64_t b = begin; b < end; ++b) {
     const int64_t lo = splits[b];
     const int64_t hi = splits[b + 1];
@@ -151,7 +173,7 @@ void EmbeddingBagGradRows(const T* dy, const Index* ids, const int64_t* splits, 
     dots->resize(hi - lo);
     W dy_dot_sum = 0;  // dy[b] . sum_i w_i params[ids[i]]
     for (int64_t i = lo; i < hi; ++i) {
-      if (i + 1 < hi) __builtin_prefetch(params + static_cast<int64_t>(ids[i + 1]) * dim);
+      if (i + kPrefetchIds < last_id) PrefetchRow(params + static_cast<int64_t>(ids[i + kPrefetchIds]) * dim, dim);
       const W dot = Dot(dy_row, params + static_cast<int64_t>(ids[i]) * dim, dim);
       (*dots)[i - lo] = dot;
       dy_dot_sum += Widen(weights[i]) * dot;

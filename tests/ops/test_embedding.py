@@ -270,3 +270,45 @@ def test_opcheck_saved_model_and_bad_inputs():
     args, kwargs = [ids, params, weights], {"combiner": "sqrtn"}
     report = opcheck(embedding.embedding_bag, args, kwargs, checks=checks, bad_inputs=bad)
     assert all(r.status == "passed" for r in report.results.values()), report
+
+
+@pytest.mark.parametrize("combiner", COMBINERS)
+def test_a_variable_table_is_read_in_place_with_the_same_results(combiner):
+    """A tf.Variable goes to the resource op (no copy of the table), with the
+    results and gradients of the tensor op, under a tape and in tf.function."""
+    table = tf.Variable(make_params(tf.float64))
+    ids, weights = make_ids([4, 3]), make_weights([4, 3], tf.float64)
+
+    @tf.function
+    def run(table_like):
+        with tf.GradientTape() as tape:
+            tape.watch(weights)
+            y = embedding.embedding_bag(ids, table_like, weights, combiner, backend="compiled")
+            loss = tf.reduce_sum(y * tf.cast(np.arange(DIM) - 2.5, y.dtype))
+        return y, *tape.gradient(loss, [table_like, weights])
+
+    y, d_table, d_weights = run(table)
+    assert isinstance(d_table, tf.IndexedSlices) and d_table.dense_shape.numpy().tolist() == [VOCAB, DIM]
+    ops = {op.type for op in run.get_concrete_function(table).graph.get_operations()}
+    assert "Tfkit>ResourceEmbeddingBag" in ops and "ReadVariableOp" not in ops
+    with tf.GradientTape() as tape:
+        tensor = tf.convert_to_tensor(table)
+        tape.watch([tensor, weights])
+        want = embedding.embedding_bag(ids, tensor, weights, combiner, backend="compiled")
+        loss = tf.reduce_sum(want * tf.cast(np.arange(DIM) - 2.5, want.dtype))
+    want_table, want_weights = tape.gradient(loss, [tensor, weights])
+    np.testing.assert_array_equal(y.numpy(), want.numpy())
+    np.testing.assert_array_equal(tf.convert_to_tensor(d_table).numpy(), tf.convert_to_tensor(want_table).numpy())
+    np.testing.assert_array_equal(d_weights.numpy(), want_weights.numpy())
+
+
+def test_a_variable_table_checks_ids_and_dtype():
+    table = tf.Variable(make_params(tf.float32))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=rf"indices .*\[0, {VOCAB}\).* got {VOCAB}"):
+        embedding.embedding_bag([[1, VOCAB]], table, backend="compiled")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="params must have a float dtype"):
+        embedding.embedding_bag([[1]], tf.Variable(tf.ones([3, 2], tf.int32)), backend="compiled")
+    library = _loader.load_library()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="params must have dtype double"):
+        splits, no_weights = tf.constant([0, 1], tf.int64), tf.zeros([0], tf.float64)
+        library.tfkit_resource_embedding_bag([1], splits, table.handle, no_weights)

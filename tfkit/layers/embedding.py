@@ -71,7 +71,7 @@ class EmbeddingBag(keras.layers.Layer):
         ids = inputs
         if isinstance(inputs, (list, tuple)):
             ids, weights = inputs
-        table = tf.convert_to_tensor(self.embeddings)
+        table = self.embeddings.value  # the tf.Variable, read in place by the op
         if weights is not None:
             weights = _cast(weights, table.dtype)
         bags = embedding_ops.embedding_bag(ids, table, weights, self.combiner, backend=self.backend)

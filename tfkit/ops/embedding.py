@@ -14,6 +14,7 @@ segment sums).
 from __future__ import annotations
 
 import tensorflow as tf
+from tensorflow.python.ops import resource_variable_ops
 
 from tfkit import _loader
 from tfkit.declare import Op
@@ -42,7 +43,8 @@ def _prepare_embedding_bag(indices, params, weights=None, combiner: str = "sum")
         of equal-length bags, or a `tf.RaggedTensor` whose innermost ragged
         dimension holds the bags.
       params: The table, `[vocab, dim]`, float16, bfloat16, float32 or
-        float64.
+        float64: a tensor, or a `tf.Variable` (then read in place, as
+        `tf.gather` reads one: a large table is never copied).
       weights: Optional per-id weights like `indices` (a tensor of its shape,
         or a `tf.RaggedTensor` with its row splits), with the dtype of
         `params`.
@@ -80,11 +82,29 @@ def _prepare_embedding_bag(indices, params, weights=None, combiner: str = "sum")
     return (ids, row_splits, params, flat_weights, batch_shape, *outer), attrs
 
 
-def _table(params) -> tf.Tensor:
-    params = _checks.float_input("params", params)
+def _table(params) -> tf.Tensor | tf.Variable:
+    if not _is_variable(params):
+        params = _checks.float_input("params", params)
+    elif params.dtype not in _checks.FLOAT_DTYPES:
+        raise _checks.invalid_argument(f"params must have a float dtype, got {params.dtype.name}")
     if params.shape.rank is not None and params.shape.rank != 2:
         raise _checks.invalid_argument(f"params must have shape [vocabulary, dim], got shape {params.shape}")
     return params
+
+
+def _is_variable(params) -> bool:
+    return isinstance(params, tf.Variable)
+
+
+def _variable_handle(params) -> tf.Tensor | None:
+    """A resource variable's handle, or None: for a tensor, and for a
+    distributed variable outside its replicas (which is then read)."""
+    if not _is_variable(params):
+        return None
+    try:
+        return params.handle
+    except ValueError:
+        return None
 
 
 def _check_index_dtype(ids: tf.Tensor) -> None:
@@ -177,7 +197,14 @@ def _embedding_bag_compiled(
     ids, row_splits, params, weights, batch_shape, *outer, combiner, weighted, static_batch_shape
 ):
     del weighted  # the op reads it from the weights' length
-    bags = _loader.load_library().tfkit_embedding_bag(ids, row_splits, params, weights, combiner=combiner)
+    library = _loader.load_library()
+    handle = _variable_handle(params)
+    if handle is not None:
+        resource_variable_ops.variable_accessed(params)  # for the tapes, as a read would
+        bags = library.tfkit_resource_embedding_bag(ids, row_splits, handle, weights, combiner=combiner)
+    else:
+        params = tf.convert_to_tensor(params)
+        bags = library.tfkit_embedding_bag(ids, row_splits, params, weights, combiner=combiner)
     return _assemble(bags, batch_shape, outer, static_batch_shape)
 
 
@@ -227,3 +254,13 @@ def _embedding_bag_grad(op, dy):
     )
     d_params = tf.IndexedSlices(d_values, ids, tf.shape(params, out_type=tf.int64))
     return None, None, d_params, d_weights
+
+
+@tf.RegisterGradient("Tfkit>ResourceEmbeddingBag")
+def _resource_embedding_bag_grad(op, dy):
+    ids, row_splits, handle, weights = op.inputs
+    d_values, d_weights = _loader.load_library().tfkit_resource_embedding_bag_grad(
+        ids, row_splits, handle, weights, dy, combiner=op.get_attr("combiner")
+    )
+    table_shape = tf.raw_ops.VariableShape(input=handle, out_type=tf.int64)
+    return None, None, tf.IndexedSlices(d_values, ids, table_shape), d_weights
