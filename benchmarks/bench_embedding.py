@@ -1,26 +1,22 @@
 """Benchmark: tfkit's embedding bag against the composite TensorFlow ways.
 
 A [vocab, dim] float32 table (a tf.Variable) and [batch, bag] int32 bags,
-"sum" combiner, under tf.function, forward and forward+backward (the
-gradient for the table, an IndexedSlices, from dy = ones), medians of runs
+"sum" combiner, under tf.function, forward and forward+backward (y and the
+gradient of sum(y * dy) for the table, an IndexedSlices), medians of runs
 timed in turn in one process, against:
   - tf.nn.embedding_lookup + tf.reduce_sum over the bag,
   - tf.nn.safe_embedding_lookup_sparse on the bags as a SparseTensor,
   - the first compiled with XLA (jit_compile=True).
-The timing process uses TF_CPU_ALLOCATOR_USE_BFC=true. Then each variant
-runs once more in its own process with the default allocator (which gives
-large buffers back), and reports its peak memory: the peak resident set
-above the steady state during three calls. Writes
+The process uses TF_CPU_ALLOCATOR_USE_BFC=true, whose statistics
+(tf.config.experimental.get_memory_info) give each variant's peak memory:
+the most the allocator held during one call beyond what it held before. Writes
 benchmarks/results/embedding.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
@@ -40,7 +36,8 @@ def make_inputs(vocab: int, dim: int, batch: int, bag: int):
     ids = tf.constant(np.random.default_rng(0).integers(0, vocab, size=(batch, bag)), tf.int32)
     sparse = tf.sparse.from_dense(tf.cast(ids, tf.int64) + 1)  # every position, ids shifted off 0 ...
     sparse = tf.SparseTensor(sparse.indices, sparse.values - 1, sparse.dense_shape)  # ... and back
-    return table, ids, sparse
+    dy = tf.random.normal([batch, dim], seed=2)
+    return table, (ids, sparse, dy)
 
 
 def forward_fn(variant: str, table: tf.Variable):
@@ -55,54 +52,38 @@ def step(variant: str, mode: str, table: tf.Variable):
     forward = forward_fn(variant, table)
 
     @tf.function(jit_compile=variant.endswith("XLA"))
-    def run(ids, sparse):
+    def run(ids, sparse, dy):
         with tf.GradientTape() as tape:
             y = forward(ids, sparse)
         if mode == "forward":
             return y
-        grad = tape.gradient(y, table)
-        return grad.values, grad.indices
+        grad = tape.gradient(y, table, output_gradients=dy)
+        return y, grad.values, grad.indices
 
     return run
 
 
 def time_all(args) -> list[dict]:
-    table, ids, sparse = make_inputs(args.vocab, args.dim, args.batch, args.bag)
+    table, inputs = make_inputs(args.vocab, args.dim, args.batch, args.bag)
     results = []
     for mode in MODES:
         steps = [step(variant, mode, table) for variant in VARIANTS]
-        times = interleaved_median_seconds([lambda s=s: s(ids, sparse) for s in steps], args.repeats)
+        times = interleaved_median_seconds([lambda s=s: s(*inputs) for s in steps], args.repeats)
         ms = dict(zip(VARIANTS, (t * 1e3 for t in times), strict=True))
-        results.append({"mode": mode, "ms": ms, "speedup": {v: ms[v] / ms["tfkit"] for v in VARIANTS[1:]}})
+        peaks = {v: peak_mib(s, inputs) for v, s in zip(VARIANTS, steps, strict=True)}
+        speedup = {v: ms[v] / ms["tfkit"] for v in VARIANTS[1:]}
+        results.append({"mode": mode, "ms": ms, "speedup": speedup, "peak_mib": peaks})
     return results
 
 
-def rss_kib(field: str) -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def measure_memory(args) -> dict:
-    """In this process: warm up, reset the peak, call three times."""
-    table, ids, sparse = make_inputs(args.vocab, args.dim, args.batch, args.bag)
-    run = step(args.memory_variant, args.memory_mode, table)
-    run(ids, sparse)
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")  # resets VmHWM to the current resident set
-    steady = rss_kib("VmRSS")
-    for _ in range(3):
-        run(ids, sparse)
-    return {"peak_mib": (rss_kib("VmHWM") - steady) / 1024}
-
-
-def memory_in_subprocess(variant: str, mode: str, args) -> float:
-    command = [sys.executable, __file__, "--memory-variant", variant, "--memory-mode", mode]
-    command += [f"--vocab={args.vocab}", f"--dim={args.dim}", f"--batch={args.batch}", f"--bag={args.bag}"]
-    env = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "false"}
-    output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
-    return json.loads(output[output.index("{") :])["peak_mib"]
+def peak_mib(run, inputs) -> float:
+    """The most memory the BFC allocator held during one call beyond what it
+    held before (the buffers alive at once; the table is held by both)."""
+    run(*inputs)
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    run(*inputs)
+    return (tf.config.experimental.get_memory_info("CPU:0")["peak"] - before) / 2**20
 
 
 def intermediate_mib(args) -> dict:
@@ -138,16 +119,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--bag", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--memory-variant", choices=VARIANTS)
-    parser.add_argument("--memory-mode", choices=MODES)
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     args = parser.parse_args()
-    if args.memory_variant:
-        print(json.dumps(measure_memory(args)))
-        return
     results = time_all(args)
-    for r in results:
-        r["peak_mib"] = {} if args.no_memory else {v: memory_in_subprocess(v, r["mode"], args) for v in VARIANTS}
     report = {
         "args": {k: getattr(args, k) for k in ("vocab", "dim", "batch", "bag", "repeats")},
         "allocator": "TF_CPU_ALLOCATOR_USE_BFC=" + os.environ["TF_CPU_ALLOCATOR_USE_BFC"],

@@ -133,8 +133,12 @@ void EmbeddingBagRows(const Index* ids, const int64_t* splits, const T* params, 
     for (int64_t i = lo; i < hi; ++i) {
       if (i + kPrefetchIds < last_id) PrefetchRow(params + static_cast<int64_t>(ids[i + kPrefetchIds]) * dim, dim);
       const T* row = params + static_cast<int64_t>(ids[i]) * dim;
-      const W w = Weight(weights, shape, i);
-      for (int64_t j = 0; j < dim; ++j) sum[j] += w * Widen(row[j]);
+      if (shape.weighted) {
+        const W w = Widen(weights[i]);
+        for (int64_t j = 0; j < dim; ++j) sum[j] += w * Widen(row[j]);
+      } else {
+        for (int64_t j = 0; j < dim; ++j) sum[j] += Widen(row[j]);
+      }
     }
     const W scale = BagScale(shape.combiner, hi - lo, SumOfSquaredWeights(weights, shape, lo, hi));
     T* out = y + b * dim;
