@@ -5,9 +5,9 @@
 //
 // On the GPU the ids and splits are checked by a kernel that records the
 // first bad position in device memory; the OpKernel copies those 16 bytes
-// back and waits for the stream (one synchronisation per call) before it
-// returns, and the compute kernels skip a bad id rather than read out of
-// bounds meanwhile.
+// back and waits for the stream (one synchronisation per call) and launches
+// the compute kernels only when all are good (they would skip a bad id and
+// treat a bad bag as empty, never reading out of bounds).
 #include <optional>
 #include <string>
 #include <vector>

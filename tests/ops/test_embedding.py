@@ -312,3 +312,39 @@ def test_a_variable_table_checks_ids_and_dtype():
     with pytest.raises(tf.errors.InvalidArgumentError, match="params must have dtype double"):
         splits, no_weights = tf.constant([0, 1], tf.int64), tf.zeros([0], tf.float64)
         library.tfkit_resource_embedding_bag([1], splits, table.handle, no_weights)
+
+
+GPUS = tf.config.list_physical_devices("GPU")
+OPS = ["Tfkit>EmbeddingBag", "Tfkit>EmbeddingBagGrad", "Tfkit>ResourceEmbeddingBag", "Tfkit>ResourceEmbeddingBagGrad"]
+
+
+@pytest.mark.parametrize("op_name", OPS)
+def test_kernel_registrations_follow_the_build(op_name):
+    from tensorflow.python.framework import kernels as registered
+
+    _loader.load_library()
+    devices = {k.device_type for k in registered.get_registered_kernels_for_op(op_name).kernel}
+    assert "CPU" in devices
+    assert ("GPU" in devices) == (_loader.build_info()["cuda"] == "1")
+
+
+@pytest.mark.skipif(not GPUS, reason="no GPU visible to TensorFlow")
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+def test_gpu_matches_cpu_and_refuses_bad_ids(dtype):
+    params, weights = make_params(dtype, vocab=1000, dim=64), make_weights([64, 32], dtype)
+    ids = tf.constant(np.random.default_rng(3).integers(0, 1000, size=(64, 32)))
+    results = {}
+    for device in ("/CPU:0", "/GPU:0"):
+        with tf.device(device):
+            for combiner in COMBINERS:
+                with tf.GradientTape() as tape:
+                    tape.watch([params, weights])
+                    y = embedding.embedding_bag(ids, params, weights, combiner, backend="compiled")
+                    loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.cast(np.arange(64) % 7 - 3, tf.float32))
+                grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, [params, weights])]
+                results.setdefault(device, []).extend([y, *grads])
+            with pytest.raises(tf.errors.InvalidArgumentError, match=r"indices .*\[0, 1000\).* got 1000"):
+                embedding.embedding_bag(tf.constant([[1, 1000]]), params, backend="compiled")
+    tol = {tf.float64: 1e-9, tf.float32: 1e-4, tf.float16: 3e-2, tf.bfloat16: 2e-1}[dtype]
+    for cpu, gpu in zip(results["/CPU:0"], results["/GPU:0"], strict=True):
+        np.testing.assert_allclose(to_numpy64(gpu), to_numpy64(cpu), rtol=tol, atol=tol * 10)
