@@ -268,8 +268,10 @@ def embedding_case(k, dtype, vocab, dim, lengths, combiner, weighted):
 
 def embedding_bad_ids_case(k, bad):
     """A bad id or split raises ValueError naming it, never reads out of bounds."""
-    ids, splits = (np.array([1, bad, 2]), np.array([0, 2, 3])) if bad != "splits" else (np.array([1, 2]),
-                                                                                        np.array([0, 3, 2]))  # fmt: skip
+    if bad == "splits":
+        ids, splits = np.array([1, 2]), np.array([0, 3, 2])
+    else:
+        ids, splits = np.array([1, bad, 2]), np.array([0, 2, 3])
     params = normal((5, 4), 1, dtype="float32")
 
     def run(gpu):
