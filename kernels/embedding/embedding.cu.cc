@@ -22,7 +22,7 @@ __device__ __forceinline__ int64_t GridStep() { return static_cast<int64_t>(grid
 template <typename Index>
 __global__ void CheckKernel(const Index* __restrict__ ids, const int64_t* __restrict__ splits, BagShape shape,
                             int64_t* status) {
-  const int64_t count = std::max(shape.ids, shape.bags + 1);
+  const int64_t count = max(shape.ids, shape.bags + 1);
   for (int64_t i = GridStart(); i < count; i += GridStep()) {
     if (i < shape.ids && (ids[i] < 0 || static_cast<int64_t>(ids[i]) >= shape.vocab)) {
       atomicMin(reinterpret_cast<Flag*>(status), static_cast<Flag>(i));
@@ -75,11 +75,14 @@ __global__ void ForwardKernel(const Index* __restrict__ ids, const int64_t* __re
     int64_t lo, hi;
     BagRange(splits, b, shape.ids, &lo, &hi);
     W sum = 0;
+    W squares = 0;
     for (int64_t i = lo; i < hi; ++i) {
+      const W w = WeightAt<W>(weights, shape.weighted, i);
+      squares += w * w;
       const Index id = ids[i];
-      if (GoodId(id, shape.vocab)) sum += WeightAt<W>(weights, shape.weighted, i) * Load<W>(params[id * dim + j]);
+      if (GoodId(id, shape.vocab)) sum += w * Load<W>(params[id * dim + j]);
     }
-    y[e] = Store<T>(static_cast<Acc<W>>(sum * Scale<W>(weights, shape, lo, hi)));
+    y[e] = Store<T>(static_cast<Acc<W>>(sum * BagScale(shape.combiner, hi - lo, squares)));
   }
 }
 
