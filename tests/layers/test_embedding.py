@@ -166,3 +166,18 @@ print("fresh-process outputs identical")
     result = run_python(code)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "fresh-process outputs identical" in result.stdout
+
+
+def test_weights_as_a_second_functional_input_train():
+    ids, weights = keras.Input([4], dtype="int32"), keras.Input([4])
+    layer = EmbeddingBag(VOCAB, DIM, combiner="sqrtn")
+    as_list = keras.Model([ids, weights], layer([ids, weights]))
+    as_kwarg = keras.Model([ids, weights], layer(ids, weights=weights))
+    rng = np.random.default_rng(0)
+    x, w = rng.integers(0, VOCAB, size=(8, 4)).astype("int32"), rng.uniform(0.5, 2, size=(8, 4)).astype("float32")
+    np.testing.assert_array_equal(as_list.predict([x, w], verbose=0), as_kwarg.predict([x, w], verbose=0))
+    as_list.compile(optimizer="sgd", loss="mse")
+    before = layer.embeddings.numpy().copy()
+    as_list.fit([x, w], np.ones((8, DIM), np.float32), epochs=1, verbose=0)
+    unused = np.setdiff1d(np.arange(VOCAB), x)
+    np.testing.assert_array_equal(layer.embeddings.numpy()[unused], before[unused])
