@@ -63,26 +63,28 @@ __device__ W Scale(const T* weights, const BagShape& shape, int64_t lo, int64_t 
 }
 
 // One thread per (bag, column): consecutive threads read consecutive columns
-// of the same params row.
-template <typename T, typename Index, typename W>
+// of the same params row. The rows are added in U, in chunks finished in
+// Wide<U> (ChunkedSum, as the CPU kernel's blocks).
+template <typename T, typename Index, typename U>
 __global__ void ForwardKernel(const Index* __restrict__ ids, const int64_t* __restrict__ splits,
                               const T* __restrict__ params, const T* __restrict__ weights, BagShape shape,
                               T* __restrict__ y) {
+  using W = Wide<U>;
   const int64_t dim = shape.dim;
   for (int64_t e = GridStart(); e < shape.bags * dim; e += GridStep()) {
     const int64_t b = e / dim;
     const int64_t j = e % dim;
     int64_t lo, hi;
     BagRange(splits, b, shape.ids, &lo, &hi);
-    W sum = 0;
+    ChunkedSum<U> sum;
     W squares = 0;
     for (int64_t i = lo; i < hi; ++i) {
-      const W w = WeightAt<W>(weights, shape.weighted, i);
-      squares += w * w;
+      const U w = WeightAt<U>(weights, shape.weighted, i);
+      squares += static_cast<W>(w) * w;
       const Index id = ids[i];
-      if (GoodId(id, shape.vocab)) sum += w * Load<W>(params[id * dim + j]);
+      if (GoodId(id, shape.vocab)) sum.Add(w * Load<U>(params[id * dim + j]));
     }
-    y[e] = Store<T>(static_cast<Acc<W>>(sum * BagScale(shape.combiner, hi - lo, squares)));
+    y[e] = Store<T>(static_cast<U>(sum.Total() * BagScale(shape.combiner, hi - lo, squares)));
   }
 }
 
@@ -173,7 +175,7 @@ cudaError_t LaunchEmbeddingBag(cudaStream_t stream, const Index* ids, const int6
                                const T* weights, const BagShape& shape, T* y) {
   const int64_t outputs = shape.bags * shape.dim;
   if (outputs == 0) return cudaSuccess;
-  ForwardKernel<DeviceT<T>, Index, BagSum<T>><<<ElementBlocks(outputs), kElementThreads, 0, stream>>>(
+  ForwardKernel<DeviceT<T>, Index, Acc<T>><<<ElementBlocks(outputs), kElementThreads, 0, stream>>>(
       ids, splits, reinterpret_cast<const DeviceT<T>*>(params), reinterpret_cast<const DeviceT<T>*>(weights), shape,
       reinterpret_cast<DeviceT<T>*>(y));
   return cudaGetLastError();

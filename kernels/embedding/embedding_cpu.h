@@ -20,6 +20,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/common/accumulate.h"
 #include "kernels/common/types.h"
 
 #ifdef __CUDACC__
@@ -34,8 +35,10 @@ namespace embedding {
 
 enum class Combiner : int { kSum = 0, kMean = 1, kSqrtn = 2 };
 
-// The type a bag is summed in: float for the 16-bit types, double for float
-// and double.
+// The type a bag's sum is finished in: float for the 16-bit types, double for
+// float and double. The rows are added in Acc<T> lanes, kSumBlock ids at a
+// time, and the blocks in BagSum<T> (accumulate.h's rule), so a bag of any
+// length keeps its accuracy and a short one runs at float speed.
 template <typename T>
 using BagSum = std::conditional_t<(sizeof(T) <= 2), float, double>;
 
@@ -116,6 +119,25 @@ inline void PrefetchRow(const T* row, int64_t dim) {
   if (size > 192) __builtin_prefetch(bytes + 192);
 }
 
+// Adds ids [lo, hi) of a bag into lanes (dim U), prefetching the rows of the
+// ids up to last_id ahead.
+template <typename T, typename Index>
+void AddRows(const Index* ids, const T* params, const T* weights, const BagShape& shape, int64_t lo, int64_t hi,
+             int64_t last_id, Acc<T>* lanes) {
+  using U = Acc<T>;
+  const int64_t dim = shape.dim;
+  for (int64_t i = lo; i < hi; ++i) {
+    if (i + kPrefetchIds < last_id) PrefetchRow(params + static_cast<int64_t>(ids[i + kPrefetchIds]) * dim, dim);
+    const T* row = params + static_cast<int64_t>(ids[i]) * dim;
+    if (shape.weighted) {
+      const U w = static_cast<U>(weights[i]);
+      for (int64_t j = 0; j < dim; ++j) lanes[j] += w * static_cast<U>(row[j]);
+    } else {
+      for (int64_t j = 0; j < dim; ++j) lanes[j] += static_cast<U>(row[j]);
+    }
+  }
+}
+
 // y rows [begin, end); `sum` is a workspace of dim elements.
 template <typename T, typename Index>
 void EmbeddingBagRows(const Index* ids, const int64_t* splits, const T* params, const T* weights,
@@ -126,19 +148,15 @@ void EmbeddingBagRows(const Index* ids, const int64_t* splits, const T* params, 
   for (int64_t i = splits[begin]; i < std::min(last_id, splits[begin] + kPrefetchIds); ++i) {
     PrefetchRow(params + static_cast<int64_t>(ids[i]) * dim, dim);
   }
+  std::vector<Acc<T>> lanes(dim);
   for (int64_t b = begin; b < end; ++b) {
     const int64_t lo = splits[b];
     const int64_t hi = splits[b + 1];
     for (int64_t j = 0; j < dim; ++j) sum[j] = 0;
-    for (int64_t i = lo; i < hi; ++i) {
-      if (i + kPrefetchIds < last_id) PrefetchRow(params + static_cast<int64_t>(ids[i + kPrefetchIds]) * dim, dim);
-      const T* row = params + static_cast<int64_t>(ids[i]) * dim;
-      if (shape.weighted) {
-        const W w = Widen(weights[i]);
-        for (int64_t j = 0; j < dim; ++j) sum[j] += w * Widen(row[j]);
-      } else {
-        for (int64_t j = 0; j < dim; ++j) sum[j] += Widen(row[j]);
-      }
+    for (int64_t block = lo; block < hi; block += kSumBlock) {
+      std::fill(lanes.begin(), lanes.end(), Acc<T>(0));
+      AddRows(ids, params, weights, shape, block, std::min(hi, block + kSumBlock), last_id, lanes.data());
+      for (int64_t j = 0; j < dim; ++j) sum[j] += static_cast<W>(lanes[j]);
     }
     const W scale = BagScale(shape.combiner, hi - lo, SumOfSquaredWeights(weights, shape, lo, hi));
     T* out = y + b * dim;

@@ -33,8 +33,9 @@ def _prepare_embedding_bag(indices, params, weights=None, combiner: str = "sum")
     `weights` is None), the result is `sum_k w_k * params[i_k]` ("sum"),
     that sum divided by `L` ("mean"), or divided by `sqrt(sum_k w_k**2)`
     ("sqrtn", as `tf.nn.embedding_lookup_sparse`). An empty bag gives zeros.
-    Bags are summed in float32 (float64 for float32 and float64 tables), and
-    `[batch, bag, dim]` is never materialised. The gradient for `params` is a
+    Rows are added in float32 (float64 for float64 tables) in blocks of 1024
+    ids whose sums are added in double, and `[batch, bag, dim]` is never
+    materialised. The gradient for `params` is a
     `tf.IndexedSlices` holding one row per id, so an optimizer updates only
     the rows used.
 
