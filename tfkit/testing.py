@@ -307,7 +307,7 @@ class _Case:
         grads = tape.gradient(loss, [args[i] for i in positions])
         if any(g is None for g in grads):
             raise LookupError("a float input got no gradient")
-        return grads
+        return [tf.convert_to_tensor(g) for g in grads]  # IndexedSlices (a gather's gradient) as dense
 
     def numeric_gradients(self, positions) -> str:
         args64 = [tf.cast(a, tf.float64) if a.dtype.is_floating else a for a in self.args]
@@ -341,7 +341,7 @@ class _Case:
         with tf.GradientTape() as tape:
             tape.watch(free)
             value = scalar(*free)
-        grads = tape.gradient(value, free)
+        grads = [tf.convert_to_tensor(g) for g in tape.gradient(value, free)]
         for seed in range(3):
             direction = [tf.constant(_random_like(t, seed=100 + seed), t.dtype) for t in free]
             h = 1e-4 if precision == "float64" else 1e-2

@@ -71,6 +71,9 @@ class CupyGpu:
     def empty(self, shape, dtype: str):
         return self.cupy.empty(tuple(shape), dtype=self.types[dtype])
 
+    def put_ids(self, ids: np.ndarray):
+        return self.cupy.asarray(ids.astype(np.int64))
+
     @staticmethod
     def get(array) -> np.ndarray:
         return array.get().astype(np.float64)
@@ -97,6 +100,9 @@ class Gpu:
 
     def empty(self, shape, dtype: str):
         return self.torch.empty(tuple(shape), device="cuda", dtype=self.types[dtype])
+
+    def put_ids(self, ids: np.ndarray):
+        return self.torch.tensor(ids.astype(np.int64), device="cuda")
 
     @staticmethod
     def get(tensor) -> np.ndarray:
@@ -254,6 +260,73 @@ def resampler_case(k, dtype, batch, height, width, channels, points, boundary, d
                 {"grad_data": contributions, "grad_warp": 1 + np.sqrt(channels), "grad_data repeated": 0.0})
 
 
+def bags_of(lengths, vocab, seed):
+    """Flat ids (0 and vocab - 1 among them) and the row splits of bags of `lengths`."""
+    splits = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ids = np.random.default_rng(seed).integers(0, vocab, size=splits[-1]).astype(np.int64)
+    ids[: min(2, ids.size)] = [0, vocab - 1][: min(2, ids.size)]
+    return ids, splits
+
+
+def embedding_case(k, dtype, vocab, dim, lengths, combiner, weighted):
+    ids, splits = bags_of(lengths, vocab, 7)
+    params, dy = normal((vocab, dim), 1, dtype=dtype), normal((len(lengths), dim), 2, dtype=dtype)
+    weights = normal(ids.size, 3, dtype=dtype) if weighted else None
+    y = k.embedding_bag(ids, splits, params, weights, combiner)
+    d_values, d_weights = k.embedding_bag_grad(ids, splits, params, weights, dy, combiner)
+
+    def run(gpu):
+        gi, gs, gp, gdy = gpu.put_ids(ids), gpu.put_ids(splits), gpu.put(params, dtype), gpu.put(dy, dtype)
+        gw = gpu.put(weights, dtype) if weighted else None
+        gy, gdv = gpu.empty([len(lengths), dim], dtype), gpu.empty([ids.size, dim], dtype)
+        gdw = gpu.empty([ids.size], dtype) if weighted else None
+        k.cuda.embedding_bag(gi, gs, gp, gw, gy, combiner, gpu.stream)
+        k.cuda.embedding_bag_grad(gi, gs, gp, gw, gdy, gdv, gdw, combiner, gpu.stream)
+        out = {"y": (gpu.get(gy), y), "d_values": (gpu.get(gdv), d_values)}
+        if weighted:
+            out["d_weights"] = (gpu.get(gdw), d_weights)
+        return out
+
+    kind = "weighted " if weighted else ""
+    name = f"embedding_bag {kind}{combiner} {dtype} [{vocab}, {dim}] bags of {sorted(set(lengths))[:4]}"
+    # A bag's sum over its length in the accumulation type, then one rounding.
+    return Case(name, run, TOLERANCE[dtype] * (1 + max(lengths, default=0) / 64), {"d_weights": dim / 8})
+
+
+def embedding_bad_ids_case(k, bad):
+    """A bad id or split raises ValueError naming it, never reads out of bounds."""
+    if bad == "splits":
+        ids, splits = np.array([1, 2]), np.array([0, 3, 2])
+    else:
+        ids, splits = np.array([1, bad, 2]), np.array([0, 2, 3])
+    params = normal((5, 4), 1, dtype="float32")
+
+    def run(gpu):
+        y = gpu.empty([len(splits) - 1, 4], "float32")
+        try:
+            k.cuda.embedding_bag(gpu.put_ids(ids), gpu.put_ids(splits), gpu.put(params, "float32"), None, y)
+        except ValueError as err:
+            said = ("row_splits" if bad == "splits" else f"got {bad}") in str(err)
+            return {"raised ValueError naming it": (np.array([float(said)]), np.array([1.0]))}
+        return {"raised ValueError naming it": (np.array([0.0]), np.array([1.0]))}
+
+    return Case(f"embedding_bag bad {'row_splits' if bad == 'splits' else f'id {bad}'}", run, 0.0)
+
+
+def embedding_cases(k) -> list[Case]:
+    cases = [embedding_bad_ids_case(k, bad) for bad in (-1, 5, 1 << 40, "splits")]
+    for dtype in DTYPES:
+        for combiner in ("sum", "mean", "sqrtn"):
+            for weighted in (False, True):
+                cases += [
+                    embedding_case(k, dtype, 1000, 64, [32] * 256, combiner, weighted),
+                    embedding_case(k, dtype, 11, 5, [3, 0, 1, 7, 0], combiner, weighted),
+                    embedding_case(k, dtype, 50, 33, [1000, 2], combiner, weighted),
+                    embedding_case(k, dtype, 7, 3, [0, 0], combiner, weighted),
+                ]
+    return cases
+
+
 def numerics_cases(k) -> list[Case]:
     cases = []
     for dtype in DTYPES:
@@ -277,6 +350,7 @@ def numerics_cases(k) -> list[Case]:
                     resampler_case(k, dtype, 1, 3, 3, 70, 5000, boundary, deterministic),
                     resampler_case(k, dtype, 0, 3, 3, 2, 4, boundary, deterministic),
                 ]
+    cases += embedding_cases(k)
     for center in (True, False):  # accuracy: large offsets, one 16M-long row
         cases += [norm_case(k, "float32", 64, 1024, center, offset, 1e-4) for offset in (1e2, 1e4)]
         cases.append(norm_case(k, "float32", 1, 1 << 24, center, 0.0, 1e-5))
@@ -381,6 +455,18 @@ def speed_rows(k, gpu) -> list[dict]:
     def torch_rope(t):
         a, b = t[..., :32], t[..., 32:]
         return torch.cat([a * cos - b * sin, b * cos + a * sin], -1)
+
+    table = torch.randn(1_000_000, 64, device="cuda")
+    ids, splits = (torch.tensor(a, device="cuda") for a in bags_of([32] * 4096, 1_000_000, 7))
+    bags, dbags = torch.empty(4096, 64, device="cuda"), torch.randn(4096, 64, device="cuda")
+    rows_grad = torch.empty(ids.numel(), 64, device="cuda")
+    nbytes = ids.numel() * 64 * 4 + bags.numel() * 4
+    add("EmbeddingBag", "forward", lambda: k.cuda.embedding_bag(ids, splits, table, None, bags, "sum", s),
+        lambda: F.embedding_bag(ids, table, splits[:-1], mode="sum"), "F.embedding_bag", nbytes)  # fmt: skip
+    add("EmbeddingBag", "backward",
+        lambda: k.cuda.embedding_bag_grad(ids, splits, table, None, dbags, rows_grad, None, "sum", s),
+        grad_of(lambda: F.embedding_bag(ids, tq, splits[:-1], mode="sum", sparse=True), tq := table.clone()),
+        "F.embedding_bag(sparse=True) backward", 2 * nbytes)  # fmt: skip
 
     nb = x.numel() * 4
     add("RoPE", "forward", lambda: k.cuda.rotary_embedding(x, positions, freq, y, False, s), lambda: torch_rope(x),

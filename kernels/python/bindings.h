@@ -20,12 +20,14 @@ void BindNorm(pybind11::module_& m);
 void BindActivation(pybind11::module_& m);
 void BindRotary(pybind11::module_& m);
 void BindResampling(pybind11::module_& m);
+void BindEmbedding(pybind11::module_& m);
 
 // The CUDA launchers, in the submodule `cuda` (built where nvcc is found).
 void BindNormCuda(pybind11::module_& cuda);
 void BindActivationCuda(pybind11::module_& cuda);
 void BindRotaryCuda(pybind11::module_& cuda);
 void BindResamplingCuda(pybind11::module_& cuda);
+void BindEmbeddingCuda(pybind11::module_& cuda);
 
 // The activation named `name`; ValueError listing the names otherwise.
 activation::Activation ActivationNamed(const std::string& name);

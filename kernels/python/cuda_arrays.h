@@ -21,7 +21,7 @@ namespace python {
 struct GpuArray {
   void* data = nullptr;
   Shape shape;
-  std::string dtype;  // float16, bfloat16, float32 or float64
+  std::string dtype;  // float16, bfloat16, float32, float64, or int32 / int64 (ids)
   int64_t size() const {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
@@ -33,11 +33,22 @@ inline bool IsTorchTensor(const py::handle& value) {
   return py::hasattr(value, "data_ptr") && py::hasattr(value, "is_cuda") && py::hasattr(value, "is_contiguous");
 }
 
+inline bool IsFloatDtype(const std::string& dtype) {
+  return dtype == "float16" || dtype == "bfloat16" || dtype == "float32" || dtype == "float64";
+}
+
+inline int64_t ElementSize(const std::string& dtype) {
+  return dtype == "float64" || dtype == "int64" ? 8 : dtype == "float32" || dtype == "int32" ? 4 : 2;
+}
+
 inline std::string DtypeOfTypestr(const std::string& name, const std::string& typestr) {
   if (typestr == "<f2") return "float16";
   if (typestr == "<f4") return "float32";
   if (typestr == "<f8") return "float64";
-  throw py::type_error(name + " must have a float16, bfloat16, float32 or float64 dtype, got typestr " + typestr);
+  if (typestr == "<i4") return "int32";
+  if (typestr == "<i8") return "int64";
+  throw py::type_error(name + " must have a float16, bfloat16, float32, float64, int32 or int64 dtype, got typestr " +
+                       typestr);
 }
 
 inline GpuArray FromTorch(const std::string& name, const py::handle& t) {
@@ -46,8 +57,8 @@ inline GpuArray FromTorch(const std::string& name, const py::handle& t) {
   GpuArray a;
   std::string dtype = py::str(t.attr("dtype"));
   if (dtype.rfind("torch.", 0) == 0) dtype = dtype.substr(6);
-  if (dtype != "float16" && dtype != "bfloat16" && dtype != "float32" && dtype != "float64") {
-    throw py::type_error(name + " must have a float16, bfloat16, float32 or float64 dtype, got " + dtype);
+  if (!IsFloatDtype(dtype) && dtype != "int32" && dtype != "int64") {
+    throw py::type_error(name + " must have a float16, bfloat16, float32, float64, int32 or int64 dtype, got " + dtype);
   }
   a.dtype = dtype;
   for (const auto& d : t.attr("shape")) a.shape.push_back(d.cast<int64_t>());
@@ -61,7 +72,7 @@ inline GpuArray FromInterface(const std::string& name, const py::handle& value) 
   a.dtype = DtypeOfTypestr(name, cai["typestr"].cast<std::string>());
   for (const auto& d : cai["shape"]) a.shape.push_back(d.cast<int64_t>());
   if (cai.contains("strides") && !cai["strides"].is_none()) {
-    int64_t expected = a.dtype == "float64" ? 8 : a.dtype == "float32" ? 4 : 2;
+    int64_t expected = ElementSize(a.dtype);
     const py::tuple strides = cai["strides"];
     for (int64_t i = static_cast<int64_t>(a.shape.size()) - 1; i >= 0; --i) {
       if (a.shape[i] > 1 && strides[i].cast<int64_t>() != expected) {
@@ -85,6 +96,9 @@ inline GpuArray Gpu(const std::string& name, const py::handle& value, int min_ra
     a = FromInterface(name, value);
   } else {
     throw py::type_error(name + " must be a GPU array (__cuda_array_interface__, e.g. CuPy, or a PyTorch CUDA tensor)");
+  }
+  if (dtype.empty() && !IsFloatDtype(a.dtype)) {
+    throw py::type_error(name + " must have a float16, bfloat16, float32 or float64 dtype, got " + a.dtype);
   }
   if (!dtype.empty() && a.dtype != dtype) throw py::type_error(name + " must have dtype " + dtype + ", got " + a.dtype);
   if (static_cast<int>(a.shape.size()) < min_rank) {

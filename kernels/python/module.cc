@@ -11,12 +11,14 @@ PYBIND11_MODULE(tfkit_kernels, m) {
   python::BindActivation(m);
   python::BindRotary(m);
   python::BindResampling(m);
+  python::BindEmbedding(m);
 #ifdef TFKIT_KERNELS_CUDA
   pybind11::module_ cuda = m.def_submodule("cuda", "The CUDA launchers over GPU arrays, on the given stream");
   python::BindNormCuda(cuda);
   python::BindActivationCuda(cuda);
   python::BindRotaryCuda(cuda);
   python::BindResamplingCuda(cuda);
+  python::BindEmbeddingCuda(cuda);
   m.attr("has_cuda") = true;
 #else
   m.attr("has_cuda") = false;

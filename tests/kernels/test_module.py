@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from tests.conftest import ROOT
 from tests.ops.test_activation import ACTIVATIONS, numpy_activation
+from tests.ops.test_embedding import numpy_embedding_bag
 from tests.ops.test_norm import numpy_norm
 from tests.ops.test_resampling import make_warp, numpy_dense_image_warp, numpy_resampler
 from tests.ops.test_rotary import numpy_rope
@@ -129,6 +130,30 @@ def test_resampler_matches_numpy_and_the_op(kernels, library, dtype):
     np.testing.assert_allclose(warped, numpy_dense_image_warp(data, flow), rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
 
 
+@pytest.mark.parametrize("combiner", ["sum", "mean", "sqrtn"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_embedding_bag_matches_numpy_and_the_op(kernels, library, dtype, combiner):
+    params, dy = rng_normal((11, 6), dtype, 1), rng_normal((4, 6), dtype, 2)
+    ids = np.array([1, 2, 2, 10, 0, 3, 5], np.int64)
+    splits = np.array([0, 3, 3, 4, 7], np.int64)
+    weights = rng_normal(7, dtype, 3)
+    bags = [ids[a:b] for a, b in zip(splits[:-1], splits[1:])]
+    y = kernels.embedding_bag(ids, splits, params, weights, combiner)
+    want = numpy_embedding_bag(bags, params, [weights[a:b] for a, b in zip(splits[:-1], splits[1:])], combiner)
+    np.testing.assert_allclose(y, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
+    assert_same_bits(y, library.tfkit_embedding_bag(ids, splits, params, weights, combiner=combiner))
+    grads = kernels.embedding_bag_grad(ids, splits, params, weights, dy, combiner)
+    want_grads = library.tfkit_embedding_bag_grad(ids, splits, params, weights, dy, combiner=combiner)
+    for ours, theirs in zip(grads, want_grads, strict=True):
+        assert_same_bits(ours, theirs)
+    unweighted = kernels.embedding_bag(ids, splits, params, None, combiner)
+    assert_same_bits(unweighted, library.tfkit_embedding_bag(ids, splits, params, params[:0, 0], combiner=combiner))
+    assert kernels.embedding_bag_grad(ids, splits, params, None, dy, combiner)[1] is None
+
+
+TABLE = np.ones((4, 2))
+
+
 @pytest.mark.parametrize(
     "call,error,says",
     [
@@ -149,6 +174,11 @@ def test_resampler_matches_numpy_and_the_op(kernels, library, dtype):
         (lambda k: k.resampler(np.ones((1, 2, 2, 1)), np.ones((2, 2))), ValueError, r"warp's batch dimension"),
         (lambda k: k.resampler(np.ones((1, 2, 2, 1)), np.ones((1, 2)), "wrap"), ValueError, "boundary must be"),
         (lambda k: k.resampler_grad(np.ones((1, 2, 2, 1)), np.ones((1, 2)), np.ones((1, 2))), ValueError, "grad must"),
+        (lambda k: k.embedding_bag(np.array([0, 4]), np.array([0, 2]), TABLE), ValueError, r"\[0, 4\), got 4"),
+        (lambda k: k.embedding_bag(np.array([-1]), np.array([0, 1]), TABLE), ValueError, "got -1"),
+        (lambda k: k.embedding_bag(np.array([0]), np.array([0, 2]), TABLE), ValueError, "row_splits"),
+        (lambda k: k.embedding_bag(np.array([0]), np.array([0, 1]), TABLE, np.ones(2)), ValueError, "weights"),
+        (lambda k: k.embedding_bag(np.array([0]), np.array([0, 1]), TABLE, None, "max"), ValueError, "combiner"),
     ],
 )
 def test_bad_arguments_raise_python_errors_naming_them(kernels, call, error, says):

@@ -21,6 +21,9 @@ def build_model(seed: int = 0) -> keras.Model:
     flow = keras.layers.Dense(2)(image)
     h = tfkit.layers.DenseImageWarp()([image, flow])
     h = keras.layers.Flatten()(h)
+    ids = keras.layers.Discretization(bin_boundaries=[-1.0, -0.5, 0.0, 0.5, 1.0])(inputs)
+    bags = tfkit.layers.EmbeddingBag(6, 8, combiner="mean")(ids)
+    h = keras.layers.Concatenate()([h, bags])
     outputs = keras.layers.Dense(3)(h)
     return keras.Model(inputs, outputs)
 

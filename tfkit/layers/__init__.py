@@ -1,6 +1,7 @@
 """tfkit Keras 3 layers (registered serializable under the "tfkit" package)."""
 
 from tfkit.layers.activation import Dense, GatedDense
+from tfkit.layers.embedding import EmbeddingBag
 from tfkit.layers.norm import LayerNorm, RMSNorm
 from tfkit.layers.resampling import DenseImageWarp, Resampler, SpatialTransformer
 from tfkit.layers.rotary import RotaryEmbedding
@@ -8,6 +9,7 @@ from tfkit.layers.rotary import RotaryEmbedding
 __all__ = [
     "Dense",
     "DenseImageWarp",
+    "EmbeddingBag",
     "GatedDense",
     "LayerNorm",
     "RMSNorm",

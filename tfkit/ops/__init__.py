@@ -6,6 +6,7 @@ from tfkit.ops.activation import (
     gated_activation,
     gated_activation_reference,
 )
+from tfkit.ops.embedding import embedding_bag, embedding_bag_reference
 from tfkit.ops.norm import layer_norm, layer_norm_reference, rms_norm, rms_norm_reference
 from tfkit.ops.resampling import (
     dense_image_warp,
@@ -20,6 +21,8 @@ __all__ = [
     "bias_activation_reference",
     "dense_image_warp",
     "dense_image_warp_reference",
+    "embedding_bag",
+    "embedding_bag_reference",
     "gated_activation",
     "gated_activation_reference",
     "layer_norm",
