@@ -51,7 +51,10 @@ absl::Status BadSplitError(int64_t position, int64_t ids) {
                     " (the number of indices); position ", position, " breaks that");
 }
 
-absl::Status ParseCombiner(const std::string& name, Combiner* combiner) {
+// The op's `combiner` attr.
+absl::Status CombinerAttr(OpKernelConstruction* ctx, Combiner* combiner) {
+  std::string name;
+  TF_RETURN_IF_ERROR(ctx->GetAttr("combiner", &name));
   if (name == "sum") {
     *combiner = Combiner::kSum;
   } else if (name == "mean") {
@@ -203,9 +206,7 @@ template <typename Device, typename T, typename Index, bool kResource>
 class EmbeddingBagOp : public OpKernel {
  public:
   explicit EmbeddingBagOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    std::string combiner;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("combiner", &combiner));
-    OP_REQUIRES_OK(ctx, ParseCombiner(combiner, &combiner_));
+    OP_REQUIRES_OK(ctx, CombinerAttr(ctx, &combiner_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -230,9 +231,7 @@ template <typename Device, typename T, typename Index, bool kResource>
 class EmbeddingBagGradOp : public OpKernel {
  public:
   explicit EmbeddingBagGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    std::string combiner;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("combiner", &combiner));
-    OP_REQUIRES_OK(ctx, ParseCombiner(combiner, &combiner_));
+    OP_REQUIRES_OK(ctx, CombinerAttr(ctx, &combiner_));
   }
 
   void Compute(OpKernelContext* ctx) override {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/activation/activation_math.h"
+#include "kernels/embedding/embedding_cpu.h"
 #include "kernels/resampling/resampling_cpu.h"
 
 namespace tfkit {
@@ -38,6 +39,9 @@ resampling::ResamplerShape ResamplerShapeOf(const std::vector<int64_t>& data, co
                                             const std::string& boundary);
 // warp's shape with its last dimension replaced by channels.
 std::vector<int64_t> SamplesShape(const std::vector<int64_t>& warp, int64_t channels);
+
+// The combiner named `name`; ValueError listing the names otherwise.
+embedding::Combiner CombinerNamed(const std::string& name);
 
 // A parallel_for (kernels/common/accumulate.h) that runs everything on the
 // calling thread: the fixed row blocks give the op library's results.

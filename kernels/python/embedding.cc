@@ -10,9 +10,7 @@
 namespace tfkit {
 namespace kernels {
 namespace python {
-namespace {
 
-using embedding::BagShape;
 using embedding::Combiner;
 
 Combiner CombinerNamed(const std::string& name) {
@@ -21,6 +19,10 @@ Combiner CombinerNamed(const std::string& name) {
   if (name == "sqrtn") return Combiner::kSqrtn;
   throw py::value_error("combiner must be sum, mean or sqrtn, got " + name);
 }
+
+namespace {
+
+using embedding::BagShape;
 
 // The checked arrays of one call: ids and row_splits int64, params [vocab,
 // dim] float32/float64, weights None or like ids; bad ids or splits raise

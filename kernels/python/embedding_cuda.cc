@@ -16,13 +16,6 @@ namespace {
 using embedding::BagShape;
 using embedding::Combiner;
 
-Combiner CombinerNamed(const std::string& name) {
-  if (name == "sum") return Combiner::kSum;
-  if (name == "mean") return Combiner::kMean;
-  if (name == "sqrtn") return Combiner::kSqrtn;
-  throw py::value_error("combiner must be sum, mean or sqrtn, got " + name);
-}
-
 struct Bags {
   GpuArray ids, splits, params, weights;
   BagShape shape;
