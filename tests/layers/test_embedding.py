@@ -116,7 +116,8 @@ def test_ragged_bags_train_under_tf_function():
     def step(ids):
         with tf.GradientTape() as tape:
             loss = tf.reduce_sum((layer(ids) - 1.0) ** 2)
-        optimizer.apply_gradients(zip(tape.gradient(loss, layer.trainable_variables), layer.trainable_variables))
+        variables = layer.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         return loss
 
     step(tf.ragged.constant([[1, 2, 3], [], [3]], tf.int64))

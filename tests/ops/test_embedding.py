@@ -86,10 +86,10 @@ def test_ragged_rank_two_keeps_the_outer_rows():
 def test_batch_dimensions_and_empty_shapes(shape):
     ids, params = make_ids(shape), make_params(tf.float32)
     bags = ids.numpy().reshape(int(np.prod(shape[:-1])), shape[-1])
-    want = numpy_embedding_bag(bags, params.numpy()).reshape(shape[:-1] + (DIM,))
+    want = numpy_embedding_bag(bags, params.numpy()).reshape((*shape[:-1], DIM))
     for backend in BACKENDS:
         got = embedding.embedding_bag(ids, params, backend=backend)
-        assert got.shape == shape[:-1] + (DIM,)
+        assert got.shape == (*shape[:-1], DIM)
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-6)
 
 
