@@ -202,25 +202,20 @@ class Table {
   const Tensor* tensor_ = nullptr;
 };
 
+// What the forward and gradient kernels share: the combiner attr, and the
+// table and checked bags of a call.
 template <typename Device, typename T, typename Index, bool kResource>
-class EmbeddingBagOp : public OpKernel {
+class EmbeddingBagKernel : public OpKernel {
  public:
-  explicit EmbeddingBagOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit EmbeddingBagKernel(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, CombinerAttr(ctx, &combiner_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    Table table;
-    OP_REQUIRES_OK(ctx, table.Acquire(ctx, kResource, ::tensorflow::DataTypeToEnum<T>::v()));
-    BagShape shape;
-    shape.combiner = combiner_;
-    OP_REQUIRES_OK(ctx, (ReadBags<Device, T, Index>(ctx, table.tensor(), &shape)));
-    Tensor* y = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({shape.bags, shape.dim}), &y));
-    if (y->NumElements() == 0) return;
-    Functor<Device, T, Index>::Forward(ctx, ctx->input(0).flat<Index>().data(),
-                                       ctx->input(1).flat<int64_t>().data(), table.tensor().flat<T>().data(),
-                                       ctx->input(3).flat<T>().data(), shape, y->flat<T>().data());
+ protected:
+  absl::Status Bags(OpKernelContext* ctx, Table* table, BagShape* shape) const {
+    TF_RETURN_IF_ERROR(table->Acquire(ctx, kResource, ::tensorflow::DataTypeToEnum<T>::v()));
+    shape->combiner = combiner_;
+    return ReadBags<Device, T, Index>(ctx, table->tensor(), shape);
   }
 
  private:
@@ -228,18 +223,32 @@ class EmbeddingBagOp : public OpKernel {
 };
 
 template <typename Device, typename T, typename Index, bool kResource>
-class EmbeddingBagGradOp : public OpKernel {
+class EmbeddingBagOp : public EmbeddingBagKernel<Device, T, Index, kResource> {
  public:
-  explicit EmbeddingBagGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, CombinerAttr(ctx, &combiner_));
-  }
+  using EmbeddingBagKernel<Device, T, Index, kResource>::EmbeddingBagKernel;
 
   void Compute(OpKernelContext* ctx) override {
     Table table;
-    OP_REQUIRES_OK(ctx, table.Acquire(ctx, kResource, ::tensorflow::DataTypeToEnum<T>::v()));
     BagShape shape;
-    shape.combiner = combiner_;
-    OP_REQUIRES_OK(ctx, (ReadBags<Device, T, Index>(ctx, table.tensor(), &shape)));
+    OP_REQUIRES_OK(ctx, this->Bags(ctx, &table, &shape));
+    Tensor* y = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({shape.bags, shape.dim}), &y));
+    if (y->NumElements() == 0) return;
+    Functor<Device, T, Index>::Forward(ctx, ctx->input(0).flat<Index>().data(),
+                                       ctx->input(1).flat<int64_t>().data(), table.tensor().flat<T>().data(),
+                                       ctx->input(3).flat<T>().data(), shape, y->flat<T>().data());
+  }
+};
+
+template <typename Device, typename T, typename Index, bool kResource>
+class EmbeddingBagGradOp : public EmbeddingBagKernel<Device, T, Index, kResource> {
+ public:
+  using EmbeddingBagKernel<Device, T, Index, kResource>::EmbeddingBagKernel;
+
+  void Compute(OpKernelContext* ctx) override {
+    Table table;
+    BagShape shape;
+    OP_REQUIRES_OK(ctx, this->Bags(ctx, &table, &shape));
     const Tensor& dy = ctx->input(4);
     OP_REQUIRES_OK(ctx, CheckShape("dy", dy, TensorShape({shape.bags, shape.dim})));
     Tensor* d_values = nullptr;
@@ -252,9 +261,6 @@ class EmbeddingBagGradOp : public OpKernel {
                                         ctx->input(3).flat<T>().data(), shape, d_values->flat<T>().data(),
                                         d_weights->flat<T>().data());
   }
-
- private:
-  Combiner combiner_ = Combiner::kSum;
 };
 
 #define TFKIT_REGISTER_EMBEDDING_OPS(PREFIX, DEVICE, DEV, T, Index, RESOURCE)                                      \

@@ -15,8 +15,7 @@ namespace {
 // y may be the buffer of x.
 template <Activation A, typename T, typename U>
 __global__ void BiasActivationKernel(const T* x, const T* __restrict__ bias, int64_t n, int64_t cols, T* y) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t i = GridStart(); i < n; i += GridStep()) {
     y[i] = Store<T>(Apply<U>(A, Load<U>(x[i]) + Load<U>(bias[i % cols])));
   }
 }
@@ -54,8 +53,7 @@ __global__ void SumPartialsKernel(const Wide<U>* __restrict__ partial, int64_t b
 
 template <Activation A, typename T, typename U>
 __global__ void GatedActivationKernel(const T* __restrict__ x, int64_t n, int64_t half, T* __restrict__ y) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t i = GridStart(); i < n; i += GridStep()) {
     const int64_t a = (i / half) * 2 * half + i % half;
     y[i] = Store<T>(Apply<U>(A, Load<U>(x[a])) * Load<U>(x[a + half]));
   }
@@ -64,8 +62,7 @@ __global__ void GatedActivationKernel(const T* __restrict__ x, int64_t n, int64_
 template <Activation A, typename T, typename U>
 __global__ void GatedActivationGradKernel(const T* __restrict__ dy, const T* __restrict__ x, int64_t n, int64_t half,
                                           T* __restrict__ dx) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t i = GridStart(); i < n; i += GridStep()) {
     const int64_t a = (i / half) * 2 * half + i % half;
     const U av = Load<U>(x[a]);
     const U g = Load<U>(dy[i]);

@@ -40,6 +40,10 @@ inline int ElementBlocks(int64_t n) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(blocks, 65535)));
 }
 
+// A grid-stride loop: for (int64_t i = GridStart(); i < n; i += GridStep()).
+__device__ __forceinline__ int64_t GridStart() { return blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; }
+__device__ __forceinline__ int64_t GridStep() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
+
 template <typename U, typename T>
 __device__ __forceinline__ U Load(T v) {
   return static_cast<U>(v);

@@ -16,8 +16,6 @@ namespace {
 
 using Flag = unsigned long long;  // NOLINT(runtime/int): atomicMin's type
 
-__device__ __forceinline__ int64_t GridStart() { return blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; }
-__device__ __forceinline__ int64_t GridStep() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
 
 template <typename Index>
 __global__ void CheckKernel(const Index* __restrict__ ids, const int64_t* __restrict__ splits, BagShape shape,

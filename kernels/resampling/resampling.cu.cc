@@ -10,10 +10,6 @@ namespace kernels {
 namespace resampling {
 namespace {
 
-#define TFKIT_GRID_STRIDE(i, n)                                                          \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-
 template <typename T, typename U>
 __device__ __forceinline__ bool PointTaps(const T* warp, int64_t row, const ResamplerShape& shape, Taps<U>* taps) {
   return TapsOf(Load<U>(warp[2 * row]), Load<U>(warp[2 * row + 1]), shape, taps);
@@ -29,7 +25,7 @@ template <typename T, typename U>
 __global__ void ResampleKernel(const T* __restrict__ data, const T* __restrict__ warp, ResamplerShape shape,
                                T* __restrict__ out) {
   const int64_t pixels = shape.height * shape.width;
-  TFKIT_GRID_STRIDE(i, shape.batch * shape.points * shape.channels) {
+  for (int64_t i = GridStart(); i < shape.batch * shape.points * shape.channels; i += GridStep()) {
     const int64_t row = i / shape.channels, c = i % shape.channels;
     Taps<U> taps;
     U value = 0;
@@ -46,7 +42,7 @@ template <typename T, typename U>
 __global__ void WarpGradKernel(const T* __restrict__ data, const T* __restrict__ warp, const T* __restrict__ grad,
                                ResamplerShape shape, T* __restrict__ grad_warp) {
   const int64_t pixels = shape.height * shape.width, channels = shape.channels;
-  TFKIT_GRID_STRIDE(row, shape.batch * shape.points) {
+  for (int64_t row = GridStart(); row < shape.batch * shape.points; row += GridStep()) {
     Taps<U> taps;
     if (!PointTaps(warp, row, shape, &taps)) {
       grad_warp[2 * row] = grad_warp[2 * row + 1] = Store<T>(U(0));
@@ -72,7 +68,7 @@ template <typename T, typename U>
 __global__ void DataGradAtomicKernel(const T* __restrict__ warp, const T* __restrict__ grad, ResamplerShape shape,
                                      U* __restrict__ sums) {
   const int64_t pixels = shape.height * shape.width;
-  TFKIT_GRID_STRIDE(i, shape.batch * shape.points * shape.channels) {
+  for (int64_t i = GridStart(); i < shape.batch * shape.points * shape.channels; i += GridStep()) {
     const int64_t row = i / shape.channels, c = i % shape.channels;
     Taps<U> taps;
     if (!PointTaps(warp, row, shape, &taps)) continue;
@@ -89,7 +85,7 @@ template <typename T, typename U>
 __global__ void DataGradOrderedKernel(const T* __restrict__ warp, const T* __restrict__ grad, ResamplerShape shape,
                                       U* __restrict__ sums) {
   const int64_t pixels = shape.height * shape.width;
-  TFKIT_GRID_STRIDE(i, shape.batch * shape.channels) {
+  for (int64_t i = GridStart(); i < shape.batch * shape.channels; i += GridStep()) {
     const int64_t b = i / shape.channels, c = i % shape.channels;
     U* image = sums + b * pixels * shape.channels;
     for (int64_t row = b * shape.points; row < (b + 1) * shape.points; ++row) {
@@ -105,10 +101,8 @@ __global__ void DataGradOrderedKernel(const T* __restrict__ warp, const T* __res
 
 template <typename T, typename U>
 __global__ void StoreKernel(const U* __restrict__ sums, int64_t n, T* __restrict__ out) {
-  TFKIT_GRID_STRIDE(i, n) { out[i] = Store<T>(sums[i]); }
+  for (int64_t i = GridStart(); i < n; i += GridStep()) out[i] = Store<T>(sums[i]);
 }
-
-#undef TFKIT_GRID_STRIDE
 
 }  // namespace
 

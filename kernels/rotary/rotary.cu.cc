@@ -18,8 +18,7 @@ __device__ __forceinline__ void SinCos(double angle, double* s, double* c) { sin
 template <typename U>
 __global__ void TableKernel(const U* __restrict__ positions, const U* __restrict__ inv_freq, int64_t n, int64_t half,
                             U* __restrict__ cos_table, U* __restrict__ sin_table) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t i = GridStart(); i < n; i += GridStep()) {
     const U angle = positions[i / half] * inv_freq[i % half];
     SinCos(angle, &sin_table[i], &cos_table[i]);
   }
@@ -32,8 +31,7 @@ __global__ void RotateKernel(const T* x, const U* __restrict__ cos_table, const 
   const int64_t half = shape.dim / 2;
   const int64_t a_step = shape.interleaved ? 2 : 1;
   const int64_t b_offset = shape.interleaved ? 1 : half;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < pairs;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t i = GridStart(); i < pairs; i += GridStep()) {
     const int64_t j = i % half;
     const int64_t head_row = i / half;  // (batch, seq, head)
     const int64_t r = head_row / shape.heads;  // (batch, seq)

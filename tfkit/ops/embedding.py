@@ -137,21 +137,12 @@ def _ragged_bags(indices: tf.RaggedTensor):
     return ids, row_splits, batch_shape, outer, static
 
 
-def _weight_values(weights, dtype: tf.DType) -> tf.Tensor:
-    weights = tf.convert_to_tensor(weights, dtype_hint=dtype)
-    if weights.dtype != dtype:
-        raise _checks.invalid_argument(
-            f"weights must have dtype {dtype.name} (the dtype of params), got {weights.dtype.name}"
-        )
-    return weights
-
-
 def _dense_weights(weights, indices: tf.Tensor, dtype: tf.DType) -> tf.Tensor | None:
     if weights is None:
         return None
     if isinstance(weights, tf.RaggedTensor):
         raise _checks.invalid_argument("weights must be a dense tensor like indices, got a tf.RaggedTensor")
-    weights = _weight_values(weights, dtype)
+    weights = _checks.float_input("weights", weights, dtype, like="params")
     _checks.check_same_shape("weights", weights, "indices", indices)
     if not (weights.shape.is_fully_defined() and indices.shape.is_fully_defined()):
         check = tf.debugging.assert_equal(
@@ -167,7 +158,7 @@ def _ragged_weights(weights, indices: tf.RaggedTensor, dtype: tf.DType) -> tf.Te
         return None
     if not isinstance(weights, tf.RaggedTensor) or weights.ragged_rank != indices.ragged_rank:
         raise _checks.invalid_argument("weights must be a tf.RaggedTensor with the row splits of indices")
-    values = _weight_values(weights.flat_values, dtype)
+    values = _checks.float_input("weights", weights.flat_values, dtype, like="params")
     checks = [
         tf.debugging.assert_equal(
             tf.cast(mine, tf.int64), tf.cast(theirs, tf.int64), message="weights must have the row splits of indices"
