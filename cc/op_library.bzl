@@ -23,21 +23,29 @@ def _nvcc_flags():
     flags.append("-gencode arch=compute_%s,code=compute_%s" % (last, last))
     return " ".join(flags)
 
-def _nvcc_objects(name, gpu_srcs, hdrs):
-    """One genrule per .cu.cc: nvcc -> position-independent object."""
+def _nvcc_objects_impl(ctx):
+    """nvcc -> one position-independent object per .cu.cc."""
     objects = []
-    for src in gpu_srcs:
-        stem = src.split(":")[-1].replace(".cu.cc", "")
-        obj = "_%s_objs/%s.pic.o" % (name, stem)
-        native.genrule(
-            name = "%s_nvcc_%s" % (name, stem.replace("/", "_")),
-            srcs = [src] + hdrs,
-            outs = [obj],
-            cmd = "%s %s -I. -c $(location %s) -o $@" % (NVCC, _nvcc_flags(), src),
-            message = "nvcc %s" % src,
+    for src in ctx.files.srcs:
+        obj = ctx.actions.declare_file("_%s_objs/%s.pic.o" % (ctx.label.name, src.short_path.replace(".cu.cc", "")))
+        ctx.actions.run_shell(
+            inputs = [src] + ctx.files.hdrs,
+            outputs = [obj],
+            command = "%s %s -I. -c %s -o %s" % (NVCC, _nvcc_flags(), src.path, obj.path),
+            mnemonic = "Nvcc",
+            progress_message = "nvcc %s" % src.short_path,
+            use_default_shell_env = True,
         )
         objects.append(obj)
-    return objects
+    return [DefaultInfo(files = depset(objects))]
+
+_nvcc_objects = rule(
+    implementation = _nvcc_objects_impl,
+    attrs = {
+        "srcs": attr.label_list(allow_files = [".cu.cc"]),
+        "hdrs": attr.label_list(allow_files = True),
+    },
+)
 
 def _build_stamp(name):
     """A source whose string says which TensorFlow and CUDA the library is for."""
@@ -63,7 +71,8 @@ def tf_custom_op_library(name, srcs, gpu_srcs = [], hdrs = [], deps = []):
     Args:
       name: output file name, e.g. "_tfkit_ops.so".
       srcs: C++ sources: op registrations, OpKernels, CPU kernels.
-      gpu_srcs: *.cu.cc sources compiled with nvcc when CUDA is configured.
+      gpu_srcs: *.cu.cc sources (or filegroups of them) compiled with nvcc when
+        CUDA is configured.
       hdrs: headers the sources include (framework-free kernels among them).
       deps: further cc deps.
     """
@@ -80,9 +89,10 @@ def tf_custom_op_library(name, srcs, gpu_srcs = [], hdrs = [], deps = []):
     )
     gpu_deps = []
     if gpu:
+        _nvcc_objects(name = name + "_nvcc", srcs = gpu_srcs, hdrs = hdrs)
         native.cc_library(
             name = name + "_gpu",
-            srcs = _nvcc_objects(name, gpu_srcs, hdrs),
+            srcs = [name + "_nvcc"],
             deps = ["@local_config_cuda//:cudart_static"],
             alwayslink = 1,
         )

@@ -6,11 +6,7 @@
 
 #include "kernels/activation/activation_cpu.h"
 #include "kernels/common/accumulate.h"
-#include "kernels/common/types.h"
-#include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/register_types.h"
-#include "tensorflow/core/framework/tensor.h"
-#include "tfkit/op_utils.h"
+#include "tfkit/kernel_prelude.h"
 
 #if GOOGLE_CUDA
 #include "kernels/activation/activation_gpu.h"
@@ -19,20 +15,9 @@
 namespace tfkit {
 namespace {
 
-using ::tensorflow::OpKernel;
-using ::tensorflow::OpKernelConstruction;
-using ::tensorflow::OpKernelContext;
-using ::tensorflow::Tensor;
-using ::tensorflow::TensorShape;
 using ::tfkit::kernels::activation::Activation;
 using ::tfkit::kernels::activation::WithActivation;
 namespace math = ::tfkit::kernels::activation;
-
-using CPUDevice = Eigen::ThreadPoolDevice;
-using GPUDevice = Eigen::GpuDevice;
-
-template <typename T>
-using Acc = ::tfkit::kernels::Acc<T>;
 
 // A row of `cols` elements costs about this many operations per element
 // (the transcendental functions dominate).
@@ -137,17 +122,13 @@ struct Functor<GPUDevice, T> {
 };
 #endif  // GOOGLE_CUDA
 
-// The `activation` attr, read once at construction (the op registration has
-// already restricted it to the names below, in Activation's order).
+// The `activation` attr, read once at construction.
 class ActivationOpBase : public OpKernel {
  public:
   explicit ActivationOpBase(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    static const char* const kNames[] = {"linear", "relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh", "mish"};
     std::string name;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &name));
-    const auto* found = std::find(std::begin(kNames), std::end(kNames), name);
-    OP_REQUIRES(ctx, found != std::end(kNames), InvalidArg("activation: unknown activation '", name, "'"));
-    act_ = static_cast<Activation>(found - std::begin(kNames));
+    OP_REQUIRES_OK(ctx, RuleStatus(math::ActivationNamed(name, &act_)));
   }
 
  protected:
@@ -192,17 +173,12 @@ class BiasActivationGradOp : public ActivationOpBase {
   }
 };
 
-// x's shape with its last dimension halved; an odd one is an error naming x.
+// x [..., 2h] gives y [..., h] (the family's gated shape rule).
 absl::Status GatedShapes(const Tensor& x, TensorShape* y, Matrix* half) {
-  TF_RETURN_IF_ERROR(CheckRankAtLeast1("x", x));
-  const int64_t last = x.dim_size(x.dims() - 1);
-  if (last % 2 != 0) {
-    return InvalidArg("the last dimension of x must be even (2 * units: the halves [a, b]), got shape ",
-                      x.shape().DebugString());
-  }
-  *y = x.shape();
-  y->set_dim(y->dims() - 1, last / 2);
-  *half = {StatsShape(x.shape()).num_elements(), last / 2};
+  ::tfkit::kernels::Dims y_dims;
+  TF_RETURN_IF_ERROR(RuleStatus(math::GatedShapeError(DimsOf(x.shape()), &y_dims)));
+  TF_RETURN_IF_ERROR(TensorShape::BuildTensorShape(y_dims, y));
+  *half = {StatsShape(x.shape()).num_elements(), y_dims.back()};
   return absl::OkStatus();
 }
 
@@ -242,7 +218,7 @@ class GatedActivationGradOp : public ActivationOpBase {
   }
 };
 
-#define TFKIT_REGISTER_ACTIVATION(DEVICE, DEV, T)                                                               \
+#define TFKIT_REGISTER_KERNELS(DEVICE, DEV, T)                                                               \
   REGISTER_KERNEL_BUILDER(Name("Tfkit>BiasActivation").Device(DEVICE).TypeConstraint<T>("T"),                  \
                           BiasActivationOp<DEV, T>);                                                           \
   REGISTER_KERNEL_BUILDER(Name("Tfkit>BiasActivationGrad").Device(DEVICE).TypeConstraint<T>("T"),              \
@@ -252,23 +228,8 @@ class GatedActivationGradOp : public ActivationOpBase {
   REGISTER_KERNEL_BUILDER(Name("Tfkit>GatedActivationGrad").Device(DEVICE).TypeConstraint<T>("T"),             \
                           GatedActivationGradOp<DEV, T>);
 
-#define TFKIT_REGISTER_ACTIVATION_CPU(T) TFKIT_REGISTER_ACTIVATION(::tensorflow::DEVICE_CPU, CPUDevice, T)
-TF_CALL_half(TFKIT_REGISTER_ACTIVATION_CPU);
-TF_CALL_bfloat16(TFKIT_REGISTER_ACTIVATION_CPU);
-TF_CALL_float(TFKIT_REGISTER_ACTIVATION_CPU);
-TF_CALL_double(TFKIT_REGISTER_ACTIVATION_CPU);
-#undef TFKIT_REGISTER_ACTIVATION_CPU
-
-#if GOOGLE_CUDA
-#define TFKIT_REGISTER_ACTIVATION_GPU(T) TFKIT_REGISTER_ACTIVATION(::tensorflow::DEVICE_GPU, GPUDevice, T)
-TF_CALL_half(TFKIT_REGISTER_ACTIVATION_GPU);
-TF_CALL_bfloat16(TFKIT_REGISTER_ACTIVATION_GPU);
-TF_CALL_float(TFKIT_REGISTER_ACTIVATION_GPU);
-TF_CALL_double(TFKIT_REGISTER_ACTIVATION_GPU);
-#undef TFKIT_REGISTER_ACTIVATION_GPU
-#endif  // GOOGLE_CUDA
-
-#undef TFKIT_REGISTER_ACTIVATION
+TFKIT_REGISTER_FLOAT_KERNELS()
+#undef TFKIT_REGISTER_KERNELS
 
 }  // namespace
 }  // namespace tfkit

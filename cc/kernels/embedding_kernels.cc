@@ -12,14 +12,11 @@
 #include <string>
 #include <vector>
 
-#include "kernels/common/types.h"
 #include "kernels/embedding/embedding_cpu.h"
-#include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/resource_var.h"
-#include "tensorflow/core/framework/tensor.h"
-#include "tfkit/op_utils.h"
+#include "tfkit/compat.h"
+#include "tfkit/kernel_prelude.h"
 
 #if GOOGLE_CUDA
 #include "kernels/embedding/embedding_gpu.h"
@@ -28,64 +25,27 @@
 namespace tfkit {
 namespace {
 
-using ::tensorflow::OpKernel;
-using ::tensorflow::OpKernelConstruction;
-using ::tensorflow::OpKernelContext;
-using ::tensorflow::Tensor;
-using ::tensorflow::TensorShape;
 using ::tfkit::kernels::embedding::BagShape;
 using ::tfkit::kernels::embedding::BagSum;
 using ::tfkit::kernels::embedding::Combiner;
 namespace math = ::tfkit::kernels::embedding;
 
-using CPUDevice = Eigen::ThreadPoolDevice;
-using GPUDevice = Eigen::GpuDevice;
-
 absl::Status BadIdError(int64_t position, int64_t value, int64_t vocab) {
-  return InvalidArg("indices must be in [0, ", vocab, ") (the vocabulary size, the rows of params), got ", value,
-                    " at flat position ", position);
+  return RuleStatus(math::BadIdError(position, value, vocab));
 }
 
-absl::Status BadSplitError(int64_t position, int64_t ids) {
-  return InvalidArg("row_splits must start at 0, never decrease and end at ", ids,
-                    " (the number of indices); position ", position, " breaks that");
-}
+absl::Status BadSplitError(int64_t position, int64_t ids) { return RuleStatus(math::BadSplitError(position, ids)); }
 
-// The op's `combiner` attr.
 absl::Status CombinerAttr(OpKernelConstruction* ctx, Combiner* combiner) {
   std::string name;
   TF_RETURN_IF_ERROR(ctx->GetAttr("combiner", &name));
-  if (name == "sum") {
-    *combiner = Combiner::kSum;
-  } else if (name == "mean") {
-    *combiner = Combiner::kMean;
-  } else if (name == "sqrtn") {
-    *combiner = Combiner::kSqrtn;
-  } else {
-    return InvalidArg("combiner must be \"sum\", \"mean\" or \"sqrtn\", got \"", name, "\"");
-  }
-  return absl::OkStatus();
+  return RuleStatus(math::CombinerNamed(name, combiner));
 }
 
 absl::Status Shapes(const Tensor& ids, const Tensor& splits, const Tensor& params, const Tensor& weights,
                     BagShape* shape) {
-  if (ids.dims() != 1) return InvalidArg("indices must be flat ids [n], got shape ", ids.shape().DebugString());
-  if (splits.dims() != 1 || splits.NumElements() < 1) {
-    return InvalidArg("row_splits must have shape [bags + 1], got shape ", splits.shape().DebugString());
-  }
-  if (params.dims() != 2) {
-    return InvalidArg("params must have shape [vocabulary, dim], got shape ", params.shape().DebugString());
-  }
-  shape->ids = ids.NumElements();
-  shape->bags = splits.NumElements() - 1;
-  shape->vocab = params.dim_size(0);
-  shape->dim = params.dim_size(1);
-  if (weights.dims() != 1 || (weights.NumElements() != shape->ids && weights.NumElements() != 0)) {
-    return InvalidArg("weights must have the shape of indices [", shape->ids, "] (or [0] for none), got shape ",
-                      weights.shape().DebugString());
-  }
-  shape->weighted = shape->ids > 0 && weights.NumElements() == shape->ids;
-  return absl::OkStatus();
+  return RuleStatus(math::BagShapeError(DimsOf(ids.shape()), DimsOf(splits.shape()), DimsOf(params.shape()),
+                                        DimsOf(weights.shape()), shape));
 }
 
 template <typename Device, typename T, typename Index>
@@ -185,7 +145,7 @@ class Table {
       return absl::OkStatus();
     }
     TF_RETURN_IF_ERROR(::tensorflow::LookupResource(ctx, ::tensorflow::HandleFromInput(ctx, 2), &variable_));
-    lock_.emplace(*variable_->mu());
+    TF_RETURN_IF_ERROR(compat::LockShared(variable_.get(), &lock_));
     if (!variable_->is_initialized) return absl::FailedPreconditionError("params is an uninitialized variable");
     tensor_ = variable_->tensor();
     if (tensor_->dtype() != dtype) {
@@ -263,6 +223,12 @@ class EmbeddingBagGradOp : public EmbeddingBagKernel<Device, T, Index, kResource
   }
 };
 
+}  // namespace
+
+TFKIT_COMPAT_FEATURE(var_mu, compat::kVarMu);
+
+namespace {
+
 #define TFKIT_REGISTER_EMBEDDING_OPS(PREFIX, DEVICE, DEV, T, Index, RESOURCE)                                      \
   REGISTER_KERNEL_BUILDER(                                                                                         \
       Name("Tfkit>" PREFIX "EmbeddingBag").Device(DEVICE).TypeConstraint<T>("T").TypeConstraint<Index>("Tindices"), \
@@ -277,27 +243,13 @@ class EmbeddingBagGradOp : public EmbeddingBagKernel<Device, T, Index, kResource
   TFKIT_REGISTER_EMBEDDING_OPS("", DEVICE, DEV, T, Index, false)      \
   TFKIT_REGISTER_EMBEDDING_OPS("Resource", DEVICE, DEV, T, Index, true)
 
-#define TFKIT_REGISTER_EMBEDDING_CPU(T)                                              \
-  TFKIT_REGISTER_EMBEDDING(::tensorflow::DEVICE_CPU, CPUDevice, T, int32_t)         \
-  TFKIT_REGISTER_EMBEDDING(::tensorflow::DEVICE_CPU, CPUDevice, T, int64_t)
-TF_CALL_half(TFKIT_REGISTER_EMBEDDING_CPU);
-TF_CALL_bfloat16(TFKIT_REGISTER_EMBEDDING_CPU);
-TF_CALL_float(TFKIT_REGISTER_EMBEDDING_CPU);
-TF_CALL_double(TFKIT_REGISTER_EMBEDDING_CPU);
-#undef TFKIT_REGISTER_EMBEDDING_CPU
-
-#if GOOGLE_CUDA
-// ids and row_splits are read on the device; the check's 16 bytes come back
-// through the stream (see the top of this file).
-#define TFKIT_REGISTER_EMBEDDING_GPU(T)                                              \
-  TFKIT_REGISTER_EMBEDDING(::tensorflow::DEVICE_GPU, GPUDevice, T, int32_t)         \
-  TFKIT_REGISTER_EMBEDDING(::tensorflow::DEVICE_GPU, GPUDevice, T, int64_t)
-TF_CALL_half(TFKIT_REGISTER_EMBEDDING_GPU);
-TF_CALL_bfloat16(TFKIT_REGISTER_EMBEDDING_GPU);
-TF_CALL_float(TFKIT_REGISTER_EMBEDDING_GPU);
-TF_CALL_double(TFKIT_REGISTER_EMBEDDING_GPU);
-#undef TFKIT_REGISTER_EMBEDDING_GPU
-#endif  // GOOGLE_CUDA
+#define TFKIT_REGISTER_KERNELS(DEVICE, DEV, T)        \
+  TFKIT_REGISTER_EMBEDDING(DEVICE, DEV, T, int32_t) \
+  TFKIT_REGISTER_EMBEDDING(DEVICE, DEV, T, int64_t)
+// On the GPU ids and row_splits are read on the device; the check's 16
+// bytes come back through the stream (see the top of this file).
+TFKIT_REGISTER_FLOAT_KERNELS()
+#undef TFKIT_REGISTER_KERNELS
 
 #undef TFKIT_REGISTER_EMBEDDING
 #undef TFKIT_REGISTER_EMBEDDING_OPS

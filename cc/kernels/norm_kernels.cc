@@ -4,12 +4,9 @@
 #include <type_traits>
 
 #include "kernels/common/accumulate.h"
-#include "kernels/common/types.h"
 #include "kernels/norm/norm_cpu.h"
-#include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/register_types.h"
-#include "tensorflow/core/framework/tensor.h"
-#include "tfkit/op_utils.h"
+#include "kernels/norm/norm_rules.h"
+#include "tfkit/kernel_prelude.h"
 
 #if GOOGLE_CUDA
 #include "kernels/norm/norm_gpu.h"
@@ -18,19 +15,7 @@
 namespace tfkit {
 namespace {
 
-using ::tensorflow::DEVICE_CPU;
-using ::tensorflow::OpKernel;
-using ::tensorflow::OpKernelConstruction;
-using ::tensorflow::OpKernelContext;
-using ::tensorflow::Tensor;
-using ::tensorflow::TensorShape;
 namespace cpu = ::tfkit::kernels::norm;
-
-using CPUDevice = Eigen::ThreadPoolDevice;
-using GPUDevice = Eigen::GpuDevice;
-
-template <typename T>
-using Acc = ::tfkit::kernels::Acc<T>;
 
 // Raw pointers of one normalization call; null where the op has no such input.
 template <typename T>
@@ -136,7 +121,7 @@ class NormOp : public OpKernel {
   explicit NormOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     float epsilon;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon", &epsilon));
-    OP_REQUIRES_OK(ctx, CheckEpsilon(epsilon));
+    OP_REQUIRES_OK(ctx, RuleStatus(cpu::EpsilonError(epsilon)));
     epsilon_ = static_cast<Acc<T>>(epsilon);
   }
 
@@ -228,7 +213,7 @@ class NormGradOp : public OpKernel {
                               .TypeConstraint<Acc<T>>("U"),                 \
                           __VA_ARGS__)
 
-#define TFKIT_REGISTER_NORM(DEVICE, DEV, T)                                   \
+#define TFKIT_REGISTER_KERNELS(DEVICE, DEV, T)                                   \
   TFKIT_REGISTER_NORM_KERNEL("Tfkit>LayerNorm", DEVICE, T,                    \
                              NormOp<DEV, T, true>);                         \
   TFKIT_REGISTER_NORM_KERNEL("Tfkit>LayerNormGrad", DEVICE, T,                \
@@ -238,24 +223,9 @@ class NormGradOp : public OpKernel {
   TFKIT_REGISTER_NORM_KERNEL("Tfkit>RMSNormGrad", DEVICE, T,                  \
                              NormGradOp<DEV, T, false>);
 
-#define TFKIT_REGISTER_NORM_CPU(T) TFKIT_REGISTER_NORM(DEVICE_CPU, CPUDevice, T)
-TF_CALL_half(TFKIT_REGISTER_NORM_CPU);
-TF_CALL_bfloat16(TFKIT_REGISTER_NORM_CPU);
-TF_CALL_float(TFKIT_REGISTER_NORM_CPU);
-TF_CALL_double(TFKIT_REGISTER_NORM_CPU);
-#undef TFKIT_REGISTER_NORM_CPU
+TFKIT_REGISTER_FLOAT_KERNELS()
+#undef TFKIT_REGISTER_KERNELS
 
-#if GOOGLE_CUDA
-#define TFKIT_REGISTER_NORM_GPU(T) \
-  TFKIT_REGISTER_NORM(::tensorflow::DEVICE_GPU, GPUDevice, T)
-TF_CALL_half(TFKIT_REGISTER_NORM_GPU);
-TF_CALL_bfloat16(TFKIT_REGISTER_NORM_GPU);
-TF_CALL_float(TFKIT_REGISTER_NORM_GPU);
-TF_CALL_double(TFKIT_REGISTER_NORM_GPU);
-#undef TFKIT_REGISTER_NORM_GPU
-#endif  // GOOGLE_CUDA
-
-#undef TFKIT_REGISTER_NORM
 #undef TFKIT_REGISTER_NORM_KERNEL
 
 }  // namespace

@@ -4,12 +4,8 @@
 // op determinism is enabled.
 #include <string>
 
-#include "kernels/common/types.h"
 #include "kernels/resampling/resampling_cpu.h"
-#include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/register_types.h"
-#include "tensorflow/core/framework/tensor.h"
-#include "tfkit/op_utils.h"
+#include "tfkit/kernel_prelude.h"
 
 #if GOOGLE_CUDA
 #include "kernels/resampling/resampling_gpu.h"
@@ -19,20 +15,9 @@
 namespace tfkit {
 namespace {
 
-using ::tensorflow::OpKernel;
-using ::tensorflow::OpKernelConstruction;
-using ::tensorflow::OpKernelContext;
-using ::tensorflow::Tensor;
-using ::tensorflow::TensorShape;
 using ::tfkit::kernels::resampling::Boundary;
 using ::tfkit::kernels::resampling::ResamplerShape;
 namespace math = ::tfkit::kernels::resampling;
-
-using CPUDevice = Eigen::ThreadPoolDevice;
-using GPUDevice = Eigen::GpuDevice;
-
-template <typename T>
-using Acc = ::tfkit::kernels::Acc<T>;
 
 template <typename Device, typename T>
 struct Functor;
@@ -88,38 +73,18 @@ struct Functor<GPUDevice, T> {
 absl::Status BoundaryAttr(OpKernelConstruction* ctx, Boundary* boundary) {
   std::string name;
   TF_RETURN_IF_ERROR(ctx->GetAttr("boundary", &name));
-  *boundary = name == "clamp" ? Boundary::kClamp : Boundary::kZeros;
-  return absl::OkStatus();
+  return RuleStatus(math::BoundaryNamed(name, boundary));
 }
 
-// Checks data [batch, height, width, channels] and warp [batch, ..., 2].
-absl::Status Shapes(const Tensor& data, const Tensor& warp, Boundary boundary, ResamplerShape* shape) {
-  if (data.dims() != 4) {
-    return InvalidArg("data must have rank 4 ([batch, height, width, channels]), got shape ",
-                      data.shape().DebugString());
-  }
-  if (warp.dims() < 2 || warp.dim_size(warp.dims() - 1) != 2) {
-    return InvalidArg("warp must have shape [batch, ..., 2] (the x, y of each point), got shape ",
-                      warp.shape().DebugString());
-  }
-  if (warp.dim_size(0) != data.dim_size(0)) {
-    return InvalidArg("warp's batch dimension (", warp.dim_size(0), ") must equal data's (", data.dim_size(0),
-                      "), got warp ", warp.shape().DebugString(), " and data ", data.shape().DebugString());
-  }
-  shape->batch = data.dim_size(0);
-  shape->height = data.dim_size(1);
-  shape->width = data.dim_size(2);
-  shape->channels = data.dim_size(3);
-  shape->points = shape->batch == 0 ? 0 : warp.NumElements() / 2 / shape->batch;
+// data [batch, height, width, channels] and warp [batch, ..., 2]: the
+// family's shape rule; *samples is the output's shape.
+absl::Status Shapes(const Tensor& data, const Tensor& warp, Boundary boundary, ResamplerShape* shape,
+                    TensorShape* samples) {
+  ::tfkit::kernels::Dims samples_dims;
+  TF_RETURN_IF_ERROR(
+      RuleStatus(math::ResamplerShapeError(DimsOf(data.shape()), DimsOf(warp.shape()), shape, &samples_dims)));
   shape->boundary = boundary;
-  return absl::OkStatus();
-}
-
-// warp's shape with its last dimension replaced by data's channels.
-TensorShape SamplesShape(const Tensor& warp, const ResamplerShape& shape) {
-  TensorShape samples = warp.shape();
-  samples.set_dim(samples.dims() - 1, shape.channels);
-  return samples;
+  return TensorShape::BuildTensorShape(samples_dims, samples);
 }
 
 template <typename Device, typename T>
@@ -131,9 +96,10 @@ class ResamplerOp : public OpKernel {
     const Tensor& data = ctx->input(0);
     const Tensor& warp = ctx->input(1);
     ResamplerShape shape;
-    OP_REQUIRES_OK(ctx, Shapes(data, warp, boundary_, &shape));
+    TensorShape samples;
+    OP_REQUIRES_OK(ctx, Shapes(data, warp, boundary_, &shape, &samples));
     Tensor* out = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, SamplesShape(warp, shape), &out));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, samples, &out));
     if (out->NumElements() == 0) return;
     Functor<Device, T>::Resample(ctx, data.flat<T>().data(), warp.flat<T>().data(), shape, out->flat<T>().data());
   }
@@ -154,8 +120,9 @@ class ResamplerGradOp : public OpKernel {
     const Tensor& warp = ctx->input(1);
     const Tensor& grad = ctx->input(2);
     ResamplerShape shape;
-    OP_REQUIRES_OK(ctx, Shapes(data, warp, boundary_, &shape));
-    OP_REQUIRES_OK(ctx, CheckShape("grad_output", grad, SamplesShape(warp, shape)));
+    TensorShape samples;
+    OP_REQUIRES_OK(ctx, Shapes(data, warp, boundary_, &shape, &samples));
+    OP_REQUIRES_OK(ctx, CheckShape("grad_output", grad, samples));
     Tensor* grad_data = nullptr;
     Tensor* grad_warp = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, data.shape(), &grad_data));
@@ -169,29 +136,14 @@ class ResamplerGradOp : public OpKernel {
   Boundary boundary_ = Boundary::kZeros;
 };
 
-#define TFKIT_REGISTER_RESAMPLER(DEVICE, DEV, T)                                                         \
+#define TFKIT_REGISTER_KERNELS(DEVICE, DEV, T)                                                         \
   REGISTER_KERNEL_BUILDER(Name("Tfkit>Resampler").Device(DEVICE).TypeConstraint<T>("T"),                \
                           ResamplerOp<DEV, T>);                                                         \
   REGISTER_KERNEL_BUILDER(Name("Tfkit>ResamplerGrad").Device(DEVICE).TypeConstraint<T>("T"),            \
                           ResamplerGradOp<DEV, T>);
 
-#define TFKIT_REGISTER_RESAMPLER_CPU(T) TFKIT_REGISTER_RESAMPLER(::tensorflow::DEVICE_CPU, CPUDevice, T)
-TF_CALL_half(TFKIT_REGISTER_RESAMPLER_CPU);
-TF_CALL_bfloat16(TFKIT_REGISTER_RESAMPLER_CPU);
-TF_CALL_float(TFKIT_REGISTER_RESAMPLER_CPU);
-TF_CALL_double(TFKIT_REGISTER_RESAMPLER_CPU);
-#undef TFKIT_REGISTER_RESAMPLER_CPU
-
-#if GOOGLE_CUDA
-#define TFKIT_REGISTER_RESAMPLER_GPU(T) TFKIT_REGISTER_RESAMPLER(::tensorflow::DEVICE_GPU, GPUDevice, T)
-TF_CALL_half(TFKIT_REGISTER_RESAMPLER_GPU);
-TF_CALL_bfloat16(TFKIT_REGISTER_RESAMPLER_GPU);
-TF_CALL_float(TFKIT_REGISTER_RESAMPLER_GPU);
-TF_CALL_double(TFKIT_REGISTER_RESAMPLER_GPU);
-#undef TFKIT_REGISTER_RESAMPLER_GPU
-#endif  // GOOGLE_CUDA
-
-#undef TFKIT_REGISTER_RESAMPLER
+TFKIT_REGISTER_FLOAT_KERNELS()
+#undef TFKIT_REGISTER_KERNELS
 
 }  // namespace
 }  // namespace tfkit

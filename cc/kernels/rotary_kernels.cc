@@ -1,12 +1,8 @@
 // OpKernels for the rotary family: validate, build the angles' cosine and
 // sine tables once per call, then rotate (sharding (batch, seq) rows over
 // the CPU thread pool, or on TF's CUDA stream).
-#include "kernels/common/types.h"
 #include "kernels/rotary/rotary_cpu.h"
-#include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/register_types.h"
-#include "tensorflow/core/framework/tensor.h"
-#include "tfkit/op_utils.h"
+#include "tfkit/kernel_prelude.h"
 
 #if GOOGLE_CUDA
 #include "kernels/rotary/rotary_gpu.h"
@@ -15,19 +11,8 @@
 namespace tfkit {
 namespace {
 
-using ::tensorflow::OpKernel;
-using ::tensorflow::OpKernelConstruction;
-using ::tensorflow::OpKernelContext;
-using ::tensorflow::Tensor;
-using ::tensorflow::TensorShape;
 using ::tfkit::kernels::rotary::RotaryShape;
 namespace math = ::tfkit::kernels::rotary;
-
-using CPUDevice = Eigen::ThreadPoolDevice;
-using GPUDevice = Eigen::GpuDevice;
-
-template <typename T>
-using Acc = ::tfkit::kernels::Acc<T>;
 
 template <typename Device, typename T>
 struct Functor;
@@ -118,7 +103,7 @@ class RotaryOp : public OpKernel {
   bool interleaved_ = false;
 };
 
-#define TFKIT_REGISTER_ROTARY(DEVICE, DEV, T)                                                            \
+#define TFKIT_REGISTER_KERNELS(DEVICE, DEV, T)                                                            \
   REGISTER_KERNEL_BUILDER(                                                                               \
       Name("Tfkit>RotaryEmbedding").Device(DEVICE).TypeConstraint<T>("T").TypeConstraint<Acc<T>>("U"), \
       RotaryOp<DEV, T, 1>);                                                                              \
@@ -126,23 +111,8 @@ class RotaryOp : public OpKernel {
       Name("Tfkit>RotaryEmbeddingGrad").Device(DEVICE).TypeConstraint<T>("T").TypeConstraint<Acc<T>>("U"), \
       RotaryOp<DEV, T, -1>);
 
-#define TFKIT_REGISTER_ROTARY_CPU(T) TFKIT_REGISTER_ROTARY(::tensorflow::DEVICE_CPU, CPUDevice, T)
-TF_CALL_half(TFKIT_REGISTER_ROTARY_CPU);
-TF_CALL_bfloat16(TFKIT_REGISTER_ROTARY_CPU);
-TF_CALL_float(TFKIT_REGISTER_ROTARY_CPU);
-TF_CALL_double(TFKIT_REGISTER_ROTARY_CPU);
-#undef TFKIT_REGISTER_ROTARY_CPU
-
-#if GOOGLE_CUDA
-#define TFKIT_REGISTER_ROTARY_GPU(T) TFKIT_REGISTER_ROTARY(::tensorflow::DEVICE_GPU, GPUDevice, T)
-TF_CALL_half(TFKIT_REGISTER_ROTARY_GPU);
-TF_CALL_bfloat16(TFKIT_REGISTER_ROTARY_GPU);
-TF_CALL_float(TFKIT_REGISTER_ROTARY_GPU);
-TF_CALL_double(TFKIT_REGISTER_ROTARY_GPU);
-#undef TFKIT_REGISTER_ROTARY_GPU
-#endif  // GOOGLE_CUDA
-
-#undef TFKIT_REGISTER_ROTARY
+TFKIT_REGISTER_FLOAT_KERNELS()
+#undef TFKIT_REGISTER_KERNELS
 
 }  // namespace
 }  // namespace tfkit

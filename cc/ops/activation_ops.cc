@@ -1,5 +1,6 @@
 // Op registrations for the activation family: fused bias + activation and
 // gated activations (SwiGLU, GeGLU), each with one grad op.
+#include "kernels/activation/activation_rules.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tfkit/op_utils.h"
@@ -10,6 +11,8 @@ namespace {
 using ::tensorflow::shape_inference::DimensionHandle;
 using ::tensorflow::shape_inference::InferenceContext;
 using ::tensorflow::shape_inference::ShapeHandle;
+using ::tfkit::kernels::Dims;
+namespace activation = ::tfkit::kernels::activation;
 
 // x: rank >= 1; bias: [last dim of x]. Sets *y to x's shape refined by bias's.
 absl::Status BiasShape(InferenceContext* c, int x_index, int bias_index, ShapeHandle* y) {
@@ -30,29 +33,20 @@ absl::Status GatedShape(InferenceContext* c, ShapeHandle x, ShapeHandle* y) {
   TF_RETURN_IF_ERROR(c->WithRankAtLeast(x, 1, &x));
   *y = c->UnknownShape();
   if (!c->RankKnown(x)) return absl::OkStatus();
-  DimensionHandle last = c->Dim(x, -1);
-  DimensionHandle half = c->UnknownDim();
-  if (c->ValueKnown(last)) {
-    if (c->Value(last) % 2 != 0) {
-      return InvalidArg("the last dimension of x must be even (2 * units: the halves [a, b]), got ", c->Value(last));
-    }
-    half = c->MakeDim(c->Value(last) / 2);
-  }
-  ShapeHandle leading;
-  TF_RETURN_IF_ERROR(c->Subshape(x, 0, -1, &leading));
-  return c->Concatenate(leading, c->Vector(half), y);
+  Dims y_dims;
+  TF_RETURN_IF_ERROR(RuleStatus(activation::GatedShapeError(DimsOf(c, x), &y_dims)));
+  *y = ShapeOfDims(c, y_dims);
+  return absl::OkStatus();
 }
 
 }  // namespace
-
-#define TFKIT_ACTIVATIONS "{'linear', 'relu', 'gelu', 'gelu_tanh', 'silu', 'sigmoid', 'tanh', 'mish'}"
 
 REGISTER_OP("Tfkit>BiasActivation")
     .Input("x: T")
     .Input("bias: T")
     .Output("y: T")
-    .Attr("activation: " TFKIT_ACTIVATIONS " = 'gelu'")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(activation::ActivationAttrSpec("gelu"))
+    .Attr(kFloatTypesAttr)
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle y;
       TF_RETURN_IF_ERROR(BiasShape(c, 0, 1, &y));
@@ -69,8 +63,8 @@ REGISTER_OP("Tfkit>BiasActivationGrad")
     .Input("bias: T")
     .Output("dx: T")
     .Output("dbias: T")
-    .Attr("activation: " TFKIT_ACTIVATIONS " = 'gelu'")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(activation::ActivationAttrSpec("gelu"))
+    .Attr(kFloatTypesAttr)
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle x;
       TF_RETURN_IF_ERROR(BiasShape(c, 1, 2, &x));
@@ -83,8 +77,8 @@ REGISTER_OP("Tfkit>BiasActivationGrad")
 REGISTER_OP("Tfkit>GatedActivation")
     .Input("x: T")
     .Output("y: T")
-    .Attr("activation: " TFKIT_ACTIVATIONS " = 'silu'")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(activation::ActivationAttrSpec("silu"))
+    .Attr(kFloatTypesAttr)
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle y;
       TF_RETURN_IF_ERROR(GatedShape(c, c->input(0), &y));
@@ -99,8 +93,8 @@ REGISTER_OP("Tfkit>GatedActivationGrad")
     .Input("dy: T")
     .Input("x: T")
     .Output("dx: T")
-    .Attr("activation: " TFKIT_ACTIVATIONS " = 'silu'")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(activation::ActivationAttrSpec("silu"))
+    .Attr(kFloatTypesAttr)
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle y;
       TF_RETURN_IF_ERROR(GatedShape(c, c->input(1), &y));
@@ -108,7 +102,5 @@ REGISTER_OP("Tfkit>GatedActivationGrad")
       c->set_output(0, c->input(1));
       return absl::OkStatus();
     });
-
-#undef TFKIT_ACTIVATIONS
 
 }  // namespace tfkit

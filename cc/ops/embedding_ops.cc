@@ -1,5 +1,6 @@
 // Op registrations for the embedding family: embedding bags over flat ids
 // and row splits, and the gradient for the per-id rows and the weights.
+#include "kernels/embedding/embedding_rules.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tfkit/op_utils.h"
@@ -10,6 +11,7 @@ namespace {
 using ::tensorflow::shape_inference::DimensionHandle;
 using ::tensorflow::shape_inference::InferenceContext;
 using ::tensorflow::shape_inference::ShapeHandle;
+namespace embedding = ::tfkit::kernels::embedding;
 
 // params' shape: the input's, or a resource variable's where it is known.
 ShapeHandle TableShape(InferenceContext* c, bool resource) {
@@ -18,14 +20,21 @@ ShapeHandle TableShape(InferenceContext* c, bool resource) {
   return handle == nullptr || handle->empty() ? c->UnknownShapeOfRank(2) : (*handle)[0].shape;
 }
 
-// ids [n], row_splits [bags + 1], params [vocab, dim], weights [n] or [0].
+// A shape of `rank` unknown sizes where the rank is unknown, else `shape`.
+ShapeHandle WithKnownRank(InferenceContext* c, ShapeHandle shape, int rank) {
+  return c->RankKnown(shape) ? shape : c->UnknownShapeOfRank(rank);
+}
+
+// ids [n], row_splits [bags + 1], params [vocab, dim], weights [n] or [0]:
+// embedding::BagShapeError's rule.
 absl::Status CheckInputs(InferenceContext* c, bool resource, ShapeHandle* params, DimensionHandle* bags) {
-  ShapeHandle ids, splits, weights;
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 1, &ids));
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 1, &splits));
-  TF_RETURN_IF_ERROR(c->WithRank(TableShape(c, resource), 2, params));
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 1, &weights));
-  return c->Subtract(c->Dim(splits, 0), 1, bags);
+  *params = WithKnownRank(c, TableShape(c, resource), 2);
+  embedding::BagShape shape;
+  TF_RETURN_IF_ERROR(RuleStatus(embedding::BagShapeError(
+      DimsOf(c, WithKnownRank(c, c->input(0), 1)), DimsOf(c, WithKnownRank(c, c->input(1), 1)), DimsOf(c, *params),
+      DimsOf(c, WithKnownRank(c, c->input(3), 1)), &shape)));
+  *bags = c->MakeDim(shape.bags);
+  return absl::OkStatus();
 }
 
 template <bool kResource>
@@ -56,8 +65,8 @@ REGISTER_OP("Tfkit>EmbeddingBag")
     .Input("params: T")
     .Input("weights: T")
     .Output("y: T")
-    .Attr("combiner: {'sum', 'mean', 'sqrtn'} = 'sum'")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(embedding::CombinerAttrSpec())
+    .Attr(kFloatTypesAttr)
     .Attr("Tindices: {int32, int64}")
     .SetShapeFn(EmbeddingBagShape<false>)
     .Doc(R"doc(
@@ -75,8 +84,8 @@ REGISTER_OP("Tfkit>EmbeddingBagGrad")
     .Input("dy: T")
     .Output("d_values: T")
     .Output("d_weights: T")
-    .Attr("combiner: {'sum', 'mean', 'sqrtn'} = 'sum'")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(embedding::CombinerAttrSpec())
+    .Attr(kFloatTypesAttr)
     .Attr("Tindices: {int32, int64}")
     .SetShapeFn(EmbeddingBagGradShape<false>)
     .Doc(R"doc(
@@ -93,8 +102,8 @@ REGISTER_OP("Tfkit>ResourceEmbeddingBag")
     .Input("params: resource")
     .Input("weights: T")
     .Output("y: T")
-    .Attr("combiner: {'sum', 'mean', 'sqrtn'} = 'sum'")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(embedding::CombinerAttrSpec())
+    .Attr(kFloatTypesAttr)
     .Attr("Tindices: {int32, int64}")
     .SetShapeFn(EmbeddingBagShape<true>);
 
@@ -106,8 +115,8 @@ REGISTER_OP("Tfkit>ResourceEmbeddingBagGrad")
     .Input("dy: T")
     .Output("d_values: T")
     .Output("d_weights: T")
-    .Attr("combiner: {'sum', 'mean', 'sqrtn'} = 'sum'")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(embedding::CombinerAttrSpec())
+    .Attr(kFloatTypesAttr)
     .Attr("Tindices: {int32, int64}")
     .SetShapeFn(EmbeddingBagGradShape<true>);
 

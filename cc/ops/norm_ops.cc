@@ -1,5 +1,6 @@
 // Op registrations for the norm family: fused LayerNorm and RMSNorm over the
 // last axis, each with a grad op that reuses the forward's row statistics.
+#include "kernels/norm/norm_rules.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tfkit/op_utils.h"
@@ -37,7 +38,7 @@ absl::Status NormShapes(InferenceContext* c, int x_index,
 absl::Status EpsilonIsValid(InferenceContext* c) {
   float epsilon;
   TF_RETURN_IF_ERROR(c->GetAttr("epsilon", &epsilon));
-  return CheckEpsilon(epsilon);
+  return RuleStatus(::tfkit::kernels::norm::EpsilonError(epsilon));
 }
 
 absl::Status LayerNormShape(InferenceContext* c) {
@@ -82,7 +83,7 @@ REGISTER_OP("Tfkit>LayerNorm")
     .Output("mean: U")
     .Output("rstd: U")
     .Attr("epsilon: float = 1e-5")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(kFloatTypesAttr)
     .Attr("U: {float, double}")
     .SetShapeFn(LayerNormShape)
     .Doc(R"doc(
@@ -103,7 +104,7 @@ REGISTER_OP("Tfkit>LayerNormGrad")
     .Output("dx: T")
     .Output("dgamma: T")
     .Output("dbeta: T")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(kFloatTypesAttr)
     .Attr("U: {float, double}")
     .SetShapeFn([](InferenceContext* c) { return NormGradShape(c, 2); });
 
@@ -113,7 +114,7 @@ REGISTER_OP("Tfkit>RMSNorm")
     .Output("y: T")
     .Output("rstd: U")
     .Attr("epsilon: float = 1e-6")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(kFloatTypesAttr)
     .Attr("U: {float, double}")
     .SetShapeFn(RMSNormShape)
     .Doc(R"doc(
@@ -130,7 +131,7 @@ REGISTER_OP("Tfkit>RMSNormGrad")
     .Input("drstd: U")
     .Output("dx: T")
     .Output("dgamma: T")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(kFloatTypesAttr)
     .Attr("U: {float, double}")
     .SetShapeFn([](InferenceContext* c) { return NormGradShape(c, 1); });
 

@@ -1,5 +1,6 @@
 // Op registrations for the resampling family: bilinear sampling of an image
 // batch at given points, and its gradients.
+#include "kernels/resampling/resampling_rules.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tfkit/op_utils.h"
@@ -10,28 +11,25 @@ namespace {
 using ::tensorflow::shape_inference::DimensionHandle;
 using ::tensorflow::shape_inference::InferenceContext;
 using ::tensorflow::shape_inference::ShapeHandle;
+using ::tfkit::kernels::Dims;
+namespace resampling = ::tfkit::kernels::resampling;
 
 // data: [batch, height, width, channels]; warp: [batch, d1, ..., dn, 2].
-// Sets *samples to [batch, d1, ..., dn, channels].
+// Sets *samples to [batch, d1, ..., dn, channels] (resampling's shape rule).
 absl::Status SampleShape(InferenceContext* c, ShapeHandle* samples) {
-  ShapeHandle data, warp, points;
+  ShapeHandle data, warp;
   TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 4, &data));
   TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(1), 2, &warp));
   if (!c->RankKnown(warp)) {
     *samples = c->UnknownShape();
     return absl::OkStatus();
   }
-  DimensionHandle pair, batch;
-  if (!c->Merge(c->Dim(warp, -1), c->MakeDim(2), &pair).ok()) {
-    return InvalidArg("warp's last dimension must be 2 (the x, y of each point), got ", c->Value(c->Dim(warp, -1)));
-  }
-  if (!c->Merge(c->Dim(warp, 0), c->Dim(data, 0), &batch).ok()) {
-    return InvalidArg("warp's batch dimension (", c->Value(c->Dim(warp, 0)), ") must equal data's (",
-                      c->Value(c->Dim(data, 0)), ")");
-  }
-  TF_RETURN_IF_ERROR(c->Subshape(warp, 0, -1, &points));
-  TF_RETURN_IF_ERROR(c->ReplaceDim(points, 0, batch, &points));
-  return c->Concatenate(points, c->Vector(c->Dim(data, 3)), samples);
+  resampling::ResamplerShape shape;
+  Dims samples_dims;
+  TF_RETURN_IF_ERROR(
+      RuleStatus(resampling::ResamplerShapeError(DimsOf(c, data), DimsOf(c, warp), &shape, &samples_dims)));
+  *samples = ShapeOfDims(c, samples_dims);
+  return absl::OkStatus();
 }
 
 absl::Status ResamplerShapeFn(InferenceContext* c) {
@@ -56,8 +54,8 @@ REGISTER_OP("Tfkit>Resampler")
     .Input("data: T")
     .Input("warp: T")
     .Output("output: T")
-    .Attr("boundary: {'zeros', 'clamp'} = 'zeros'")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(resampling::BoundaryAttrSpec())
+    .Attr(kFloatTypesAttr)
     .SetShapeFn(ResamplerShapeFn)
     .Doc(R"doc(
 Bilinear samples of data [batch, height, width, channels] at the points
@@ -71,8 +69,8 @@ REGISTER_OP("Tfkit>ResamplerGrad")
     .Input("grad_output: T")
     .Output("grad_data: T")
     .Output("grad_warp: T")
-    .Attr("boundary: {'zeros', 'clamp'} = 'zeros'")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(resampling::BoundaryAttrSpec())
+    .Attr(kFloatTypesAttr)
     .SetShapeFn(ResamplerGradShapeFn);
 
 }  // namespace tfkit

@@ -42,7 +42,7 @@ REGISTER_OP("Tfkit>RotaryEmbedding")
     .Input("inv_freq: U")
     .Output("y: T")
     .Attr("interleaved: bool = false")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(kFloatTypesAttr)
     .Attr("U: {float, double}")
     .SetShapeFn(RotaryShape)
     .Doc(R"doc(
@@ -57,7 +57,7 @@ REGISTER_OP("Tfkit>RotaryEmbeddingGrad")
     .Input("inv_freq: U")
     .Output("dx: T")
     .Attr("interleaved: bool = false")
-    .Attr("T: {half, bfloat16, float, double}")
+    .Attr(kFloatTypesAttr)
     .Attr("U: {float, double}")
     .SetShapeFn(RotaryShape);
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/activation/activation_rules.h"
 #include "kernels/common/types.h"
 
 // GCC vectorizes the CPU loops only when it may turn float selects into
@@ -29,9 +30,6 @@ TFKIT_VECTORIZE_BEGIN
 namespace tfkit {
 namespace kernels {
 namespace activation {
-
-// The order of the names in the ops' `activation` attr.
-enum class Activation : int32_t { kLinear, kRelu, kGelu, kGeluTanh, kSilu, kSigmoid, kTanh, kMish };
 
 // Branch-free float versions of exp, tanh and the normal CDF for the CPU kernels,
 // so that their row loops vectorize (the C library's are scalar calls). The

@@ -22,6 +22,7 @@
 
 #include "kernels/common/accumulate.h"
 #include "kernels/common/types.h"
+#include "kernels/embedding/embedding_rules.h"
 
 #ifdef __CUDACC__
 #define TFKIT_EMBEDDING_HOST_DEVICE __host__ __device__
@@ -32,8 +33,6 @@
 namespace tfkit {
 namespace kernels {
 namespace embedding {
-
-enum class Combiner : int { kSum = 0, kMean = 1, kSqrtn = 2 };
 
 // The type a bag's sum is finished in: float for the 16-bit types, double for
 // float and double. The rows are added in Acc<T> lanes, kSumBlock ids at a
@@ -46,16 +45,6 @@ template <typename T>
 inline BagSum<T> Widen(T v) {
   return static_cast<BagSum<T>>(static_cast<Acc<T>>(v));
 }
-
-// The shape of one call; weighted is false when no weights are given.
-struct BagShape {
-  int64_t bags = 0;
-  int64_t ids = 0;
-  int64_t vocab = 0;
-  int64_t dim = 0;
-  bool weighted = false;
-  Combiner combiner = Combiner::kSum;
-};
 
 // The position of the first id outside [0, vocab), or -1.
 template <typename Index>

@@ -60,20 +60,10 @@ py::tuple BiasActivationGrad(py::handle dy_in, py::handle x_in, py::handle bias_
   });
 }
 
-// x's shape with its (even) last dimension halved.
-Shape GatedShape(const py::array& x) {
-  Shape shape = ShapeOf(x);
-  if (shape.back() % 2 != 0) {
-    throw py::value_error("the last dimension of x must be even (the halves [a, b]), got shape " + ShapeString(shape));
-  }
-  shape.back() /= 2;
-  return shape;
-}
-
 py::array Gated(py::handle x_in, const std::string& name) {
   const Activation act = ActivationNamed(name);
   const py::array x = Checked("x", x_in, 1);
-  const Shape y_shape = GatedShape(x);
+  const Shape y_shape = GatedShapeOf(ShapeOf(x));
   const int64_t half = y_shape.back(), rows = Rows(x);
   return WithFloatType(x.dtype(), [&](auto type) {
     using T = decltype(type);
@@ -89,7 +79,7 @@ py::array Gated(py::handle x_in, const std::string& name) {
 py::array GatedGrad(py::handle dy_in, py::handle x_in, const std::string& name) {
   const Activation act = ActivationNamed(name);
   const py::array x = Checked("x", x_in, 1);
-  const Shape y_shape = GatedShape(x);
+  const Shape y_shape = GatedShapeOf(ShapeOf(x));
   const int64_t half = y_shape.back(), rows = Rows(x);
   const py::array dy = CheckedShape("dy", dy_in, y_shape, x.dtype());
   return WithFloatType(x.dtype(), [&](auto type) {
@@ -107,18 +97,6 @@ py::array GatedGrad(py::handle dy_in, py::handle x_in, const std::string& name) 
 
 }  // namespace
 
-// In the order of the Activation enum and the ops' `activation` attr.
-const char* const kActivations[] = {"linear", "relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh", "mish"};
-
-activation::Activation ActivationNamed(const std::string& name) {
-  std::string valid;
-  for (int i = 0; i < 8; ++i) {
-    if (name == kActivations[i]) return static_cast<activation::Activation>(i);
-    valid += std::string(i ? ", " : "") + kActivations[i];
-  }
-  throw py::value_error("activation must be one of " + valid + ", got '" + name + "'");
-}
-
 void BindActivation(py::module_& m) {
   m.def("bias_activation", &BiasActivation, py::arg("x"), py::arg("bias"), py::arg("activation") = "gelu",
         "activation(x + bias), bias along the last axis.");
@@ -129,7 +107,7 @@ void BindActivation(py::module_& m) {
   m.def("gated_activation_grad", &GatedGrad, py::arg("dy"), py::arg("x"), py::arg("activation") = "silu",
         "gated_activation's gradient: dx.");
   py::list names;
-  for (const char* name : kActivations) names.append(name);
+  for (const char* name : activation::kActivationNames) names.append(name);
   m.attr("ACTIVATIONS") = py::tuple(names);
 }
 

@@ -12,15 +12,6 @@ namespace {
 
 using activation::Activation;
 
-Shape Halved(const GpuArray& x) {
-  Shape shape = x.shape;
-  if (shape.back() % 2 != 0) {
-    throw py::value_error("the last dimension of x must be even (the halves [a, b]), got shape " + ShapeString(shape));
-  }
-  shape.back() /= 2;
-  return shape;
-}
-
 void BiasActivation(py::handle x_in, py::handle bias_in, py::handle y_in, const std::string& name, uintptr_t stream) {
   const Activation act = ActivationNamed(name);
   const GpuArray x = Gpu("x", x_in, 1);
@@ -52,7 +43,7 @@ void BiasActivationGrad(py::handle dy_in, py::handle x_in, py::handle bias_in, p
 void Gated(py::handle x_in, py::handle y_in, const std::string& name, uintptr_t stream) {
   const Activation act = ActivationNamed(name);
   const GpuArray x = Gpu("x", x_in, 1);
-  const GpuArray y = Gpu("y", y_in, 1, x.dtype, Halved(x));
+  const GpuArray y = Gpu("y", y_in, 1, x.dtype, GatedShapeOf(x.shape));
   WithStorageType(x.dtype, [&](auto type) {
     using T = decltype(type);
     CheckLaunch(activation::LaunchGatedActivation(StreamOf(stream), act, Ptr<T>(x), Rows(x), LastDim(y), Ptr<T>(y)),
@@ -63,7 +54,7 @@ void Gated(py::handle x_in, py::handle y_in, const std::string& name, uintptr_t 
 void GatedGrad(py::handle dy_in, py::handle x_in, py::handle dx_in, const std::string& name, uintptr_t stream) {
   const Activation act = ActivationNamed(name);
   const GpuArray x = Gpu("x", x_in, 1);
-  const GpuArray dy = Gpu("dy", dy_in, 1, x.dtype, Halved(x)), dx = Gpu("dx", dx_in, 1, x.dtype, x.shape);
+  const GpuArray dy = Gpu("dy", dy_in, 1, x.dtype, GatedShapeOf(x.shape)), dx = Gpu("dx", dx_in, 1, x.dtype, x.shape);
   WithStorageType(x.dtype, [&](auto type) {
     using T = decltype(type);
     CheckLaunch(activation::LaunchGatedActivationGrad(StreamOf(stream), act, Ptr<T>(dy), Ptr<T>(x), Rows(x),

@@ -9,9 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "kernels/activation/activation_math.h"
-#include "kernels/embedding/embedding_cpu.h"
-#include "kernels/resampling/resampling_cpu.h"
+#include "kernels/activation/activation_rules.h"
+#include "kernels/embedding/embedding_rules.h"
+#include "kernels/norm/norm_rules.h"
+#include "kernels/resampling/resampling_rules.h"
 
 namespace tfkit {
 namespace kernels {
@@ -30,18 +31,58 @@ void BindRotaryCuda(pybind11::module_& cuda);
 void BindResamplingCuda(pybind11::module_& cuda);
 void BindEmbeddingCuda(pybind11::module_& cuda);
 
+// A family rule's verdict (kernels/common/rules.h): ValueError with its message.
+inline void RaiseIfBroken(const std::string& error) {
+  if (!error.empty()) throw pybind11::value_error(error);
+}
+
+// epsilon as the ops' float32 attr holds it; ValueError where the norm
+// family's rule refuses it.
+inline float CheckedEpsilon(double epsilon) {
+  const float rounded = static_cast<float>(epsilon);
+  RaiseIfBroken(norm::EpsilonError(rounded));
+  return rounded;
+}
+
 // The activation named `name`; ValueError listing the names otherwise.
-activation::Activation ActivationNamed(const std::string& name);
+inline activation::Activation ActivationNamed(const std::string& name) {
+  activation::Activation act;
+  RaiseIfBroken(activation::ActivationNamed(name, &act));
+  return act;
+}
+
+// The gated ops' output shape for x's; ValueError for an odd last dimension.
+inline std::vector<int64_t> GatedShapeOf(const std::vector<int64_t>& x) {
+  std::vector<int64_t> y;
+  RaiseIfBroken(activation::GatedShapeError(x, &y));
+  return y;
+}
 
 // The resampler's shape from data's and warp's, with the boundary named
 // "zeros" or "clamp"; ValueError naming what is wrong otherwise.
-resampling::ResamplerShape ResamplerShapeOf(const std::vector<int64_t>& data, const std::vector<int64_t>& warp,
-                                            const std::string& boundary);
-// warp's shape with its last dimension replaced by channels.
-std::vector<int64_t> SamplesShape(const std::vector<int64_t>& warp, int64_t channels);
+inline resampling::ResamplerShape ResamplerShapeOf(const std::vector<int64_t>& data, const std::vector<int64_t>& warp,
+                                                   const std::string& boundary) {
+  resampling::ResamplerShape shape;
+  std::vector<int64_t> samples;
+  RaiseIfBroken(resampling::BoundaryNamed(boundary, &shape.boundary));
+  RaiseIfBroken(resampling::ResamplerShapeError(data, warp, &shape, &samples));
+  return shape;
+}
+
+// The samples' shape: warp's with its last dimension replaced by data's channels.
+inline std::vector<int64_t> SamplesOf(const std::vector<int64_t>& data, const std::vector<int64_t>& warp) {
+  resampling::ResamplerShape shape;
+  std::vector<int64_t> samples;
+  RaiseIfBroken(resampling::ResamplerShapeError(data, warp, &shape, &samples));
+  return samples;
+}
 
 // The combiner named `name`; ValueError listing the names otherwise.
-embedding::Combiner CombinerNamed(const std::string& name);
+inline embedding::Combiner CombinerNamed(const std::string& name) {
+  embedding::Combiner combiner;
+  RaiseIfBroken(embedding::CombinerNamed(name, &combiner));
+  return combiner;
+}
 
 // A parallel_for (kernels/common/accumulate.h) that runs everything on the
 // calling thread: the fixed row blocks give the op library's results.

@@ -13,13 +13,6 @@ namespace python {
 
 using embedding::Combiner;
 
-Combiner CombinerNamed(const std::string& name) {
-  if (name == "sum") return Combiner::kSum;
-  if (name == "mean") return Combiner::kMean;
-  if (name == "sqrtn") return Combiner::kSqrtn;
-  throw py::value_error("combiner must be sum, mean or sqrtn, got " + name);
-}
-
 namespace {
 
 using embedding::BagShape;
@@ -39,24 +32,17 @@ Bags CheckedBags(py::handle ids_in, py::handle splits_in, py::handle params_in, 
   bags.params = Checked("params", params_in, 2);
   bags.ids = Checked("ids", ids_in, 1, &int64);
   bags.splits = Checked("row_splits", splits_in, 1, &int64);
-  if (bags.params.ndim() != 2 || bags.ids.ndim() != 1 || bags.splits.ndim() != 1 || bags.splits.size() < 1) {
-    throw py::value_error("params must be [vocab, dim], ids [n] and row_splits [bags + 1]");
-  }
+  const Shape weights = weights_in.is_none() ? Shape{0} : ShapeOf(Checked("weights", weights_in, 1));
   BagShape& shape = bags.shape;
-  shape.ids = bags.ids.size();
-  shape.bags = bags.splits.size() - 1;
-  shape.vocab = bags.params.shape(0);
-  shape.dim = bags.params.shape(1);
+  RaiseIfBroken(
+      embedding::BagShapeError(ShapeOf(bags.ids), ShapeOf(bags.splits), ShapeOf(bags.params), weights, &shape));
   shape.combiner = CombinerNamed(combiner);
   shape.weighted = !weights_in.is_none() && shape.ids > 0;
   if (!weights_in.is_none()) bags.weights = CheckedShape("weights", weights_in, {shape.ids}, bags.params.dtype());
   const int64_t bad_split = embedding::FirstBadSplit(In<int64_t>(bags.splits), shape.bags, shape.ids);
-  if (bad_split >= 0) throw py::value_error("row_splits is not a partition of the ids at " + std::to_string(bad_split));
+  RaiseIfBroken(bad_split < 0 ? "" : embedding::BadSplitError(bad_split, shape.ids));
   const int64_t bad_id = embedding::FirstBadId(In<int64_t>(bags.ids), shape.ids, shape.vocab);
-  if (bad_id >= 0) {
-    throw py::value_error("ids must be in [0, " + std::to_string(shape.vocab) + "), got " +
-                          std::to_string(In<int64_t>(bags.ids)[bad_id]) + " at " + std::to_string(bad_id));
-  }
+  RaiseIfBroken(bad_id < 0 ? "" : embedding::BadIdError(bad_id, In<int64_t>(bags.ids)[bad_id], shape.vocab));
   return bags;
 }
 

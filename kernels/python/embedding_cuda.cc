@@ -29,15 +29,9 @@ Bags CheckedBags(py::handle ids_in, py::handle splits_in, py::handle params_in, 
   bags.params = Gpu("params", params_in, 2);
   bags.ids = Gpu("ids", ids_in, 1, "int64");
   bags.splits = Gpu("row_splits", splits_in, 1, "int64");
-  if (bags.params.shape.size() != 2 || bags.ids.shape.size() != 1 || bags.splits.shape.size() != 1 ||
-      bags.splits.size() < 1) {
-    throw py::value_error("params must be [vocab, dim], ids [n] and row_splits [bags + 1]");
-  }
+  const Shape weights = weights_in.is_none() ? Shape{0} : Gpu("weights", weights_in, 1).shape;
   BagShape& shape = bags.shape;
-  shape.ids = bags.ids.size();
-  shape.bags = bags.splits.size() - 1;
-  shape.vocab = bags.params.shape[0];
-  shape.dim = bags.params.shape[1];
+  RaiseIfBroken(embedding::BagShapeError(bags.ids.shape, bags.splits.shape, bags.params.shape, weights, &shape));
   shape.combiner = CombinerNamed(combiner);
   shape.weighted = !weights_in.is_none() && shape.ids > 0;
   if (!weights_in.is_none()) bags.weights = Gpu("weights", weights_in, 1, bags.params.dtype, {shape.ids});
@@ -48,15 +42,12 @@ Bags CheckedBags(py::handle ids_in, py::handle splits_in, py::handle params_in, 
               "embedding_bag check");
   CheckLaunch(cudaMemcpyAsync(found, status.ptr, sizeof(found), cudaMemcpyDeviceToHost, stream), "status copy");
   CheckLaunch(cudaStreamSynchronize(stream), "embedding_bag check");
-  if (found[1] != embedding::kNoneBad) {
-    throw py::value_error("row_splits is not a partition of the ids at " + std::to_string(found[1]));
-  }
+  RaiseIfBroken(found[1] == embedding::kNoneBad ? "" : embedding::BadSplitError(found[1], shape.ids));
   if (found[0] != embedding::kNoneBad) {
     int64_t value = 0;
     CheckLaunch(cudaMemcpy(&value, Ptr<int64_t>(bags.ids) + found[0], sizeof(value), cudaMemcpyDeviceToHost),
                 "bad id copy");
-    throw py::value_error("ids must be in [0, " + std::to_string(shape.vocab) + "), got " + std::to_string(value) +
-                          " at " + std::to_string(found[0]));
+    RaiseIfBroken(embedding::BadIdError(found[0], value, shape.vocab));
   }
   return bags;
 }

@@ -5,6 +5,7 @@
 
 #include "kernels/common/accumulate.h"
 #include "kernels/norm/norm_cpu.h"
+#include "kernels/norm/norm_rules.h"
 #include "kernels/python/arrays.h"
 #include "kernels/python/bindings.h"
 
@@ -12,15 +13,6 @@ namespace tfkit {
 namespace kernels {
 namespace python {
 namespace {
-
-// epsilon is a float32 attribute, as in the ops.
-float CheckedEpsilon(double epsilon) {
-  const float e = static_cast<float>(epsilon);
-  if (!(std::isfinite(e) && e >= std::numeric_limits<float>::min())) {
-    throw py::value_error("epsilon must be > 0, finite and a normal float32, got " + std::to_string(epsilon));
-  }
-  return e;
-}
 
 Shape StatsShape(const py::array& x) {
   const Shape shape = ShapeOf(x);

@@ -1,7 +1,6 @@
 // The norm family's CUDA launchers over GPU arrays (outputs given by the caller).
-#include <limits>
-
 #include "kernels/norm/norm_gpu.h"
+#include "kernels/norm/norm_rules.h"
 #include "kernels/python/bindings.h"
 #include "kernels/python/cuda_arrays.h"
 
@@ -21,10 +20,7 @@ void Forward(py::handle x_in, py::handle gamma_in, py::handle beta_in, py::handl
   const GpuArray y = Gpu("y", y_in, 1, x.dtype, x.shape);
   const GpuArray rstd = Gpu("rstd", rstd_in, 0, acc, StatsShape(x));
   const GpuArray mean = kCenter ? Gpu("mean", mean_in, 0, acc, StatsShape(x)) : rstd;
-  const float eps = static_cast<float>(epsilon);
-  if (!(eps >= std::numeric_limits<float>::min() && eps <= std::numeric_limits<float>::max())) {
-    throw py::value_error("epsilon must be > 0, finite and a normal float32");
-  }
+  const float eps = CheckedEpsilon(epsilon);
   WithStorageType(x.dtype, [&](auto type) {
     using T = decltype(type);
     using U = Acc<T>;

@@ -15,7 +15,7 @@ void Resample(py::handle data_in, py::handle warp_in, py::handle out_in, const s
   const GpuArray data = Gpu("data", data_in, 4);
   const GpuArray warp = Gpu("warp", warp_in, 2, data.dtype);
   const resampling::ResamplerShape shape = ResamplerShapeOf(data.shape, warp.shape, boundary);
-  const GpuArray out = Gpu("out", out_in, 2, data.dtype, SamplesShape(warp.shape, shape.channels));
+  const GpuArray out = Gpu("out", out_in, 2, data.dtype, SamplesOf(data.shape, warp.shape));
   WithStorageType(data.dtype, [&](auto type) {
     using T = decltype(type);
     CheckLaunch(resampling::LaunchResample(StreamOf(stream), Ptr<T>(data), Ptr<T>(warp), shape, Ptr<T>(out)),
@@ -28,7 +28,7 @@ void ResampleGrad(py::handle data_in, py::handle warp_in, py::handle grad_in, py
   const GpuArray data = Gpu("data", data_in, 4);
   const GpuArray warp = Gpu("warp", warp_in, 2, data.dtype);
   const resampling::ResamplerShape shape = ResamplerShapeOf(data.shape, warp.shape, boundary);
-  const GpuArray grad = Gpu("grad", grad_in, 2, data.dtype, SamplesShape(warp.shape, shape.channels));
+  const GpuArray grad = Gpu("grad", grad_in, 2, data.dtype, SamplesOf(data.shape, warp.shape));
   const GpuArray grad_data = Gpu("grad_data", grad_data_in, 4, data.dtype, data.shape);
   const GpuArray grad_warp = Gpu("grad_warp", grad_warp_in, 2, data.dtype, warp.shape);
   WithStorageType(data.dtype, [&](auto type) {

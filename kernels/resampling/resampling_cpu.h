@@ -25,21 +25,11 @@
 #include "kernels/common/accumulate.h"
 #include "kernels/common/cpu_isa.h"
 #include "kernels/common/types.h"
+#include "kernels/resampling/resampling_rules.h"
 
 namespace tfkit {
 namespace kernels {
 namespace resampling {
-
-enum class Boundary : int { kZeros = 0, kClamp = 1 };
-
-struct ResamplerShape {
-  int64_t batch = 0;
-  int64_t height = 0;
-  int64_t width = 0;
-  int64_t channels = 0;
-  int64_t points = 0;  // sample points per batch item
-  Boundary boundary = Boundary::kZeros;
-};
 
 // One axis of a sample point: its lower neighbour, the upper neighbour's
 // weight, and d(weight) / d(coordinate).

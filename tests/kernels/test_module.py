@@ -174,7 +174,7 @@ TABLE = np.ones((4, 2))
         (lambda k: k.resampler(np.ones((1, 2, 2, 1)), np.ones((2, 2))), ValueError, r"warp's batch dimension"),
         (lambda k: k.resampler(np.ones((1, 2, 2, 1)), np.ones((1, 2)), "wrap"), ValueError, "boundary must be"),
         (lambda k: k.resampler_grad(np.ones((1, 2, 2, 1)), np.ones((1, 2)), np.ones((1, 2))), ValueError, "grad must"),
-        (lambda k: k.embedding_bag(np.array([0, 4]), np.array([0, 2]), TABLE), ValueError, r"\[0, 4\), got 4"),
+        (lambda k: k.embedding_bag(np.array([0, 4]), np.array([0, 2]), TABLE), ValueError, r"\[0, 4\) .*, got 4"),
         (lambda k: k.embedding_bag(np.array([-1]), np.array([0, 1]), TABLE), ValueError, "got -1"),
         (lambda k: k.embedding_bag(np.array([0]), np.array([0, 2]), TABLE), ValueError, "row_splits"),
         (lambda k: k.embedding_bag(np.array([0]), np.array([0, 1]), TABLE, np.ones(2)), ValueError, "weights"),

@@ -10,7 +10,8 @@ smooth clip with a float attr `limit` and a compiled gradient, in every layer:
     tests/ops/test_NAME.py                            opcheck over dtypes and shapes, bad inputs
     benchmarks/bench_NAME.py                          vs the composite and XLA
 
-and adds it to the Bazel library (cc/BUILD) and to `tfkit.ops`. It never
+and adds it to `tfkit.ops`; the Bazel library (cc/BUILD) finds every family
+by its files' names, so it needs no change. It never
 overwrites a file. With `--from MODULE:FUNCTION` the family takes a
 prototype op's inputs, attributes and docstring instead (see signature.py).
 """
@@ -78,7 +79,6 @@ def new_op(name: str, root: str | Path = ".", source: str | None = None) -> list
     if existing:
         raise ScaffoldError(f"new-op {name}: refusing to overwrite {existing}")
     written = [_render(_TEMPLATES / f"{template}.tmpl", target, values) for template, target in targets.items()]
-    written.append(_add_to_bazel_library(root / "cc" / "BUILD", name))
     written.append(_add_to_ops_package(root / "tfkit" / "ops" / "__init__.py", name))
     return written
 
@@ -131,22 +131,6 @@ def _render(template: Path, target: Path, values: dict[str, str]) -> Path:
     with open(target, "x") as out:  # never overwrite
         out.write(text)
     return target
-
-
-def _add_to_bazel_library(build: Path, name: str) -> Path:
-    text = build.read_text()
-    srcs = re.search(r"(\n    srcs = \[\n)((?:        .*\n)*?)(    \],)", text)
-    gpu = re.search(r"\n    gpu_srcs = \[([^\]]*)\],", text)
-    if not srcs or not gpu:
-        raise ScaffoldError(f"{build}: can't find the srcs and gpu_srcs lists of tf_custom_op_library")
-    entries = sorted({*srcs.group(2).splitlines(), f'        "kernels/{name}_kernels.cc",', f'        "ops/{name}_ops.cc",'})
-    gpu_entries = [e.strip().strip(",") for e in gpu.group(1).split(",") if e.strip()]
-    gpu_entries = sorted({*gpu_entries, f'"//kernels:{name}/{name}.cu.cc"'})
-    new_gpu = "\n    gpu_srcs = [\n" + "".join(f"        {e},\n" for e in gpu_entries) + "    ],"
-    text = text[: srcs.start(2)] + "\n".join(entries) + "\n" + text[srcs.end(2) :]
-    gpu = re.search(r"\n    gpu_srcs = \[([^\]]*)\],", text)
-    build.write_text(text[: gpu.start()] + new_gpu + text[gpu.end() :])
-    return build
 
 
 def _add_to_ops_package(init: Path, name: str) -> Path:

@@ -1,6 +1,9 @@
 // tfkit's public C++ helpers for op authors (tfkit's own families use them
 // too); `tfkit.build.include_dir()` returns the folder holding `tfkit/`.
 //
+// - Rules: a family's framework-free rule (kernels/common/rules.h) returns
+//   "" or an error message; RuleStatus makes it a Status, DimsOf and
+//   ShapeOfDims carry shapes to and from it.
 // - Input checks: every failure is an InvalidArgument error that names the
 //   argument and what was expected.
 // - ShardRows: runs a row-range function over the CPU device's thread pool;
@@ -16,10 +19,13 @@
 
 #include <algorithm>
 #include <functional>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/util/work_sharder.h"
@@ -30,9 +36,38 @@
 
 namespace tfkit {
 
+// The `T` attr of an op over the float types (the kernels' registration,
+// kernel_prelude.h's TFKIT_REGISTER_FLOAT_KERNELS, covers the same list).
+inline constexpr char kFloatTypesAttr[] = "T: {half, bfloat16, float, double}";
+
 template <typename... Args>
 absl::Status InvalidArg(const Args&... args) {
   return absl::InvalidArgumentError(absl::StrCat(args...));
+}
+
+// A rule's verdict as a Status: "" is OK, anything else an InvalidArgument.
+inline absl::Status RuleStatus(const std::string& error) {
+  return error.empty() ? absl::OkStatus() : absl::InvalidArgumentError(error);
+}
+
+inline std::vector<int64_t> DimsOf(const tensorflow::TensorShape& shape) {
+  const auto sizes = shape.dim_sizes();
+  return std::vector<int64_t>(sizes.begin(), sizes.end());
+}
+
+// The sizes of a shape of known rank, -1 (kUnknownDim) where unknown.
+inline std::vector<int64_t> DimsOf(tensorflow::shape_inference::InferenceContext* c,
+                                   tensorflow::shape_inference::ShapeHandle shape) {
+  std::vector<int64_t> dims(c->Rank(shape));
+  for (size_t i = 0; i < dims.size(); ++i) dims[i] = c->Value(c->Dim(shape, i));
+  return dims;
+}
+
+inline tensorflow::shape_inference::ShapeHandle ShapeOfDims(tensorflow::shape_inference::InferenceContext* c,
+                                                            const std::vector<int64_t>& dims) {
+  std::vector<tensorflow::shape_inference::DimensionHandle> handles;
+  for (int64_t dim : dims) handles.push_back(c->MakeDim(dim));
+  return c->MakeShape(handles);
 }
 
 inline absl::Status CheckRankAtLeast1(const char* name,
@@ -67,18 +102,6 @@ inline absl::Status CheckLastDimParam(const char* name,
   return InvalidArg(name, " must have shape [", last,
                     "] (the last dimension of x ", x.shape().DebugString(),
                     "), got shape ", param.shape().DebugString());
-}
-
-// The one epsilon rule of every op with an epsilon attr (the Python
-// wrappers check the same rule with the same message): finite, and at least
-// the smallest normal float32, so no denormal flush can turn it into 0.
-inline absl::Status CheckEpsilon(float epsilon) {
-  constexpr float kSmallestNormal = std::numeric_limits<float>::min();
-  if (std::isfinite(epsilon) && epsilon >= kSmallestNormal) {
-    return absl::OkStatus();
-  }
-  return InvalidArg("epsilon must be > 0, finite and a normal float32 (>= ",
-                    kSmallestNormal, "), got ", epsilon);
 }
 
 // An attr that must be a finite float > 0 (a scale, a limit, a width).

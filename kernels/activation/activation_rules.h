@@ -1,0 +1,54 @@
+// The activation family's rules, written once for the op registrations, the
+// shape functions, the OpKernels and the kernels module: the activations'
+// names (the ops' `activation` attr, in the order of the Activation enum)
+// and the gated ops' shape rule.
+#ifndef TFKIT_KERNELS_ACTIVATION_ACTIVATION_RULES_H_
+#define TFKIT_KERNELS_ACTIVATION_ACTIVATION_RULES_H_
+
+#include <cstdint>
+#include <string>
+
+#include "kernels/common/rules.h"
+
+namespace tfkit {
+namespace kernels {
+namespace activation {
+
+enum class Activation : int32_t { kLinear, kRelu, kGelu, kGeluTanh, kSilu, kSigmoid, kTanh, kMish };
+
+inline constexpr const char* kActivationNames[] = {"linear", "relu",    "gelu", "gelu_tanh",
+                                                   "silu",   "sigmoid", "tanh", "mish"};
+static_assert(sizeof(kActivationNames) / sizeof(kActivationNames[0]) == static_cast<int>(Activation::kMish) + 1,
+              "one name per Activation, in the enum's order");
+
+// The ops' `activation` attr spec, defaulting to `default_name`.
+inline std::string ActivationAttrSpec(const char* default_name) {
+  return AttrSpec("activation", kActivationNames, default_name);
+}
+
+// Reads an activation name; the error message when it is none.
+inline std::string ActivationNamed(const std::string& name, Activation* act) {
+  const int index = IndexOfName(kActivationNames, name);
+  if (index < 0) return UnknownNameError("activation", kActivationNames, name);
+  *act = static_cast<Activation>(index);
+  return "";
+}
+
+// The gated ops: x [..., 2h] (the halves [a, b]) gives y [..., h]. An
+// unknown last dimension gives an unknown h; rank 0 is refused elsewhere.
+inline std::string GatedShapeError(const Dims& x, Dims* y) {
+  *y = x;
+  if (x.empty()) return "x must have rank >= 1, got shape " + DimsString(x);
+  const int64_t last = x.back();
+  if (DimKnown(last) && last % 2 != 0) {
+    return "the last dimension of x must be even (2 * units: the halves [a, b]), got shape " + DimsString(x);
+  }
+  y->back() = DimKnown(last) ? last / 2 : kUnknownDim;
+  return "";
+}
+
+}  // namespace activation
+}  // namespace kernels
+}  // namespace tfkit
+
+#endif  // TFKIT_KERNELS_ACTIVATION_ACTIVATION_RULES_H_
