@@ -13,7 +13,7 @@ def info() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    from tfkit import _loader, backend
+    from tfkit import _compat, _loader, backend
 
     path = _loader.library_path()
     print(f"tensorflow       {tf.version.VERSION} (built with CUDA: {tf.test.is_built_with_cuda()})")
@@ -38,6 +38,15 @@ def info() -> int:
     print(f"backend          {backend.resolve(None)} ({backend.ENV_VAR}={os.environ.get(backend.ENV_VAR, '')})")
     devices = tf.config.list_physical_devices()
     print("devices          " + ", ".join(f"{d.name} ({d.device_type})" for d in devices))
+    # The internals tfkit relies on (tfkit._compat) and which are active.
+    found = _compat.status()
+    print(f"internals        {sum(on for on, _ in found.values())} of {len(found)} active (tfkit/_compat.py)")
+    width = max(map(len, found))
+    for name, (on, reason) in found.items():
+        feature = _compat.FEATURES[name]
+        print(f"  {name:<{width}}  {'active' if on else 'INACTIVE'}  {feature.internal}")
+        if not on:
+            print(f"  {'':<{width}}  {reason}; {feature.enables} is off: {feature.fallback}")
     return 0
 
 

@@ -15,13 +15,11 @@ once per trace under `tf.function`):
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import tensorflow as tf
-from tensorflow.python.framework import ops as tf_ops
-from tensorflow.python.ops import control_flow_util
 
+from tfkit import _compat
 
 BACKENDS = ("auto", "compiled", "reference", "prototype")
 ENV_VAR = "TFKIT_BACKEND"
@@ -60,18 +58,9 @@ def resolve(backend: str | None) -> str:
     return choice
 
 
-def _environment_backend() -> str | None:
-    """TFKIT_BACKEND, read on every call. A missing key makes
-    `os.environ.get` raise and catch a KeyError, which costs more than a
-    prototype op's whole wrapper, so the mapping's own dict is asked first."""
-    data = getattr(os.environ, "_data", None)
-    if isinstance(data, dict):
-        value = data.get(_ENV_KEY)
-        return os.environ.decodevalue(value) if value is not None else None
-    return os.environ.get(ENV_VAR)
-
-
-_ENV_KEY = os.environ.encodekey(ENV_VAR)
+# TFKIT_BACKEND, read on every call (os.environ's own dict where it can be:
+# see tfkit._compat, feature "environ_data").
+_environment_backend = _compat.environ_reader(ENV_VAR)
 
 
 def supports_xla(backend: str | None) -> bool:
@@ -87,11 +76,14 @@ def in_xla_compilation() -> bool:
 
     True inside `tf.function(jit_compile=True)` (and anything it calls), which
     includes Keras train/test/predict steps of a model compiled with
-    `jit_compile=True`; False in eager mode and in ordinary graphs.
+    `jit_compile=True`; False in eager mode and in ordinary graphs, and
+    always False where TensorFlow's XLA-context internal is missing (see
+    tfkit._compat, feature "xla_context"): under XLA, backend="auto" then
+    picks the compiled op, which XLA rejects, so use backend="reference".
     """
     if tf.executing_eagerly():
         return False
-    return control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph())
+    return _compat.in_xla_context()
 
 
 def xla_error(op_name: str, choice: str) -> XLACompiledBackendError:

@@ -36,7 +36,7 @@ from types import ModuleType
 
 import tensorflow as tf
 
-from tfkit import _loader
+from tfkit import _compat, _loader
 
 __all__ = [
     "BuildError",
@@ -175,18 +175,10 @@ def _check_ops_registered(module: ModuleType, library: Path, sources) -> None:
 def python_op_name(op_name: str) -> str:
     """The name TensorFlow gives an op's Python function: `Tfkit>LayerNorm`
     becomes `tfkit_layer_norm` ('>' to '_', and a '_' where a capital
-    follows a lowercase letter or starts a lowercase run)."""
-    out = []
-    for i, c in enumerate(op_name):
-        if c == ">":
-            out.append("_")
-            continue
-        previous = op_name[i - 1] if i else ""
-        following = op_name[i + 1] if i + 1 < len(op_name) else ""
-        if c.isupper() and i and previous != ">" and (previous.islower() or following.islower()):
-            out.append("_")
-        out.append(c.lower())
-    return "".join(out)
+    follows a lowercase letter or starts a lowercase run). TensorFlow's own
+    wrapper generator is asked; where it can't be (tfkit._compat, feature
+    "op_names"), tfkit's copy of that rule answers."""
+    return _compat.python_op_name(op_name)
 
 
 def _asan_runtime_loaded() -> bool:

@@ -40,9 +40,8 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.eager import record
-from tensorflow.python.saved_model import save_context
 
+from tfkit import _compat
 from tfkit.declare import Op
 
 __all__ = [
@@ -59,6 +58,10 @@ CALLBACK_OP_TYPES = ("PyFunc", "PyFuncStateless", "EagerPyFunc")
 
 # token attr of each traced callback node -> the prototype op's name.
 _TOKENS: dict[str, str] = {}
+
+# Whether a gradient tape could record now (always True where TensorFlow's
+# internal is missing: tfkit._compat, feature "tape_check").
+_could_possibly_record = _compat.tape_check()
 
 
 class PrototypeError(RuntimeError):
@@ -164,7 +167,7 @@ class _Prototype:
             _keep_keras_off_xla()
         if self.grad is None and not self.numpy:
             return self._forward(inputs, attrs)  # tf.py_function records its own gradient
-        if (eager or self.grad is None) and not record.could_possibly_record():
+        if (eager or self.grad is None) and not _could_possibly_record():
             return self._forward(inputs, attrs)  # no tape can ask for a gradient
         return self._with_gradient(inputs, attrs)
 
@@ -239,7 +242,7 @@ class _Prototype:
             @tf.autograph.experimental.do_not_convert  # keep its error's type
             def backward(*dys, variables=None):
                 if self.grad is None:
-                    if save_context.in_save_context():
+                    if _compat.in_save_context():
                         return [tf.zeros_like(x) for x in xs]  # the export guard refuses it anyway
                     raise PrototypeGradientError(
                         f"{self.name} has no gradient: its NumPy body is invisible to TensorFlow. Pass "
@@ -257,7 +260,7 @@ class _Prototype:
         def first_order(*tensors):
             @tf.autograph.experimental.do_not_convert  # keep its error's type
             def second_order(*upstream, variables=None):
-                if save_context.in_save_context():
+                if _compat.in_save_context():
                     return [tf.zeros_like(t) for t in tensors]  # the export guard refuses it anyway
                 raise PrototypeGradientError(
                     f"{self.name}: second-order gradients through a prototype's grad= function are not "
@@ -351,12 +354,9 @@ def _describe(op_name: str, err: Exception) -> str:
 
 def _keep_keras_off_xla() -> None:
     """Marks the Keras layer being called as not XLA-compatible, so Keras's
-    `jit_compile="auto"` does not pick XLA for a model that uses a prototype."""
-    try:
-        from keras.src.backend.common import global_state
-    except ImportError:
-        return
-    context = global_state.get_global_attribute("current_call_ctx")
-    layer = getattr(context, "entry_layer", None)
+    `jit_compile="auto"` does not pick XLA for a model that uses a prototype.
+    (Not where Keras's call context can't be read: tfkit._compat, feature
+    "keras_call_context".)"""
+    layer = _compat.current_keras_layer()
     if layer is not None:
         layer.supports_jit = False

@@ -13,15 +13,12 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 from pathlib import Path
 
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow.python.framework import op_def_registry
-from tensorflow.python.saved_model import save as _save_lib
 
-from tfkit import _loader, prototype
+from tfkit import _compat, _loader, prototype
 
 __all__ = ["CheckReport", "ExportError", "check", "load"]
 
@@ -118,9 +115,9 @@ def check(export_dir: str) -> CheckReport:
     if not path.is_file():
         raise FileNotFoundError(f"{export_dir} is not a SavedModel: no saved_model.pb there")
     try:
-        _loader.load_library()
+        library = _loader.load_library()
     except _loader.OpLibraryError:
-        pass  # its ops are then reported as not registered
+        library = None  # its ops are then reported as not registered
     saved = saved_model_pb2.SavedModel.FromString(path.read_bytes())
     callbacks, custom = [], {}
     for meta_graph in saved.meta_graphs:
@@ -128,10 +125,22 @@ def check(export_dir: str) -> CheckReport:
             if node.op_type in CALLBACK_OP_TYPES:
                 callbacks.append(node)
             else:
-                registered = op_def_registry.get(node.op_type) is not None
+                registered = _registered(node.op_type, library)
                 if ">" in node.op_type or not registered:
                     custom[node.op_type] = registered
     return CheckReport(str(export_dir), callbacks, custom)
+
+
+def _registered(op_type: str, library) -> bool:
+    """Whether this process registered the op. Where TensorFlow's registry
+    can't be asked (tfkit._compat, feature "op_registry"): a namespaced op
+    when tfkit's library provides it, and any other op as TensorFlow's."""
+    registered = _compat.op_registered(op_type)
+    if registered is not None:
+        return registered
+    if ">" not in op_type:
+        return True
+    return library is not None and hasattr(library, _compat.python_op_name(op_type))
 
 
 def _nodes(graph_def):
@@ -173,23 +182,13 @@ def _refuse_prototypes(meta_graph_def) -> None:
     )
 
 
-def _install_export_guard() -> None:
+def _install_export_guard() -> bool:
     """Wraps TensorFlow's SavedModel builder (used by tf.saved_model.save,
     Keras's model.export and export_meta_graph) so that a model holding
     prototype ops is refused after it is traced and before anything is
-    written."""
-    build = _save_lib._build_meta_graph
-    if getattr(build, "_tfkit_guard", False):
-        return
-
-    @functools.wraps(build)
-    def guarded(*args, **kwargs):
-        result = build(*args, **kwargs)
-        _refuse_prototypes(result[0])
-        return result
-
-    guarded._tfkit_guard = True
-    _save_lib._build_meta_graph = guarded
+    written. Returns False where TensorFlow's builder can't be wrapped
+    (tfkit._compat, feature "export_guard"; it then warned why)."""
+    return _compat.install_export_guard(_refuse_prototypes)
 
 
 _install_export_guard()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import keras
 
+from tfkit import _compat
 from tfkit import backend as tfkit_backend
 from tfkit.ops import activation as activation_ops
 from tfkit.ops.activation import check_activation
@@ -35,7 +36,7 @@ class Dense(keras.layers.Dense):
 
     def call(self, inputs, training=None):
         fused = _FUSED.get(self.activation)
-        if fused is None or self.bias is None or self.lora_enabled or self.quantization_mode:
+        if fused is None or self.bias is None or not _compat.plain_dense(self):
             return super().call(inputs, training=training)
         return activation_ops.bias_activation(keras.ops.matmul(inputs, self.kernel), self.bias, activation=fused)
 

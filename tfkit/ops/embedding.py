@@ -14,9 +14,8 @@ segment sums).
 from __future__ import annotations
 
 import tensorflow as tf
-from tensorflow.python.ops import resource_variable_ops
 
-from tfkit import _loader
+from tfkit import _compat, _loader
 from tfkit.declare import Op
 from tfkit.ops import _checks
 
@@ -192,7 +191,7 @@ def _embedding_bag_compiled(
     library = _loader.load_library()
     handle = _variable_handle(params)
     if handle is not None:
-        resource_variable_ops.variable_accessed(params)  # for the tapes, as a read would
+        _compat.variable_accessed(params)  # for the tapes, as a read would
         bags = library.tfkit_resource_embedding_bag(ids, row_splits, handle, weights, combiner=combiner)
     else:
         params = tf.convert_to_tensor(params)
