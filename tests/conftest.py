@@ -10,15 +10,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf
 
+from tfkit.tolerances import TOLERANCES as _TOLERANCE_TABLE
+
 ROOT = Path(__file__).resolve().parents[1]
 
-# Tolerances (rtol, atol) of an output against a float64 NumPy computation.
-TOLERANCES = {
-    tf.float64: (1e-10, 1e-10),
-    tf.float32: (1e-4, 1e-4),
-    tf.float16: (1e-2, 1e-2),
-    tf.bfloat16: (2e-2, 6e-2),
-}
+# Tolerances (rtol, atol) of an output against a float64 NumPy computation:
+# the "numpy" column of tfkit's one tolerance table (tfkit/tolerances.py).
+TOLERANCES = {dtype: row.numpy for dtype, row in _TOLERANCE_TABLE.items()}
 
 
 def to_numpy64(t) -> np.ndarray:

@@ -7,6 +7,7 @@ import tensorflow as tf
 import tfkit
 from tests.prototype import sample_ops
 from tfkit.testing import CHECKS, opcheck
+from tfkit.tolerances import TOLERANCES
 
 X = tf.constant(np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32))
 
@@ -85,3 +86,150 @@ def test_plain_callables_are_checked_too():
     assert report.results["bad_inputs"].status == "skipped"
     assert report.results["saved_model"].status == "passed"
     assert report.results["gradients"].status == "passed"
+
+
+def failed_report(op, args, **options):
+    """The report of an opcheck that must fail: raised, and returned alike."""
+    with pytest.raises(AssertionError, match=r"opcheck \S+ failed 1 check\(s\)") as err:
+        opcheck(op, args, **options)
+    report = opcheck(op, args, raise_on_failure=False, **options)
+    assert statuses(err.value.report) == statuses(report)
+    return report
+
+
+# gradients: an exception inside a gradient is a failure, not "no gradient" --
+
+
+@pytest.mark.parametrize(
+    "op,error",
+    [
+        (sample_ops.doubles_with_keyerror_grad, "KeyError: 'input'"),
+        (sample_ops.doubles_with_indexerror_grad, "IndexError"),
+    ],
+)
+def test_a_lookup_error_inside_the_gradient_fails(op, error):
+    report = failed_report(op, [X], checks=["gradients"])
+    assert statuses(report) == {"gradients": "failed"}, report
+    assert report["gradients"].detail.startswith(f"differentiating the op raised {error}"), report
+
+
+def test_a_lookup_error_inside_the_references_gradient_fails():
+    report = failed_report(
+        sample_ops.softclip, [X], reference=sample_ops.doubles_with_keyerror_grad, checks=["gradients"]
+    )
+    assert "the gradient of the given reference raised KeyError: 'input'" in report["gradients"].detail, report
+
+
+def test_no_gradient_is_a_skip_with_the_reason():
+    report = opcheck(sample_ops.double_no_grad, [X], checks=["gradients"])
+    assert statuses(report) == {"gradients": "skipped"}
+    assert "the op defines no gradient (double_no_grad has no gradient" in report["gradients"].detail
+    # TensorFlow's registry without a gradient for an op the function uses, and a None from the tape.
+    report = opcheck(lambda x: tf.raw_ops.Unique(x=tf.reshape(x, [-1]))[0], [X], checks=["gradients"])
+    assert statuses(report) == {"gradients": "skipped"}
+    assert "gradient registry has no entry for: Unique" in report["gradients"].detail
+    report = opcheck(lambda x: 2.0 * tf.stop_gradient(x), [X], checks=["gradients"])
+    assert statuses(report) == {"gradients": "skipped"}
+    assert "the tape gave no gradient for float input(s) [0]" in report["gradients"].detail
+
+
+# xla: only XLACompiledBackendError is a clean refusal ------------------------
+
+
+def test_another_error_mentioning_xla_fails_the_xla_check():
+    report = failed_report(sample_ops.xla_unaware, [X], checks=["xla"])
+    assert statuses(report) == {"xla": "failed"}
+    assert "RuntimeError: XLA compilation hit an unsupported path" in report["xla"].detail
+    # XLA's own refusal of a Python callback is no clean refusal either.
+    report = failed_report(lambda x: tf.numpy_function(np.tanh, [x], tf.float32), [X], checks=["xla"])
+    assert "InvalidArgumentError: Detected unsupported operations" in report["xla"].detail
+
+
+def test_a_prototype_under_xla_is_refused_cleanly():
+    report = opcheck(sample_ops.double_no_grad, [X], checks=["xla"])
+    assert statuses(report) == {"xla": "passed"}
+    assert report["xla"].detail == "refused cleanly: XLACompiledBackendError"
+
+
+# static_shapes: unknown rank is refused cleanly or it is a failure ------------
+
+
+@pytest.mark.parametrize(
+    "op,error",
+    [
+        (sample_ops.repeat_last, "ValueError: Cannot iterate over a shape with unknown rank"),
+        (sample_ops.rowsum_crashes, "TypeError: unsupported operand"),
+    ],
+)
+def test_a_crash_on_unknown_rank_fails_static_shapes(op, error):
+    report = failed_report(op, [X], checks=["static_shapes", "eager_vs_graph"])
+    assert statuses(report) == {"static_shapes": "failed", "eager_vs_graph": "passed"}, report
+    assert f"traced with unknown rank inputs, the op raised {error}" in report["static_shapes"].detail
+
+
+def test_a_clean_refusal_of_unknown_rank_passes_and_says_so():
+    report = opcheck(sample_ops.rowsum, [X], checks=["static_shapes"])
+    assert statuses(report) == {"static_shapes": "passed"}
+    assert report["static_shapes"].detail == "unknown rank refused: rowsum needs x with a known rank"
+
+
+# gradients: no silent loosening when float64 fails ---------------------------
+
+
+def test_an_error_in_float64_that_is_not_a_dtype_refusal_fails():
+    # Its float32 gradient is 1% off as well, which the old fallback (rtol 3e-2) let pass.
+    report = failed_report(sample_ops.broken_in_float64, [X], checks=["gradients"])
+    assert statuses(report) == {"gradients": "failed"}
+    detail = report["gradients"].detail
+    assert detail.startswith("in float64 the op raised PrototypeError"), detail
+    assert "RuntimeError: the float64 kernel table is empty" in detail
+    assert detail.endswith("which is not a dtype refusal"), detail
+
+
+def test_an_op_refusing_float64_is_checked_in_float32_and_says_so():
+    report = opcheck(sample_ops.float32_sin, [X], checks=["gradients"])
+    assert statuses(report) == {"gradients": "passed"}
+    rtol = TOLERANCES[tf.float32].gradient
+    assert f"(float32 at rtol {rtol:g}, as the op refuses float64: " in report["gradients"].detail
+    assert "TypeError: x must be float32, got float64" in report["gradients"].detail
+
+
+def test_a_1_percent_wrong_float32_gradient_fails():
+    report = failed_report(sample_ops.float32_double_grad_1pct_off, [X], checks=["gradients"])
+    assert "numeric vs analytic gradient of input 0" in report["gradients"].detail
+    assert "as the op refuses float64" in report["gradients"].detail
+
+
+def test_a_gradient_wrong_in_float64_only_fails():
+    report = failed_report(sample_ops.grad_wrong_in_float64, [X], checks=["gradients"])
+    assert "numeric vs analytic gradient of input 0" in report["gradients"].detail
+    assert report["gradients"].detail.endswith("(float64)")
+
+
+# one tolerance table ----------------------------------------------------------
+
+
+def test_one_tolerance_table_serves_opcheck_and_the_tests():
+    from tests import conftest
+
+    assert tfkit.testing.TOLERANCES is TOLERANCES
+    for dtype, row in TOLERANCES.items():
+        assert conftest.TOLERANCES[dtype] == row.numpy
+    assert TOLERANCES[tf.float64].reference == (1e-7, 1e-7) and TOLERANCES[tf.float64].numpy == (1e-10, 1e-10)
+    assert TOLERANCES[tf.float32].gradient < 1e-2  # a 1% error fails
+
+
+def test_an_op_that_raises_fails_every_check_that_runs_it():
+    report = opcheck(sample_ops.lookup, [X], raise_on_failure=False)
+    assert statuses(report) == {
+        "static_shapes": "failed",
+        "eager_vs_graph": "failed",
+        "reference": "failed",
+        "gradients": "failed",
+        "xla": "passed",  # refused cleanly before it runs
+        "saved_model": "failed",
+        "bad_inputs": "skipped",  # none given: it doesn't run the op
+        "threads": "failed",
+    }, report
+    for name, result in report.failed.items():
+        assert "raised KeyError: 'missing'" in result.detail, (name, result.detail)
