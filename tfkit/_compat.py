@@ -324,6 +324,36 @@ def _probe_op_registry():
     return lookup
 
 
+_LIBRARY_FEATURE = re.compile(rb"TFKIT_COMPAT (\w+)=([01]);")
+
+
+def library_features(path) -> dict[str, bool]:
+    """The C++ feature tests' results a built op library records
+    (tfkit/include/tfkit/compat.h's TFKIT_COMPAT_FEATURE), read from its bytes."""
+    return {name.decode(): on == b"1" for name, on in _LIBRARY_FEATURE.findall(path.read_bytes())}
+
+
+@_feature(
+    "var_mu",
+    "tensorflow::Var::mu() (C++: a resource variable's mutex, tested when the op library is compiled)",
+    "in-place variable reads by the compiled embedding bag (the table is read under the variable's lock, "
+    "never copied)",
+    "the compiled embedding bag reads a tf.Variable table's value (a copy per call) and runs on that",
+)
+def _probe_var_mu():
+    from tfkit import _loader
+
+    path = _loader.library_path()
+    if not path.is_file():
+        return "no op library built"
+    found = library_features(path).get("var_mu")
+    if found is None:
+        raise LookupError(f"{path} records no var_mu feature test; rebuild it")
+    if not found:
+        raise AttributeError(f"{path} was compiled against a TensorFlow whose Var has no mu()")
+    return True
+
+
 # The call sites' wrappers ----------------------------------------------------
 
 

@@ -37,6 +37,25 @@ from tfkit import backend as _backend
 # The order "auto" tries the implementations in.
 _AUTO_ORDER = ("compiled", "reference", "prototype")
 
+# The docstring paragraph every Op's `backend` argument gets.
+_BACKEND_DOC = """\
+  backend: "compiled", "reference", "auto", or None for the TFKIT_BACKEND
+    environment variable (default "auto"). Inside an XLA compilation "auto"
+    runs the reference."""
+
+
+def _with_backend_arg(doc: str | None) -> str | None:
+    """`doc` with the backend paragraph at the end of its Args section."""
+    if not doc:
+        return doc
+    lines = inspect.cleandoc(doc).splitlines()
+    if "Args:" not in lines:
+        return "\n".join([*lines, "", "Args:", _BACKEND_DOC])
+    end = lines.index("Args:") + 1
+    while end < len(lines) and lines[end].startswith(" "):
+        end += 1
+    return "\n".join([*lines[:end], _BACKEND_DOC, *lines[end:]])
+
 
 class Op:
     """An op with one name and compiled / reference / prototype implementations.
@@ -55,6 +74,7 @@ class Op:
         self._library: Callable[[], Any] = _loader.load_library
         if prepare is not None:
             functools.update_wrapper(self, prepare)
+            self.__doc__ = _with_backend_arg(prepare.__doc__)
 
     def __repr__(self) -> str:
         return f"<tfkit Op {self.name!r}: {', '.join(self.implementations) or 'no implementation'}>"
@@ -136,6 +156,25 @@ class Op:
             args, kwargs = self._prepare(*args, **kwargs)
         return self.implementations[self.choose(backend)](*args, **kwargs)
 
+    def reference_function(self) -> Callable[..., Any]:
+        """The op's public pure-TensorFlow function (`tfkit.ops.X_reference`):
+        the op's signature without `backend`, always running the reference."""
+        if self._prepare is None:
+            raise TypeError(f"{self.name}: reference_function needs an Op declared with prepare=")
+        short = self.name.rsplit(".", 1)[-1]
+
+        def reference(*args, **kwargs):
+            return self(*args, backend="reference", **kwargs)
+
+        reference.__name__ = reference.__qualname__ = f"{short}_reference"
+        reference.__module__ = self._prepare.__module__
+        reference.__doc__ = (
+            f"Pure-TensorFlow `{short}`: the numerics tfkit's kernels match (XLA compiles it).\n\n"
+            f"The arguments and results of `{self.name}`, without `backend`."
+        )
+        reference.__signature__ = inspect.signature(self._prepare)
+        return reference
+
     @property
     def __signature__(self) -> inspect.Signature | None:
         if self._prepare is None:
@@ -143,4 +182,3 @@ class Op:
         signature = inspect.signature(self._prepare)
         backend = inspect.Parameter("backend", inspect.Parameter.KEYWORD_ONLY, default=None)
         return signature.replace(parameters=[*signature.parameters.values(), backend])
-

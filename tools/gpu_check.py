@@ -30,7 +30,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 TOLERANCE = {"float64": 1e-9, "float32": 2e-3, "float16": 3e-2, "bfloat16": 2e-1}
-ACTIVATIONS = ("linear", "relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh", "mish")
 SHAPES = [(512, 1024), (3, 4097), (0, 8), (5, 1), (1, 7), (300, 33), (2, 0)]
 
 
@@ -316,7 +315,7 @@ def embedding_bad_ids_case(k, bad):
 def embedding_cases(k) -> list[Case]:
     cases = [embedding_bad_ids_case(k, bad) for bad in (-1, 5, 1 << 40, "splits")]
     for dtype in DTYPES:
-        for combiner in ("sum", "mean", "sqrtn"):
+        for combiner in k.COMBINERS:
             for weighted in (False, True):
                 cases += [
                     embedding_case(k, dtype, 1000, 64, [32] * 256, combiner, weighted),
@@ -332,7 +331,7 @@ def numerics_cases(k) -> list[Case]:
     for dtype in DTYPES:
         for rows, cols in SHAPES:
             cases += [norm_case(k, dtype, rows, cols, center) for center in (True, False)]
-            for name in ACTIVATIONS:
+            for name in k.ACTIVATIONS:
                 cases += activation_cases(k, dtype, rows, cols, name)
         for interleaved in (False, True):
             cases += [
@@ -342,7 +341,7 @@ def numerics_cases(k) -> list[Case]:
                 rotary_case(k, dtype, 3, 5, 1, 8, False, interleaved, 100000),
                 rotary_case(k, dtype, 0, 4, 2, 8, False, interleaved, 0),
             ]
-        for boundary in ("zeros", "clamp"):
+        for boundary in k.BOUNDARIES:
             for deterministic in (False, True):
                 cases += [
                     resampler_case(k, dtype, 4, 32, 48, 16, 1500, boundary, deterministic),

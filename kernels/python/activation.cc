@@ -106,9 +106,7 @@ void BindActivation(py::module_& m) {
         "activation(a) * b for x = [a, b] split in halves on the last axis.");
   m.def("gated_activation_grad", &GatedGrad, py::arg("dy"), py::arg("x"), py::arg("activation") = "silu",
         "gated_activation's gradient: dx.");
-  py::list names;
-  for (const char* name : activation::kActivationNames) names.append(name);
-  m.attr("ACTIVATIONS") = py::tuple(names);
+  m.attr("ACTIVATIONS") = NameTuple(activation::kActivationNames);
 }
 
 }  // namespace python

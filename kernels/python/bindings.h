@@ -36,6 +36,14 @@ inline void RaiseIfBroken(const std::string& error) {
   if (!error.empty()) throw pybind11::value_error(error);
 }
 
+// An attr's allowed names (kernels/common/rules.h) as a Python tuple.
+template <size_t N>
+pybind11::tuple NameTuple(Names<N> names) {
+  pybind11::list list;
+  for (const char* name : names) list.append(name);
+  return pybind11::tuple(list);
+}
+
 // epsilon as the ops' float32 attr holds it; ValueError where the norm
 // family's rule refuses it.
 inline float CheckedEpsilon(double epsilon) {

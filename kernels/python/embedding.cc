@@ -90,6 +90,7 @@ std::tuple<py::array, py::object> Backward(py::handle ids, py::handle splits, py
 }  // namespace
 
 void BindEmbedding(py::module_& m) {
+  m.attr("COMBINERS") = NameTuple(embedding::kCombinerNames);
   m.def("embedding_bag", &Forward, py::arg("ids"), py::arg("row_splits"), py::arg("params"),
         py::arg("weights") = py::none(), py::arg("combiner") = "sum",
         "Bag b of ids[row_splits[b]:row_splits[b + 1]] combined into one row of params' width.");

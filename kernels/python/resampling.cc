@@ -52,6 +52,7 @@ std::tuple<py::array, py::array> ResampleGrad(py::handle data_in, py::handle war
 }  // namespace
 
 void BindResampling(py::module_& m) {
+  m.attr("BOUNDARIES") = NameTuple(resampling::kBoundaryNames);
   m.def("resampler", &Resample, py::arg("data"), py::arg("warp"), py::arg("boundary") = "zeros",
         "Bilinear samples of data [batch, height, width, channels] at warp [batch, ..., 2] (x, y).");
   m.def("resampler_grad", &ResampleGrad, py::arg("data"), py::arg("warp"), py::arg("grad"),

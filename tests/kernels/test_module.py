@@ -19,6 +19,7 @@ from tests.ops.test_norm import numpy_norm
 from tests.ops.test_resampling import make_warp, numpy_dense_image_warp, numpy_resampler
 from tests.ops.test_rotary import numpy_rope
 from tfkit import _loader
+from tfkit.ops.embedding import COMBINERS
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,7 @@ def test_norms_match_numpy_and_the_ops(kernels, library, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_activations_match_numpy_and_the_ops(kernels, library, name, dtype):
     assert kernels.ACTIVATIONS == ACTIVATIONS
+    assert kernels.COMBINERS == COMBINERS and kernels.BOUNDARIES == ("zeros", "clamp")
     x, bias, dy = rng_normal((70, 66), dtype, 1), rng_normal(66, dtype, 2), rng_normal((70, 66), dtype, 3)
     y = kernels.bias_activation(x, bias, name)
     want = numpy_activation(name, x.astype(np.float64) + bias)

@@ -32,6 +32,7 @@ FEATURES = {
     "environ_data": "os.environ._data",
     "op_names": "GetPythonWrappers",
     "op_registry": "op_def_registry.get",
+    "var_mu": "Var::mu()",
 }
 
 PRELUDE = '''
@@ -157,7 +158,17 @@ def test_a_feature_found_broken_where_it_is_used_warns_once(monkeypatch):
 # Fresh interpreters: each internal missing -------------------------------------
 
 
-def test_deleted_internals_leave_import_working_with_one_warning_each_and_info_lists_them():
+@pytest.fixture
+def library_without_var_mu(tmp_path) -> Path:
+    """The op library as compiled against a TensorFlow whose Var has no mu()."""
+    built = tfkit.library_path().read_bytes()
+    assert built.count(b"TFKIT_COMPAT var_mu=1;") == 1
+    path = tmp_path / "_tfkit_ops.so"
+    path.write_bytes(built.replace(b"TFKIT_COMPAT var_mu=1;", b"TFKIT_COMPAT var_mu=0;"))
+    return path
+
+
+def test_deleted_internals_leave_import_working_with_one_warning_each_and_info_lists_them(library_without_var_mu):
     found = run_fake(
         """
 import tensorflow.python.saved_model.save as save; del save._build_meta_graph
@@ -179,7 +190,8 @@ out = io.StringIO()
 with contextlib.redirect_stdout(out):
     info()
 report(info=out.getvalue())
-"""
+""",
+        env={"TFKIT_LIBRARY": str(library_without_var_mu)},
     )
     assert_off(found, *FEATURES)
     assert f"internals        0 of {len(FEATURES)} active" in found["info"], found["info"]
@@ -419,3 +431,23 @@ def test_compat_imports_no_internal_at_the_call_sites():
         if pattern.search(line) and not line.lstrip().startswith("#")
     ]
     assert offenders == [], offenders
+
+
+def test_without_var_mu_a_variable_table_is_read_by_value_with_the_same_results(library_without_var_mu):
+    found = run_fake(
+        """
+import numpy as np, tensorflow as tf, tfkit
+table = tf.Variable(np.arange(12.0, dtype=np.float32).reshape(4, 3))
+ids = tf.ragged.constant([[0, 3], [1]])
+with tf.GradientTape() as tape:
+    bags = tfkit.ops.embedding_bag(ids, table, backend="compiled")
+    loss = tf.reduce_sum(bags * bags)
+grad = tf.convert_to_tensor(tape.gradient(loss, table))
+want = tfkit.ops.embedding_bag(ids, table.value(), backend="reference")
+report(bags=bags.numpy().tolist(), want=want.numpy().tolist(), grad=grad.numpy().tolist())
+""",
+        env={"TFKIT_LIBRARY": str(library_without_var_mu)},
+    )
+    assert_off(found, "var_mu")
+    assert found["bags"] == found["want"] == [[9.0, 11.0, 13.0], [3.0, 4.0, 5.0]]
+    assert found["grad"][3] == [18.0, 22.0, 26.0]

@@ -24,8 +24,21 @@ __all__ = [
     "gated_activation_reference",
 ]
 
-# The fused activations, in the order of the C++ `Activation` enum.
-ACTIVATIONS = ("linear", "relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh", "mish")
+# keras.activations' math for each fused activation, on a float32/float64 z.
+# The names are the ops' `activation` attr (kernels/activation/
+# activation_rules.h, in its order); tests hold this table to the op
+# definitions.
+_FUNCTIONS = {
+    "linear": lambda z: z,
+    "relu": tf.nn.relu,
+    "gelu": lambda z: tf.nn.gelu(z, approximate=False),
+    "gelu_tanh": lambda z: tf.nn.gelu(z, approximate=True),
+    "silu": tf.nn.silu,
+    "sigmoid": tf.sigmoid,
+    "tanh": tf.tanh,
+    "mish": lambda z: z * tf.tanh(tf.nn.softplus(z)),
+}
+ACTIVATIONS = tuple(_FUNCTIONS)
 
 
 def check_activation(activation) -> str:
@@ -44,9 +57,6 @@ def _prepare_bias_activation(x, bias, activation: str = "gelu"):
         (the tanh approximation), "silu" (swish), "sigmoid", "tanh", "mish",
         with the numerics of `keras.activations` of that name (gelu_tanh:
         `keras.activations.gelu(approximate=True)`).
-      backend: "compiled", "reference", "auto", or None for the
-        TFKIT_BACKEND environment variable (default "auto"). Inside an XLA
-        compilation "auto" runs the reference.
 
     Returns:
       A tensor with the shape and dtype of `x`.
@@ -71,7 +81,6 @@ def _prepare_gated_activation(x, activation: str = "silu"):
       x: A float16, bfloat16, float32 or float64 tensor of rank >= 1 whose
         last dimension `2 * h` is even.
       activation: One of the names `bias_activation` takes.
-      backend: As for `bias_activation`.
 
     Returns:
       A tensor of `x`'s shape with last dimension `h`, and `x`'s dtype.
@@ -106,20 +115,7 @@ def _gated_activation_compiled(x, *, activation):
 
 
 def _apply(activation: str, z: tf.Tensor) -> tf.Tensor:
-    """keras.activations' math for `activation`, on a float32/float64 z."""
-    if activation == "linear":
-        return z
-    if activation == "relu":
-        return tf.nn.relu(z)
-    if activation in ("gelu", "gelu_tanh"):
-        return tf.nn.gelu(z, approximate=activation == "gelu_tanh")
-    if activation == "silu":
-        return tf.nn.silu(z)
-    if activation == "sigmoid":
-        return tf.sigmoid(z)
-    if activation == "tanh":
-        return tf.tanh(z)
-    return z * tf.tanh(tf.nn.softplus(z))  # mish
+    return _FUNCTIONS[activation](z)
 
 
 @bias_activation.reference
@@ -140,16 +136,8 @@ def _gated_activation_composite(x, *, activation):
         return tf.cast(_apply(activation, a) * b, x.dtype)
 
 
-def bias_activation_reference(x, bias, activation: str = "gelu") -> tf.Tensor:
-    """Pure-TensorFlow bias + activation: the numerics tfkit's kernels match."""
-    inputs, attrs = _prepare_bias_activation(x, bias, activation)
-    return _bias_activation_composite(*inputs, **attrs)
-
-
-def gated_activation_reference(x, activation: str = "silu") -> tf.Tensor:
-    """Pure-TensorFlow gated activation: the numerics tfkit's kernels match."""
-    inputs, attrs = _prepare_gated_activation(x, activation)
-    return _gated_activation_composite(*inputs, **attrs)
+bias_activation_reference = bias_activation.reference_function()
+gated_activation_reference = gated_activation.reference_function()
 
 
 @tf.RegisterGradient("Tfkit>BiasActivation")

@@ -49,9 +49,6 @@ def _prepare_embedding_bag(indices, params, weights=None, combiner: str = "sum")
         or a `tf.RaggedTensor` with its row splits), with the dtype of
         `params`.
       combiner: "sum", "mean" or "sqrtn".
-      backend: "compiled", "reference", "auto", or None for the
-        TFKIT_BACKEND environment variable (default "auto"). Inside an XLA
-        compilation "auto" runs the reference.
 
     Returns:
       `[batch..., dim]` with the dtype of `params` for dense `indices`; for
@@ -189,7 +186,7 @@ def _embedding_bag_compiled(
 ):
     del weighted  # the op reads it from the weights' length
     library = _loader.load_library()
-    handle = _variable_handle(params)
+    handle = _variable_handle(params) if _compat.active("var_mu") else None
     if handle is not None:
         _compat.variable_accessed(params)  # for the tapes, as a read would
         bags = library.tfkit_resource_embedding_bag(ids, row_splits, handle, weights, combiner=combiner)
@@ -230,11 +227,7 @@ def _segment_ids(row_splits: tf.Tensor, n: tf.Tensor) -> tf.Tensor:
     return tf.cumsum(marks)
 
 
-def embedding_bag_reference(indices, params, weights=None, combiner: str = "sum"):
-    """Pure-TensorFlow embedding bag (`tf.gather` and segment sums): the
-    numerics tfkit's kernels match."""
-    inputs, attrs = _prepare_embedding_bag(indices, params, weights, combiner)
-    return _embedding_bag_composite(*inputs, **attrs)
+embedding_bag_reference = embedding_bag.reference_function()
 
 
 @tf.RegisterGradient("Tfkit>EmbeddingBag")

@@ -29,9 +29,6 @@ def _prepare_layer_norm(x, gamma, beta, epsilon: float = 1e-5):
       beta: Offset, shape `[x.shape[-1]]`, same dtype as `x`.
       epsilon: Added to the variance; a finite float32 >= 2**-126 (the
         smallest normal float32).
-      backend: "compiled", "reference", "auto", or None for the
-        TFKIT_BACKEND environment variable (default "auto"). Inside an XLA
-        compilation "auto" runs the reference.
 
     Returns:
       A tensor with the shape and dtype of `x`.
@@ -54,9 +51,6 @@ def _prepare_rms_norm(x, gamma, epsilon: float = 1e-6):
       gamma: Scale, shape `[x.shape[-1]]`, same dtype as `x`.
       epsilon: Added to the mean square; a finite float32 >= 2**-126 (the
         smallest normal float32).
-      backend: "compiled", "reference", "auto", or None for the
-        TFKIT_BACKEND environment variable (default "auto"). Inside an XLA
-        compilation "auto" runs the reference.
 
     Returns:
       A tensor with the shape and dtype of `x`.
@@ -86,16 +80,8 @@ def _rms_norm_compiled(x, gamma, *, epsilon):
     return y
 
 
-def layer_norm_reference(x, gamma, beta, epsilon: float = 1e-5) -> tf.Tensor:
-    """Pure-TensorFlow layer normalization: the numerics tfkit's kernels match."""
-    x, (gamma, beta), epsilon = _norm_inputs(x, {"gamma": gamma, "beta": beta}, epsilon)
-    return _layer_norm_composite(x, gamma, beta, epsilon=epsilon)
-
-
-def rms_norm_reference(x, gamma, epsilon: float = 1e-6) -> tf.Tensor:
-    """Pure-TensorFlow RMS normalization: the numerics tfkit's kernels match."""
-    x, (gamma,), epsilon = _norm_inputs(x, {"gamma": gamma}, epsilon)
-    return _rms_norm_composite(x, gamma, epsilon=epsilon)
+layer_norm_reference = layer_norm.reference_function()
+rms_norm_reference = rms_norm.reference_function()
 
 
 @layer_norm.reference

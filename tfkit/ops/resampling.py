@@ -39,9 +39,6 @@ def _prepare_resampler(data, warp):
         width, channels]`.
       warp: The points, `[batch, d1, ..., dn, 2]`, same dtype as `data`: the
         `(x, y)` of each point in pixels, `x` along the width.
-      backend: "compiled", "reference", "auto", or None for the
-        TFKIT_BACKEND environment variable (default "auto"). Inside an XLA
-        compilation "auto" runs the reference.
 
     Returns:
       A tensor `[batch, d1, ..., dn, channels]` of `data`'s dtype.
@@ -68,9 +65,6 @@ def _prepare_dense_image_warp(image, flow):
         width, channels]`.
       flow: `[batch, height, width, 2]`, same dtype as `image`: the
         displacement `(dy, dx)` of each output pixel, in pixels.
-      backend: "compiled", "reference", "auto", or None for the
-        TFKIT_BACKEND environment variable (default "auto"). Inside an XLA
-        compilation "auto" runs the reference.
 
     Returns:
       A tensor with the shape and dtype of `image`.
@@ -187,16 +181,8 @@ def _runtime_asserts(data: tf.Tensor, warp: tf.Tensor) -> list:
     ]
 
 
-def resampler_reference(data, warp) -> tf.Tensor:
-    """Pure-TensorFlow `resampler`: the numerics tfkit's kernels match."""
-    inputs, attrs = _prepare_resampler(data, warp)
-    return _sample_composite(*inputs, **attrs)
-
-
-def dense_image_warp_reference(image, flow) -> tf.Tensor:
-    """Pure-TensorFlow `dense_image_warp`: the numerics tfkit's kernels match."""
-    inputs, attrs = _prepare_dense_image_warp(image, flow)
-    return _sample_composite(*inputs, **attrs)
+resampler_reference = resampler.reference_function()
+dense_image_warp_reference = dense_image_warp.reference_function()
 
 
 @tf.RegisterGradient("Tfkit>Resampler")

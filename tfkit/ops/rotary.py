@@ -53,9 +53,6 @@ def _prepare_rotary_embedding(
         end); distinct.
       interleaved: Rotate adjacent pairs `(2j, 2j + 1)` instead of the two
         halves `(j, j + dim/2)`.
-      backend: "compiled", "reference", "auto", or None for the
-        TFKIT_BACKEND environment variable (default "auto"). Inside an XLA
-        compilation "auto" runs the reference.
 
     Returns:
       A tensor with the shape and dtype of `x`.
@@ -182,10 +179,7 @@ def _rotate_reference(x, positions, inv_freq, interleaved):
     return tf.cast(y, x.dtype)
 
 
-def rotary_embedding_reference(x, **kwargs) -> tf.Tensor:
-    """Pure-TensorFlow rotary embedding: the numerics tfkit's kernels match."""
-    inputs, attrs = _prepare_rotary_embedding(x, **kwargs)
-    return _rotary_embedding_composite(*inputs, **attrs)
+rotary_embedding_reference = rotary_embedding.reference_function()
 
 
 @tf.RegisterGradient("Tfkit>RotaryEmbedding")
