@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from types import ModuleType
 import tensorflow as tf
 
 from tfkit import _compat, _loader
+from tfkit._cuda import CUDA_ARCHS, find_cuda, link_flags, nvcc_flags
 
 __all__ = [
     "BuildError",
@@ -53,8 +53,6 @@ __all__ = [
     "sanitizer_env",
 ]
 
-# The Bazel macro's architectures (cc/op_library.bzl); a test keeps them equal.
-CUDA_ARCHS = ("sm_80", "sm_90")
 _CXX_FLAGS = ("-O2", "-fPIC", "-Wno-sign-compare", "-Wno-unused-function")
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 _ERROR_LINE = re.compile(r"^[^\s:][^:]*:\d+(:\d+)?: (fatal )?error", re.MULTILINE)
@@ -81,21 +79,6 @@ def bazel_dir() -> str:
 def cache_dir() -> Path:
     """Where builds are cached: TFKIT_CACHE_DIR, else ~/.cache/tfkit."""
     return Path(os.environ.get("TFKIT_CACHE_DIR") or Path.home() / ".cache" / "tfkit")
-
-
-def find_cuda() -> Path | None:
-    """The CUDA toolkit root, searched like the Bazel rule `cuda_configure`:
-    CUDA_HOME, CUDA_PATH, the folder above nvcc on PATH, /usr/local/cuda; the
-    first holding bin/nvcc and include/cuda_runtime.h."""
-    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
-    nvcc = shutil.which("nvcc")
-    if nvcc:
-        candidates.append(str(Path(nvcc).resolve().parents[1]))
-    candidates.append("/usr/local/cuda")
-    for root in filter(None, candidates):
-        if (Path(root) / "bin" / "nvcc").is_file() and (Path(root) / "include" / "cuda_runtime.h").is_file():
-            return Path(root)
-    return None
 
 
 def load_inline(name: str, cpp_source: str, *, cuda_source: str | None = None, **options) -> ModuleType:
@@ -300,7 +283,9 @@ class _Plan:
         if missing:
             raise FileNotFoundError(f"tfkit.build.load({name!r}): no such source {missing}")
         folders = {str(s.parent) for s in [*self.sources, *self.cuda_sources]}
-        self.include_dirs = [include_dir(), *map(str, include_dirs), *sorted(folders)]
+        # include_dir(): tfkit/*.h; bazel_dir(): the kernels/common/*.h that
+        # tfkit/kernel_prelude.h includes.
+        self.include_dirs = [include_dir(), bazel_dir(), *map(str, include_dirs), *sorted(folders)]
         self.user_defines = list(defines)
         gpu = ["GOOGLE_CUDA=1", "EIGEN_USE_GPU"] if self.cuda_sources else []  # as the Bazel macro
         self.defines = [*defines, *gpu]
@@ -312,7 +297,7 @@ class _Plan:
         self.ldflags = [*tf.sysconfig.get_link_flags(), *extra_ldflags]
         if self.cuda_sources:
             self.cflags.append(f"-I{self.cuda / 'include'}")
-            self.ldflags += [f"-L{self.cuda / 'lib64'}", "-lcudart_static", "-ldl", "-lrt", "-lpthread"]
+            self.ldflags += link_flags(self.cuda)
         self.key = _digest(
             [
                 tf.version.VERSION,
@@ -330,12 +315,8 @@ class _Plan:
             return []
         std = next((f for f in self.tf_cflags if f.startswith("-std=")), "-std=c++17")
         defines = [f for f in self.tf_cflags if f.startswith("-D")]
-        flags = ["-DGOOGLE_CUDA=1", "-x", "cu", "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC", "-O3", std]
-        flags += defines + [f"-D{d}" for d in self.user_defines] + [f"-I{d}" for d in self.include_dirs]
-        for arch in CUDA_ARCHS:
-            flags += ["-gencode", f"arch=compute_{arch[3:]},code={arch}"]
-        last = CUDA_ARCHS[-1][3:]
-        return flags + ["-gencode", f"arch=compute_{last},code=compute_{last}"]
+        flags = ["-DGOOGLE_CUDA=1", *nvcc_flags(std), *defines, *[f"-D{d}" for d in self.user_defines]]
+        return flags + [f"-I{d}" for d in self.include_dirs]
 
     def local_files(self) -> list[Path]:
         """The sources and every local header they include, transitively."""

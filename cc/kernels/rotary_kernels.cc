@@ -45,29 +45,12 @@ struct Functor<GPUDevice, T> {
 };
 #endif  // GOOGLE_CUDA
 
-// Checks x [batch, seq, ..., dim], positions [1 or batch, seq] and inv_freq
-// [dim / 2], each named in the error.
+// x [batch, seq, ..., dim], positions [1 or batch, seq] and inv_freq
+// [dim / 2]: the family's shape rule.
 absl::Status Shapes(const char* x_name, const Tensor& x, const Tensor& positions, const Tensor& inv_freq,
                     bool interleaved, RotaryShape* shape) {
-  if (x.dims() < 3) {
-    return InvalidArg(x_name, " must have rank >= 3 ([batch, sequence, ..., features]), got shape ",
-                      x.shape().DebugString());
-  }
-  shape->batch = x.dim_size(0);
-  shape->seq = x.dim_size(1);
-  shape->dim = x.dim_size(x.dims() - 1);
-  shape->heads = shape->dim == 0 ? 0 : x.NumElements() / std::max<int64_t>(1, shape->batch * shape->seq * shape->dim);
-  if (shape->dim % 2 != 0) {
-    return InvalidArg(x_name, "'s feature dimension must be even (pairs of features are rotated), got shape ",
-                      x.shape().DebugString());
-  }
-  const bool seq_ok = positions.dims() == 2 && positions.dim_size(1) == shape->seq;
-  if (!seq_ok || (positions.dim_size(0) != 1 && positions.dim_size(0) != shape->batch)) {
-    return InvalidArg("positions must have shape [", shape->seq, "] or [", shape->batch, ", ", shape->seq,
-                      "] (the sequence, per batch row or for all), got shape ", positions.shape().DebugString());
-  }
-  shape->per_batch_positions = positions.dim_size(0) != 1 || shape->batch == 1;
-  TF_RETURN_IF_ERROR(CheckShape("inv_freq", inv_freq, TensorShape({shape->dim / 2})));
+  TF_RETURN_IF_ERROR(RuleStatus(math::RotaryShapeError(x_name, DimsOf(x.shape()), DimsOf(positions.shape()),
+                                                       DimsOf(inv_freq.shape()), shape)));
   shape->interleaved = interleaved;
   return absl::OkStatus();
 }

@@ -1,5 +1,6 @@
 // Op registrations for the rotary family: rotary position embedding and its
 // gradient, the inverse rotation.
+#include "kernels/rotary/rotary_rules.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tfkit/op_utils.h"
@@ -7,28 +8,21 @@
 namespace tfkit {
 namespace {
 
-using ::tensorflow::shape_inference::DimensionHandle;
 using ::tensorflow::shape_inference::InferenceContext;
 using ::tensorflow::shape_inference::ShapeHandle;
+namespace rotary = ::tfkit::kernels::rotary;
 
 // x: [batch, seq, ..., dim] with an even dim; positions: [1 or batch, seq];
-// inv_freq: [dim / 2]. The output has x's shape.
+// inv_freq: [dim / 2] (the family's shape rule). The output has x's shape.
 absl::Status RotaryShape(InferenceContext* c) {
   ShapeHandle x, positions, inv_freq;
   TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(0), 3, &x));
   TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 2, &positions));
   TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 1, &inv_freq));
   if (c->RankKnown(x)) {
-    DimensionHandle seq;
-    TF_RETURN_IF_ERROR(c->Merge(c->Dim(x, 1), c->Dim(positions, 1), &seq));
-    const DimensionHandle dim = c->Dim(x, -1);
-    if (c->ValueKnown(dim)) {
-      if (c->Value(dim) % 2 != 0) {
-        return InvalidArg("x's feature dimension must be even (pairs of features are rotated), got ", c->Value(dim));
-      }
-      DimensionHandle half;
-      TF_RETURN_IF_ERROR(c->Merge(c->Dim(inv_freq, 0), c->MakeDim(c->Value(dim) / 2), &half));
-    }
+    rotary::RotaryShape shape;
+    TF_RETURN_IF_ERROR(RuleStatus(
+        rotary::RotaryShapeError("x", DimsOf(c, x), DimsOf(c, positions), DimsOf(c, inv_freq), &shape)));
   }
   c->set_output(0, x);
   return absl::OkStatus();

@@ -13,6 +13,7 @@
 #include "kernels/embedding/embedding_rules.h"
 #include "kernels/norm/norm_rules.h"
 #include "kernels/resampling/resampling_rules.h"
+#include "kernels/rotary/rotary_rules.h"
 
 namespace tfkit {
 namespace kernels {
@@ -83,6 +84,16 @@ inline std::vector<int64_t> SamplesOf(const std::vector<int64_t>& data, const st
   std::vector<int64_t> samples;
   RaiseIfBroken(resampling::ResamplerShapeError(data, warp, &shape, &samples));
   return samples;
+}
+
+// The rotary shape of x's, positions' and inv_freq's shapes; ValueError
+// naming what is wrong otherwise.
+inline rotary::RotaryShape RotaryShapeOf(const char* x_name, const std::vector<int64_t>& x,
+                                         const std::vector<int64_t>& positions,
+                                         const std::vector<int64_t>& inv_freq) {
+  rotary::RotaryShape shape;
+  RaiseIfBroken(rotary::RotaryShapeError(x_name, x, positions, inv_freq, &shape));
+  return shape;
 }
 
 // The combiner named `name`; ValueError listing the names otherwise.

@@ -15,26 +15,11 @@ namespace {
 py::array Rotate(const char* x_name, py::handle x_in, py::handle positions_in, py::handle inv_freq_in,
                  bool interleaved, int sign) {
   const py::array x = Checked(x_name, x_in, 3);
-  rotary::RotaryShape shape;
-  shape.batch = x.shape(0);
-  shape.seq = x.shape(1);
-  shape.dim = LastDim(x);
-  shape.heads = x.size() == 0 ? 0 : x.size() / (shape.batch * shape.seq * shape.dim);
-  shape.interleaved = interleaved;
-  if (shape.dim % 2 != 0) {
-    throw py::value_error(std::string(x_name) + "'s feature dimension must be even, got shape " +
-                          ShapeString(ShapeOf(x)));
-  }
   const py::dtype dtype = x.dtype();
-  const py::array positions = Checked("positions", positions_in, 2, &dtype);
-  if (positions.ndim() != 2 || positions.shape(1) != shape.seq ||
-      (positions.shape(0) != 1 && positions.shape(0) != shape.batch)) {
-    throw py::value_error("positions must have shape (1, " + std::to_string(shape.seq) + ") or (" +
-                          std::to_string(shape.batch) + ", " + std::to_string(shape.seq) + "), got " +
-                          ShapeString(ShapeOf(positions)));
-  }
-  shape.per_batch_positions = positions.shape(0) != 1 || shape.batch == 1;
-  const py::array inv_freq = CheckedShape("inv_freq", inv_freq_in, {shape.dim / 2}, x.dtype());
+  const py::array positions = Checked("positions", positions_in, 1, &dtype);
+  const py::array inv_freq = Checked("inv_freq", inv_freq_in, 1, &dtype);
+  rotary::RotaryShape shape = RotaryShapeOf(x_name, ShapeOf(x), ShapeOf(positions), ShapeOf(inv_freq));
+  shape.interleaved = interleaved;
   return WithFloatType(x.dtype(), [&](auto type) {
     using T = decltype(type);
     py::array y = Empty(ShapeOf(x), x.dtype());

@@ -13,25 +13,10 @@ void Rotate(const char* x_name, py::handle x_in, py::handle positions_in, py::ha
             bool interleaved, uintptr_t stream, int sign) {
   const GpuArray x = Gpu(x_name, x_in, 3);
   const std::string acc = AccDtype(x.dtype);
-  rotary::RotaryShape shape;
-  shape.batch = x.shape[0];
-  shape.seq = x.shape[1];
-  shape.dim = x.shape.back();
-  shape.heads = x.size() == 0 ? 0 : x.size() / (shape.batch * shape.seq * shape.dim);
+  const GpuArray positions = Gpu("positions", positions_in, 1, acc);
+  const GpuArray inv_freq = Gpu("inv_freq", inv_freq_in, 1, acc);
+  rotary::RotaryShape shape = RotaryShapeOf(x_name, x.shape, positions.shape, inv_freq.shape);
   shape.interleaved = interleaved;
-  if (shape.dim % 2 != 0) {
-    throw py::value_error(std::string(x_name) + "'s feature dimension must be even, got shape " +
-                          ShapeString(x.shape));
-  }
-  const GpuArray positions = Gpu("positions", positions_in, 2, acc);
-  if (positions.shape.size() != 2 || positions.shape[1] != shape.seq ||
-      (positions.shape[0] != 1 && positions.shape[0] != shape.batch)) {
-    throw py::value_error("positions must have shape (1, " + std::to_string(shape.seq) + ") or (" +
-                          std::to_string(shape.batch) + ", " + std::to_string(shape.seq) + "), got " +
-                          ShapeString(positions.shape));
-  }
-  shape.per_batch_positions = positions.shape[0] != 1 || shape.batch == 1;
-  const GpuArray inv_freq = Gpu("inv_freq", inv_freq_in, 1, acc, {shape.dim / 2});
   const GpuArray y = Gpu(sign > 0 ? "y" : "dx", y_in, 3, x.dtype, x.shape);
   WithStorageType(x.dtype, [&](auto type) {
     using T = decltype(type);

@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "kernels/common/types.h"
+#include "kernels/rotary/rotary_rules.h"
 
 namespace tfkit {
 namespace kernels {
@@ -36,16 +37,6 @@ void RotaryTableRows(const U* positions, const U* inv_freq, int64_t half, int64_
     }
   }
 }
-
-// The shape of one call: x is [batch, seq, heads, dim].
-struct RotaryShape {
-  int64_t batch = 0;
-  int64_t seq = 0;
-  int64_t heads = 0;
-  int64_t dim = 0;
-  bool per_batch_positions = false;  // positions are [batch, seq], else [1, seq]
-  bool interleaved = false;
-};
 
 // Rotates the (batch, seq) rows [begin, end) by sign * angle; y may be the
 // buffer of x (each pair is read before it is written).

@@ -1,0 +1,61 @@
+// The rotary family's shape rule, written once for the shape functions, the
+// OpKernels and the kernels module.
+#ifndef TFKIT_KERNELS_ROTARY_ROTARY_RULES_H_
+#define TFKIT_KERNELS_ROTARY_ROTARY_RULES_H_
+
+#include <cstdint>
+#include <string>
+
+#include "kernels/common/rules.h"
+
+namespace tfkit {
+namespace kernels {
+namespace rotary {
+
+// The shape of one call: x is [batch, seq, heads, dim].
+struct RotaryShape {
+  int64_t batch = 0;
+  int64_t seq = 0;
+  int64_t heads = 0;
+  int64_t dim = 0;
+  bool per_batch_positions = false;  // positions are [batch, seq], else [1, seq]
+  bool interleaved = false;
+};
+
+// x [batch, seq, ..., dim] with an even dim (named `x_name` in messages),
+// positions [1 or batch, seq] and inv_freq [dim / 2]. Fills *shape (all but
+// interleaved); unknown sizes (shape functions) agree with any.
+inline std::string RotaryShapeError(const char* x_name, const Dims& x, const Dims& positions, const Dims& inv_freq,
+                                    RotaryShape* shape) {
+  if (x.size() < 3) {
+    return std::string(x_name) + " must have rank >= 3 ([batch, sequence, ..., features]), got shape " +
+           DimsString(x);
+  }
+  shape->batch = x[0];
+  shape->seq = x[1];
+  shape->dim = x.back();
+  const int64_t elements = DimProduct(x, 0, x.size());
+  shape->heads = elements == 0 ? 0 : DimProduct(x, 2, x.size() - 1);
+  if (DimKnown(shape->dim) && shape->dim % 2 != 0) {
+    return std::string(x_name) + "'s feature dimension must be even (pairs of features are rotated), got shape " +
+           DimsString(x);
+  }
+  const bool rows_ok = positions.size() == 2 && (DimsAgree(positions[0], 1) || DimsAgree(positions[0], shape->batch));
+  if (!rows_ok || !DimsAgree(positions[1], shape->seq)) {
+    return "positions must have shape [1, " + DimString(shape->seq) + "] or [" + DimString(shape->batch) + ", " +
+           DimString(shape->seq) + "] (the sequence, per batch row or for all), got shape " + DimsString(positions);
+  }
+  shape->per_batch_positions = positions[0] != 1 || shape->batch == 1;
+  const int64_t half = DimKnown(shape->dim) ? shape->dim / 2 : kUnknownDim;
+  if (inv_freq.size() != 1 || !DimsAgree(inv_freq[0], half)) {
+    return "inv_freq must have shape [" + DimString(half) + "] (half the feature dimension), got shape " +
+           DimsString(inv_freq);
+  }
+  return "";
+}
+
+}  // namespace rotary
+}  // namespace kernels
+}  // namespace tfkit
+
+#endif  // TFKIT_KERNELS_ROTARY_ROTARY_RULES_H_
