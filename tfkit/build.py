@@ -39,9 +39,9 @@ from tfkit import _compat, _loader
 from tfkit._cuda import CUDA_ARCHS, find_cuda, link_flags, nvcc_flags
 
 __all__ = [
-    "BuildError",
     "CUDA_ARCHS",
     "SANITIZE_FLAGS",
+    "BuildError",
     "bazel_dir",
     "cache_dir",
     "compile_layout",
