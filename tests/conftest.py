@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Tolerances (rtol, atol) of an output against a float64 NumPy computation:
 # the "numpy" column of tfkit's one tolerance table (tfkit/tolerances.py).
-TOLERANCES = {dtype: row.numpy for dtype, row in _TOLERANCE_TABLE.items()}
+TOLERANCES = {tf.as_dtype(name): row.numpy for name, row in _TOLERANCE_TABLE.items()}
 
 
 def to_numpy64(t) -> np.ndarray:

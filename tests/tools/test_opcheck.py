@@ -213,8 +213,8 @@ def test_one_tolerance_table_serves_opcheck_and_the_tests():
     from tests import conftest
 
     assert tfkit.testing.TOLERANCES is TOLERANCES
-    for dtype, row in TOLERANCES.items():
-        assert conftest.TOLERANCES[dtype] == row.numpy
+    for name, row in TOLERANCES.items():
+        assert conftest.TOLERANCES[tf.as_dtype(name)] == row.numpy == TOLERANCES[tf.as_dtype(name)].numpy
     assert TOLERANCES[tf.float64].reference == (1e-7, 1e-7) and TOLERANCES[tf.float64].numpy == (1e-10, 1e-10)
     assert TOLERANCES[tf.float32].gradient < 1e-2  # a 1% error fails
 
