@@ -5,9 +5,24 @@ VENV := .venv
 PY := $(VENV)/bin/python
 LIB := tfkit/_tfkit_ops.so
 BAZEL := tools/bazel.sh
-BAZEL_FLAGS := --repo_env=PYTHON_BIN_PATH=$(CURDIR)/$(PY)
+# Bazel's disk cache: an action whose inputs and command are unchanged is
+# taken from it, in this checkout (where the CPU variant and the CUDA build
+# replace each other's outputs) and in every other clone. Bazel's action keys
+# leave the compilers out, so each g++/nvcc release gets a folder of its own.
+# `make BAZEL_DISK_CACHE=` builds without one.
+NVCC_FOUND := $(or $(if $(CUDA_HOME),$(wildcard $(CUDA_HOME)/bin/nvcc)),$(if $(CUDA_PATH),$(wildcard $(CUDA_PATH)/bin/nvcc)),$(shell command -v nvcc),/usr/local/cuda/bin/nvcc)
+TOOLCHAIN := $(shell { $${CC:-gcc} --version; $(NVCC_FOUND) --version; } 2>/dev/null | sha1sum | cut -c1-12)
+BAZEL_DISK_CACHE ?= $(HOME)/.cache/tfkit/bazel-disk-cache/$(TOOLCHAIN)
+BAZEL_FLAGS := --repo_env=PYTHON_BIN_PATH=$(CURDIR)/$(PY) $(if $(BAZEL_DISK_CACHE),--disk_cache=$(BAZEL_DISK_CACHE))
+# pytest's worker processes (pytest-xdist; 0: none). Each test file runs on
+# one worker (its module fixtures are made once), in collection order:
+# tests/tools/conftest.py puts the slowest builds first.
+TEST_JOBS ?= 2
+PYTEST_PARALLEL := -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+# The tests' Bazel builds of copies of this tree use the same disk cache.
+export TFKIT_BAZEL_DISK_CACHE := $(BAZEL_DISK_CACHE)
 
 CPU_VARIANT := build/cpu/_tfkit_ops.so
 
@@ -38,13 +53,15 @@ cpu-variant: setup
 	$(BAZEL) build $(BAZEL_FLAGS) --repo_env=TFKIT_CUDA=0 //cc:_tfkit_ops.so
 	install -D -m 0755 bazel-bin/cc/_tfkit_ops.so $(CPU_VARIANT)
 
+# The tests marked serial run after the others, with nothing else running.
 test: cpu-variant build
-	$(PY) -m pytest -q tests
-	$(PY) tools/sanitize.py
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "not serial" tests
+	$(PY) -m pytest -q -m serial tests || [ $$? = 5 ]
+	$(PY) tools/sanitize.py $(PYTEST_PARALLEL)
 
 # tfkit's op library built with ASan + UBSan, and the op tests run against it.
 sanitize: setup
-	$(PY) tools/sanitize.py
+	$(PY) tools/sanitize.py $(PYTEST_PARALLEL)
 
 demo: build
 	$(PY) examples/digits_classifier.py

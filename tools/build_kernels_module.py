@@ -7,7 +7,12 @@ where a CUDA toolkit is found, the CUDA launchers over GPU arrays
 
 The module lands in build/kernels/ (or DIR); the sources are
 kernels/python/*.cc and, with CUDA, kernels/*/*.cu.cc. It is rebuilt only
-when a file under kernels/ is newer than it or the build flavor changed.
+when a file under kernels/ is newer than it or the build flavor changed, one
+build at a time in a folder. A module built is also kept in
+$TFKIT_CACHE_DIR/kernels-module (default ~/.cache/tfkit), keyed by the
+contents of kernels/, the flags and the compilers', Python's and pybind11's
+versions, so another checkout of the same sources copies it instead of
+compiling (not for --arch native, which depends on the GPU present).
 Prints the module's path. Imports neither TensorFlow nor tfkit, so it runs
 where only a compiler, Python, pybind11 and NumPy are.
 """
@@ -16,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
@@ -64,13 +71,76 @@ def build(out: Path = ROOT / "build" / "kernels", cuda: str = "auto", arch: str 
     if cuda == "on" and toolkit is None:
         raise RuntimeError("--cuda on, but no CUDA toolkit (nvcc) was found")
     flavor = f"cuda {toolkit} {arch}" if toolkit else "cpu"
-    target, stamp = module_path(out), out / "flavor"
-    inputs = [p for p in (ROOT / "kernels").rglob("*") if p.is_file()]
-    fresh = target.exists() and all(p.stat().st_mtime <= target.stat().st_mtime for p in inputs)
-    if fresh and stamp.exists() and stamp.read_text() == flavor:
-        return target
     out.mkdir(parents=True, exist_ok=True)
-    cxx = os.environ.get("CXX") or shutil.which("g++") or "c++"
+    with open(out / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process building into `out` finishes first
+        target, stamp = module_path(out), out / "flavor"
+        inputs = [p for p in (ROOT / "kernels").rglob("*") if p.is_file()]
+        fresh = target.exists() and all(p.stat().st_mtime <= target.stat().st_mtime for p in inputs)
+        if not (fresh and stamp.exists() and stamp.read_text() == flavor):
+            cxx = os.environ.get("CXX") or shutil.which("g++") or "c++"
+            cached = None if arch == "native" else _cache_dir() / _key(toolkit, arch, cxx) / target.name
+            if cached is not None and _copied(cached, target):
+                os.utime(cached.parent)  # recently used
+            else:
+                _build(out, toolkit, arch, target, cxx)
+                if cached is not None:
+                    _store(target, cached)
+            stamp.write_text(flavor)
+    return target
+
+
+CACHED_BUILDS = 4  # the most recently used modules kept in the cache
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("TFKIT_CACHE_DIR") or Path.home() / ".cache" / "tfkit") / "kernels-module"
+
+
+def _key(toolkit: Path | None, arch: str, cxx: str) -> str:
+    """What the module's bytes depend on: not the checkout's or the venv's paths."""
+    pybind11_headers = (Path(pybind11_include()) / "pybind11" / "detail" / "common.h").read_text()  # its version
+    parts = [MODULE, sysconfig.get_config_var("EXT_SUFFIX"), sys.version, pybind11_headers, *CXXFLAGS]
+    parts += [_version(cxx), _version(str(toolkit / "bin" / "nvcc")) if toolkit else "cpu", arch if toolkit else ""]
+    digest = hashlib.sha256("\0".join(parts).encode())
+    for path in sorted(p for p in (ROOT / "kernels").rglob("*") if p.is_file()):
+        digest.update(f"\0{path.relative_to(ROOT)}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def _version(compiler: str) -> str:
+    return subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
+
+
+def _copied(source: Path, target: Path) -> bool:
+    """Copies `source` to `target` whole, or not at all (False: no such file)."""
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    try:
+        shutil.copyfile(source, partial)
+    except FileNotFoundError:
+        return False
+    os.chmod(partial, 0o755)
+    os.replace(partial, target)  # never a half-copied module under either name
+    return True
+
+
+def _store(module: Path, cached: Path) -> None:
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    _copied(module, cached)
+    entries = sorted(cached.parent.parent.iterdir(), key=_mtime, reverse=True)
+    for old in entries[CACHED_BUILDS:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # removed by another build meanwhile
+        return 0.0
+
+
+def _build(out: Path, toolkit: Path | None, arch: str, target: Path, cxx: str) -> None:
     includes = [f"-I{ROOT}", f"-I{pybind11_include()}", f"-I{sysconfig.get_paths()['include']}"]
     sources = sorted((ROOT / "kernels" / "python").glob("*.cc"))
     jobs, link = [], []
@@ -97,8 +167,6 @@ def build(out: Path = ROOT / "build" / "kernels", cuda: str = "auto", arch: str 
     partial = target.with_suffix(".partial")
     _run([cxx, "-shared", *link, "-o", str(partial), *libs])
     os.replace(partial, target)  # a failed build never leaves a module behind
-    stamp.write_text(flavor)
-    return target
 
 
 def _run(command: list[str]) -> None:

@@ -2,9 +2,9 @@
 Bazel (tfkit's rules from tfkit, not copied) and with tfkit.build, and passes
 its tests both ways."""
 
-import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,16 +29,22 @@ def test_init_refuses_a_non_empty_directory_and_bad_names(tmp_path):
 
 
 @pytest.mark.slow
-def test_project_builds_both_ways_and_passes_its_tests(tmp_path):
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),  # tfkit, as an installed package would be
-        "TFKIT_CACHE_DIR": str(tmp_path / "cache"),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-    project = tmp_path / "my_ops"
-    created = run([sys.executable, "-m", "tfkit", "init", str(project)], tmp_path, env)
+def test_project_builds_both_ways_and_passes_its_tests(journey, tmp_path):
+    """The project built is the one the README journey's `python -m tfkit
+    init my_ops` made and its `make build` built with Bazel (the `journey`
+    fixture in tests/tools/conftest.py): one Bazel build of it, not two. Here
+    it is built with tfkit.build and tested, then `make test` puts the
+    Bazel-built library back (building it, if the journey didn't) and tests
+    that."""
+    env, project = journey.env, journey.folder / "my_ops"
+    assert (project / "Makefile").is_file(), journey.result.stdout[-2000:] + journey.result.stderr[-3000:]
+    # `init` with a path from elsewhere makes that same project, file for file.
+    created = run([sys.executable, "-m", "tfkit", "init", str(tmp_path / "my_ops")], tmp_path, env)
     assert created.returncode == 0, created.stderr[-3000:]
+    made = sorted(p.relative_to(tmp_path / "my_ops") for p in (tmp_path / "my_ops").rglob("*") if p.is_file())
+    assert Path("tests/test_soft_clip.py") in made and Path("my_ops/__init__.py") in made
+    for name in made:
+        assert (project / name).read_bytes() == (tmp_path / "my_ops" / name).read_bytes(), name
     assert not (project / "cc" / "op_library.bzl").exists()  # the macro comes from tfkit
     make = ["make", f"PY={sys.executable}"]
 
@@ -49,7 +55,7 @@ def test_project_builds_both_ways_and_passes_its_tests(tmp_path):
 
     with_bazel = run([*make, "test"], project, env)
     overrides = (project / ".bazelrc.tfkit").read_text() if (project / ".bazelrc.tfkit").exists() else ""
-    run(["make", "clean"], project, env)
+    run(["make", "clean"], project, env)  # the last to use the journey's project
     assert with_bazel.returncode == 0, with_bazel.stdout[-3000:] + with_bazel.stderr[-3000:]
     assert f"--override_repository=tfkit={ROOT}" in overrides
     assert "22 passed" in with_bazel.stdout

@@ -1,10 +1,6 @@
 """Runs the README's prototype-to-served-op commands, so they cannot drift."""
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -37,20 +33,10 @@ def test_the_journey_is_five_commands():
 
 
 @pytest.mark.slow
-def test_readme_journey_runs_as_written(tmp_path):
-    commands = journey_commands()
-    assert len(shell_commands(commands)) <= 6
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # `python` is this Python
-        "PYTHONPATH": str(ROOT),  # tfkit, as if installed
-        "TFKIT_CACHE_DIR": str(tmp_path / "cache"),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", commands], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
-    )
-    subprocess.run(["make", "clean"], cwd=tmp_path / "my_ops", env=env, capture_output=True, timeout=300)
+def test_readme_journey_runs_as_written(journey):
+    """The commands run once, by the `journey` fixture (tests/tools/conftest.py)."""
+    assert len(shell_commands(journey_commands())) <= 6
+    result = journey.result
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "22 passed" in result.stdout
     assert "opcheck my_ops.ops.soft_clip" in result.stdout and "failed" not in result.stdout.split("opcheck")[1]

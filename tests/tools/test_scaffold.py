@@ -158,6 +158,8 @@ def test_generated_families_build_pass_their_tests_and_benchmark(with_prototypes
     assert result.returncode == 0, result.stderr[-3000:]
 
     bazel = [str(checkout / "tools" / "bazel.sh"), "build", f"--repo_env=PYTHON_BIN_PATH={sys.executable}"]
+    if os.environ.get("TFKIT_BAZEL_DISK_CACHE"):  # `make test`'s: unchanged actions come from there
+        bazel.append(f"--disk_cache={os.environ['TFKIT_BAZEL_DISK_CACHE']}")
     built = run([*bazel, "--repo_env=TFKIT_CUDA=0", "//cc:_tfkit_ops.so"], checkout)
     run([str(checkout / "tools" / "bazel.sh"), "shutdown"], checkout)
     assert built.returncode == 0, built.stderr[-3000:]
