@@ -32,19 +32,19 @@ def find_cuda() -> Path | None:
     return None
 
 
-def gencode_flags(archs=CUDA_ARCHS) -> list[str]:
-    """Cubins for each of `archs` ("sm_80", ...) and PTX of the last, or
-    nvcc's own choice for the GPU present with archs == ("native",)."""
+def gencode_flags(archs=CUDA_ARCHS, ptx: bool = True) -> list[str]:
+    """Cubins for each of `archs` ("sm_80", ...) and (ptx) PTX of the last,
+    or nvcc's own choice for the GPU present with archs == ("native",)."""
     if tuple(archs) == ("native",):
         return ["-arch=native"]
     flags = [f"-gencode=arch=compute_{arch[3:]},code={arch}" for arch in archs]
     last = archs[-1][3:]
-    return [*flags, f"-gencode=arch=compute_{last},code=compute_{last}"]
+    return [*flags, f"-gencode=arch=compute_{last},code=compute_{last}"] if ptx else flags
 
 
-def nvcc_flags(std: str = "-std=c++17", archs=CUDA_ARCHS) -> list[str]:
+def nvcc_flags(std: str = "-std=c++17", archs=CUDA_ARCHS, ptx: bool = True) -> list[str]:
     """nvcc's flags for a .cu.cc source of tfkit's (before includes and defines)."""
-    return ["-x", "cu", std, "-O3", "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC", *gencode_flags(archs)]
+    return ["-x", "cu", std, "-O3", "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC", *gencode_flags(archs, ptx)]
 
 
 def link_flags(cuda: Path) -> list[str]:

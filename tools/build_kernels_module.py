@@ -23,6 +23,7 @@ import argparse
 import concurrent.futures
 import fcntl
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -52,17 +53,18 @@ def pybind11_include() -> str:
     return pybind11.get_include()
 
 
-def find_cuda() -> Path | None:
-    """The CUDA toolkit: $CUDA_HOME, the one of nvcc on PATH, or /usr/local/cuda
-    (the places tfkit's Bazel rules look; tfkit.build is not imported here,
-    since it needs TensorFlow)."""
-    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
-    nvcc = shutil.which("nvcc")
-    candidates += [str(Path(nvcc).resolve().parent.parent) if nvcc else None, "/usr/local/cuda"]
-    for candidate in map(Path, filter(None, candidates)):
-        if (candidate / "bin" / "nvcc").exists() and (candidate / "include" / "cuda_runtime.h").exists():
-            return candidate
-    return None
+def _load_cuda_rules():
+    """tfkit/_cuda.py, the CUDA search and nvcc flags tfkit.build uses, loaded
+    by its path (importing the tfkit package would import TensorFlow)."""
+    spec = importlib.util.spec_from_file_location("tfkit_cuda_rules", ROOT / "tfkit" / "_cuda.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_cuda = _load_cuda_rules()
+find_cuda = _cuda.find_cuda
 
 
 def build(out: Path = ROOT / "build" / "kernels", cuda: str = "auto", arch: str = "sm_80,sm_90") -> Path:
@@ -146,15 +148,12 @@ def _build(out: Path, toolkit: Path | None, arch: str, target: Path, cxx: str) -
     jobs, link = [], []
     if toolkit:
         includes += ["-DTFKIT_KERNELS_CUDA", f"-I{toolkit / 'include'}"]
-        gencode = ["-arch=native"] if arch == "native" else [
-            f"-gencode=arch=compute_{a[3:]},code=sm_{a[3:]}" for a in arch.split(",")]  # fmt: skip
-        nvcc = [str(toolkit / "bin" / "nvcc"), "-x", "cu", "-std=c++17", "-O3", "--expt-relaxed-constexpr",
-                "-Xcompiler", "-fPIC", *gencode, f"-I{ROOT}"]  # fmt: skip
+        nvcc = [str(toolkit / "bin" / "nvcc"), *_cuda.nvcc_flags(archs=arch.split(","), ptx=False), f"-I{ROOT}"]
         for source in sorted((ROOT / "kernels").glob("*/*.cu.cc")):
             obj = out / f"{source.parent.name}_cu.o"
             jobs.append([*nvcc, "-c", str(source), "-o", str(obj)])
             link.append(str(obj))
-        libs = [f"-L{toolkit / 'lib64'}", "-lcudart_static", "-ldl", "-lrt", "-lpthread"]
+        libs = _cuda.link_flags(toolkit)
     else:
         sources = [s for s in sources if not s.stem.endswith("_cuda")]
         libs = []
