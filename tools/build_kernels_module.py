@@ -7,12 +7,13 @@ where a CUDA toolkit is found, the CUDA launchers over GPU arrays
 
 The module lands in build/kernels/ (or DIR); the sources are
 kernels/python/*.cc and, with CUDA, kernels/*/*.cu.cc. It is rebuilt only
-when a file under kernels/ is newer than it or the build flavor changed, one
-build at a time in a folder. A module built is also kept in
-$TFKIT_CACHE_DIR/kernels-module (default ~/.cache/tfkit), keyed by the
-contents of kernels/, the flags and the compilers', Python's and pybind11's
-versions, so another checkout of the same sources copies it instead of
-compiling (not for --arch native, which depends on the GPU present).
+when a file under kernels/ (or this tool, or tfkit/_cuda.py with nvcc's
+flags) is newer than it or the build flavor changed, one build at a time in a
+folder. A module built is also kept in $TFKIT_CACHE_DIR/kernels-module
+(default ~/.cache/tfkit), keyed by the contents of those files and the
+compilers', Python's and pybind11's versions, so another checkout of the
+same sources copies it instead of compiling (not for --arch native, which
+depends on the GPU present).
 Prints the module's path. Imports neither TensorFlow nor tfkit, so it runs
 where only a compiler, Python, pybind11 and NumPy are.
 """
@@ -77,7 +78,7 @@ def build(out: Path = ROOT / "build" / "kernels", cuda: str = "auto", arch: str 
     with open(out / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process building into `out` finishes first
         target, stamp = module_path(out), out / "flavor"
-        inputs = [p for p in (ROOT / "kernels").rglob("*") if p.is_file()]
+        inputs = _inputs()
         fresh = target.exists() and all(p.stat().st_mtime <= target.stat().st_mtime for p in inputs)
         if not (fresh and stamp.exists() and stamp.read_text() == flavor):
             cxx = os.environ.get("CXX") or shutil.which("g++") or "c++"
@@ -95,6 +96,12 @@ def build(out: Path = ROOT / "build" / "kernels", cuda: str = "auto", arch: str 
 CACHED_BUILDS = 4  # the most recently used modules kept in the cache
 
 
+def _inputs() -> list[Path]:
+    """The sources, and the files that say how they are compiled."""
+    rules = [Path(__file__).resolve(), ROOT / "tfkit" / "_cuda.py"]
+    return [p for p in (ROOT / "kernels").rglob("*") if p.is_file()] + [p for p in rules if p.is_file()]
+
+
 def _cache_dir() -> Path:
     return Path(os.environ.get("TFKIT_CACHE_DIR") or Path.home() / ".cache" / "tfkit") / "kernels-module"
 
@@ -105,7 +112,7 @@ def _key(toolkit: Path | None, arch: str, cxx: str) -> str:
     parts = [MODULE, sysconfig.get_config_var("EXT_SUFFIX"), sys.version, pybind11_headers, *CXXFLAGS]
     parts += [_version(cxx), _version(str(toolkit / "bin" / "nvcc")) if toolkit else "cpu", arch if toolkit else ""]
     digest = hashlib.sha256("\0".join(parts).encode())
-    for path in sorted(p for p in (ROOT / "kernels").rglob("*") if p.is_file()):
+    for path in sorted(_inputs()):
         digest.update(f"\0{path.relative_to(ROOT)}\0".encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:24]
