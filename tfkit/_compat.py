@@ -324,15 +324,6 @@ def _probe_op_registry():
     return lookup
 
 
-_LIBRARY_FEATURE = re.compile(rb"TFKIT_COMPAT (\w+)=([01]);")
-
-
-def library_features(path) -> dict[str, bool]:
-    """The C++ feature tests' results a built op library records
-    (tfkit/include/tfkit/compat.h's TFKIT_COMPAT_FEATURE), read from its bytes."""
-    return {name.decode(): on == b"1" for name, on in _LIBRARY_FEATURE.findall(path.read_bytes())}
-
-
 @_feature(
     "var_mu",
     "tensorflow::Var::mu() (C++: a resource variable's mutex, tested when the op library is compiled)",
@@ -346,7 +337,7 @@ def _probe_var_mu():
     path = _loader.library_path()
     if not path.is_file():
         return "no op library built"
-    found = library_features(path).get("var_mu")
+    found = _loader.compat_features(path).get("var_mu")
     if found is None:  # built before the feature was recorded: it calls Var::mu() itself
         return "not recorded by this op library"
     if not found:

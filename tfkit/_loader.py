@@ -8,6 +8,7 @@ clear message before the dynamic loader can fail on missing symbols.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -17,6 +18,8 @@ from types import ModuleType
 LIBRARY_NAME = "_tfkit_ops.so"
 REBUILD_COMMAND = "make build"
 _STAMP = re.compile(rb"TFKIT_BUILD_STAMP ([^\x00]*)")
+# The C++ feature tests' results (tfkit/include/tfkit/compat.h).
+_COMPAT = re.compile(rb"TFKIT_COMPAT (\w+)=([01]);")
 
 _lock = threading.Lock()
 _module: ModuleType | None = None
@@ -54,11 +57,32 @@ def build_info(path: Path | None = None) -> dict[str, str]:
             "its path. The reference backend needs no library: "
             "TFKIT_BACKEND=reference."
         )
-    match = _STAMP.search(path.read_bytes())
-    if not match:
+    stamp, _ = _records(path)
+    if stamp is None:
         raise OpLibraryError(f"{path} has no tfkit build stamp; rebuild it with `{REBUILD_COMMAND}`.")
-    fields = match.group(1).decode("ascii", "replace").strip(";").split(";")
+    fields = stamp.decode("ascii", "replace").strip(";").split(";")
     return dict(field.split("=", 1) for field in fields if "=" in field)
+
+
+def compat_features(path: Path) -> dict[str, bool]:
+    """The C++ feature tests' results the library at `path` records
+    (TFKIT_COMPAT_FEATURE in tfkit/compat.h): name -> on."""
+    return dict(_records(path)[1])
+
+
+def _records(path: Path) -> tuple[bytes | None, tuple[tuple[str, bool], ...]]:
+    """The build stamp and the feature records of a library file, read once
+    per version of the file (the stamp check and tfkit._compat both ask)."""
+    status = path.stat()
+    return _read_records(path, status.st_mtime_ns, status.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_records(path: Path, mtime_ns: int, size: int) -> tuple[bytes | None, tuple[tuple[str, bool], ...]]:
+    data = path.read_bytes()
+    stamp = _STAMP.search(data)
+    features = tuple((name.decode(), on == b"1") for name, on in _COMPAT.findall(data))
+    return (stamp.group(1) if stamp else None), features
 
 
 def _check_tf_version(path: Path, stamp: dict[str, str]) -> None:

@@ -28,10 +28,7 @@ inline std::string ActivationAttrSpec(const char* default_name) {
 
 // Reads an activation name; the error message when it is none.
 inline std::string ActivationNamed(const std::string& name, Activation* act) {
-  const int index = IndexOfName(kActivationNames, name);
-  if (index < 0) return UnknownNameError("activation", kActivationNames, name);
-  *act = static_cast<Activation>(index);
-  return "";
+  return EnumNamed("activation", kActivationNames, name, act);
 }
 
 // The gated ops: x [..., 2h] (the halves [a, b]) gives y [..., h]. An

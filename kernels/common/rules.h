@@ -5,7 +5,7 @@
 // - Names: the allowed values of a string attr, listed once in the order of
 //   the family's enum; `IndexOfName` reads an attr, `AttrSpec` writes the
 //   REGISTER_OP attr ("activation: {'linear', 'relu'} = 'relu'"),
-//   `JoinNames` the list in messages.
+//   `JoinNames` the list in messages, `EnumNamed` reads a name into its enum.
 // - Dims: a shape as sizes, `kUnknownDim` where a shape function does not
 //   know a size yet. A rule returns the empty string when the shapes agree,
 //   else the message of the InvalidArgument error (or Python ValueError) to
@@ -51,6 +51,17 @@ std::string AttrSpec(const char* attr, Names<N> names, const char* default_name)
 template <size_t N>
 std::string UnknownNameError(const char* attr, Names<N> names, const std::string& name) {
   return std::string(attr) + " must be one of " + JoinNames(names) + ", got '" + name + "'";
+}
+
+// Reads `name`, an allowed value of the string attr `attr`, into the enum
+// whose values are listed in `names`' order; the error message when it is
+// none of them.
+template <typename Enum, size_t N>
+std::string EnumNamed(const char* attr, Names<N> names, const std::string& name, Enum* value) {
+  const int index = IndexOfName(names, name);
+  if (index < 0) return UnknownNameError(attr, names, name);
+  *value = static_cast<Enum>(index);
+  return "";
 }
 
 using Dims = std::vector<int64_t>;

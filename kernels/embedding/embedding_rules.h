@@ -23,10 +23,7 @@ static_assert(sizeof(kCombinerNames) / sizeof(kCombinerNames[0]) == static_cast<
 inline std::string CombinerAttrSpec() { return AttrSpec("combiner", kCombinerNames, "sum"); }
 
 inline std::string CombinerNamed(const std::string& name, Combiner* combiner) {
-  const int index = IndexOfName(kCombinerNames, name);
-  if (index < 0) return UnknownNameError("combiner", kCombinerNames, name);
-  *combiner = static_cast<Combiner>(index);
-  return "";
+  return EnumNamed("combiner", kCombinerNames, name, combiner);
 }
 
 // The shape of one call; weighted is false when no weights are given.

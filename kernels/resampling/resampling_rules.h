@@ -23,10 +23,7 @@ static_assert(sizeof(kBoundaryNames) / sizeof(kBoundaryNames[0]) == static_cast<
 inline std::string BoundaryAttrSpec() { return AttrSpec("boundary", kBoundaryNames, "zeros"); }
 
 inline std::string BoundaryNamed(const std::string& name, Boundary* boundary) {
-  const int index = IndexOfName(kBoundaryNames, name);
-  if (index < 0) return UnknownNameError("boundary", kBoundaryNames, name);
-  *boundary = static_cast<Boundary>(index);
-  return "";
+  return EnumNamed("boundary", kBoundaryNames, name, boundary);
 }
 
 struct ResamplerShape {

@@ -200,12 +200,8 @@ report(info=out.getvalue())
         assert f"is off: {feature.fallback}" in found["info"], name
 
 
-def test_without_the_export_guard_a_prototype_model_is_written_and_check_still_finds_it(tmp_path):
-    found = run_fake(
-        f"""
-hide("tensorflow.python.saved_model.save", "_build_meta_graph")
-hide("tensorflow.python.framework.op_def_registry", "get")
-import numpy as np, tensorflow as tf, tfkit
+# A tf.Module whose `serve` runs a NumPy prototype op (the body follows).
+PROTOTYPE_MODEL = """import numpy as np, tensorflow as tf, tfkit
 
 @tfkit.prototype.op
 def softclip(x):
@@ -214,7 +210,15 @@ def softclip(x):
 class Model(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None, 4])])
     def serve(self, x):
-        return tfkit.ops.layer_norm(softclip(x), tf.ones([4]), tf.zeros([4]), backend="compiled")
+"""
+
+
+def test_without_the_export_guard_a_prototype_model_is_written_and_check_still_finds_it(tmp_path):
+    found = run_fake(
+        f"""
+hide("tensorflow.python.saved_model.save", "_build_meta_graph")
+hide("tensorflow.python.framework.op_def_registry", "get")
+{PROTOTYPE_MODEL}        return tfkit.ops.layer_norm(softclip(x), tf.ones([4]), tf.zeros([4]), backend="compiled")
 
 tf.saved_model.save(Model(), {str(tmp_path / "model")!r})
 report_ = tfkit.saved_model.check({str(tmp_path / "model")!r})
@@ -231,16 +235,7 @@ def test_without_the_save_context_saving_a_taped_prototype_fails_from_tensorflow
     found = run_fake(
         f"""
 hide("tensorflow.python.saved_model.save_context", "in_save_context")
-import numpy as np, tensorflow as tf, tfkit
-
-@tfkit.prototype.op
-def softclip(x):
-    return np.tanh(x)
-
-class Model(tf.Module):
-    @tf.function(input_signature=[tf.TensorSpec([None, 4])])
-    def serve(self, x):
-        with tf.GradientTape() as tape:
+{PROTOTYPE_MODEL}        with tf.GradientTape() as tape:
             tape.watch(x)
             y = softclip(x)
         return y
