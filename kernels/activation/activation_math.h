@@ -31,33 +31,37 @@ namespace tfkit {
 namespace kernels {
 namespace activation {
 
-// Branch-free float versions of exp, tanh and the normal CDF for the CPU kernels,
-// so that their row loops vectorize (the C library's are scalar calls). The
-// GPU kernels and double use the math library's functions.
+// Branch-free float versions of exp and tanh for the CPU kernels, so that
+// their row loops vectorize (the C library's are scalar calls). The GPU
+// kernels and double use the math library's.
 namespace fast {
 
-TFKIT_HOST_DEVICE float FromBits(int32_t bits) {
+TFKIT_HOST_DEVICE float FromBits(uint32_t bits) {
   float f;
   std::memcpy(&f, &bits, sizeof(f));
   return f;
 }
 
-TFKIT_HOST_DEVICE int32_t ToBits(float f) {
-  int32_t bits;
+TFKIT_HOST_DEVICE uint32_t ToBits(float f) {
+  uint32_t bits;
   std::memcpy(&bits, &f, sizeof(bits));
   return bits;
 }
 
-// e^x, x clamped to [-87, 88] (enough for the activations: below, e^x is
-// under 1.7e-38); NaN stays NaN. x = n ln2 + r with |r| <= ln2 / 2 (ln2 in
-// two parts so n ln2 is exact), e^r by its Taylor polynomial to r^7
-// (truncation < 1e-8 relative), 2^n built from the exponent bits.
+constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+
+// 2^n for an integer-valued n in [-126, 127], from the exponent bits.
+TFKIT_HOST_DEVICE float Pow2(float n) { return FromBits((ToBits(n + kRound) - ToBits(kRound) + 127u) << 23); }
+
+// e^x over the whole float range: subnormal results, 0 below -104 and
+// infinity above 89; NaN stays NaN. x = n ln2 + r with |r| <= ln2 / 2 (ln2
+// in two parts so n ln2 is exact), e^r by its Taylor polynomial to r^7
+// (truncation < 1e-8 relative), then scaled by 2^n in two halves, each a
+// normal float, so that the only rounding into subnormals is the last.
 TFKIT_HOST_DEVICE float Exp(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  x = x > 88.0f ? 88.0f : x;
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float shifted = x * 1.44269504088896341f + kRound;
-  const float n = shifted - kRound;
+  x = x < -104.0f ? -104.0f : x;
+  x = x > 89.0f ? 89.0f : x;
+  const float n = (x * 1.44269504088896341f + kRound) - kRound;
   const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
   float p = 1.0f / 5040.0f;
   p = p * r + 1.0f / 720.0f;
@@ -67,7 +71,8 @@ TFKIT_HOST_DEVICE float Exp(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  return p * FromBits((ToBits(shifted) - ToBits(kRound) + 127) << 23);
+  const float n_low = (n * 0.5f + kRound) - kRound;
+  return p * Pow2(n - n_low) * Pow2(n_low);
 }
 
 // tanh: its odd Taylor polynomial below |x| = 0.2 (truncation < 2e-10
@@ -85,20 +90,87 @@ TFKIT_HOST_DEVICE float Tanh(float x) {
   return a < 0.2f ? small : (x < 0.0f ? -large : large);
 }
 
-// e^{-z^2 / 2} with z^2 split into an exact part and a small one, so that
-// its rounding does not become a relative error of z^2 * 2^-25.
-TFKIT_HOST_DEVICE float ExpMinusHalfSquare(float z) {
-  const float high = FromBits(ToBits(z) & ~0xFFF);  // 12 significant bits: high^2 is exact
-  const float low = -0.5f * (z - high) * (z + high);  // |low| < 0.05 where the result is above 1e-38
-  const float e_low = 1.0f + low * (1.0f + low * (0.5f + low * (1.0f / 6.0f + low * (1.0f / 24.0f))));
-  return Exp(-0.5f * high * high) * e_low;
+}  // namespace fast
+
+constexpr double kSqrtHalf = 0.70710678118654752440;
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;
+constexpr double kSqrt2OverPi = 0.79788456080286535588;
+constexpr double kGeluCubic = 0.044715;
+
+#ifdef __CUDA_ARCH__
+TFKIT_HOST_DEVICE float Exp(float v) { return expf(v); }
+TFKIT_HOST_DEVICE float Tanh(float v) { return tanhf(v); }
+#else
+TFKIT_HOST_DEVICE float Exp(float v) { return fast::Exp(v); }
+TFKIT_HOST_DEVICE float Tanh(float v) { return fast::Tanh(v); }
+#endif
+TFKIT_HOST_DEVICE double Exp(double v) { return exp(v); }
+TFKIT_HOST_DEVICE double Tanh(double v) { return tanh(v); }
+
+TFKIT_HOST_DEVICE float FiniteMax(float) { return 3.402823466e+38f; }
+TFKIT_HOST_DEVICE double FiniteMax(double) { return 1.7976931348623157e+308; }
+
+template <typename U>
+TFKIT_HOST_DEVICE U Abs(U z) {
+  return z < U(0) ? -z : z;
 }
 
-// erfc(a / sqrt(2)) for a >= 0, to a few ulp of its own value: with
-// x = a / sqrt(2), erfc(x) e^{x^2} is a polynomial in t = 1 / (1 + x / 2)
-// fitted for relative error (< 5e-9 for x in [0, 9.5]); 0 beyond, where
-// erfc is below float's range.
-TFKIT_HOST_DEVICE float ErfcOfHalfSqrt2(float a) {
+// NaN stays NaN.
+template <typename U>
+TFKIT_HOST_DEVICE U Min(U a, U b) {
+  return b < a ? b : a;
+}
+
+// z with infinities clamped to the largest finite value: an infinite z
+// times a factor that vanishes there is then the limit, 0, not NaN.
+template <typename U>
+TFKIT_HOST_DEVICE U Finite(U z) {
+  const U m = FiniteMax(z);
+  return z > m ? m : (z < -m ? -m : z);
+}
+
+// z h^2 for a vanishing factor h^2, e.g. z e^{-|z|} with h = e^{-|z|/2}:
+// multiplied in this order a subnormal product is rounded once, at the end.
+template <typename U>
+TFKIT_HOST_DEVICE U TimesSquare(U z, U h) {
+  return (Finite(z) * h) * h;
+}
+
+// e^{-|z|/2}: its square e^{-|z|} is the exponential of sigmoid, silu and
+// mish, which never overflows.
+template <typename U>
+TFKIT_HOST_DEVICE U HalfExpOfMinusAbs(U z) {
+  return Exp(U(-0.5) * Abs(z));
+}
+
+// e^{-a^2/4}, whose square is the normal density's exponential e^{-a^2/2}.
+// a^2 is split into an exact part and a small one, so that its rounding
+// does not become a relative error of a^2 * 2^-25; a is capped where the
+// square is 0 whatever finite float multiplies it.
+TFKIT_HOST_DEVICE float RootOfGaussian(float a) {
+  a = Min(Abs(a), 20.0f);
+  const float high = fast::FromBits(fast::ToBits(a) & ~0xFFFu);  // 12 significant bits: high^2 is exact
+  const float low = -0.25f * (a - high) * (a + high);              // |low| < 0.03
+  const float e_low = 1.0f + low * (1.0f + low * (0.5f + low * (1.0f / 6.0f)));
+  return Exp(-0.25f * high * high) * e_low;
+}
+
+TFKIT_HOST_DEVICE double RootOfGaussian(double a) {
+  a = Min(Abs(a), 60.0);
+  return exp(-0.25 * a * a);
+}
+
+// The standard normal tail P(Z > a) for a >= 0, as scale * root^2 with
+// root = RootOfGaussian(a) (1 for double). Float: erfc(x) e^{x^2} with
+// x = a / sqrt(2) is a polynomial in t = 1 / (1 + x / 2) fitted for
+// relative error (< 5e-9 for x in [0, 9.5]).
+template <typename U>
+struct NormalTail {
+  U scale;
+  U root;
+};
+
+TFKIT_HOST_DEVICE NormalTail<float> NormalTailOf(float a) {
   const float t = 1.0f / (1.0f + 0.35355339059327376f * a);
   float q = 0.02921535260975361f;
   q = q * t - 0.2182602435350418f;
@@ -111,127 +183,189 @@ TFKIT_HOST_DEVICE float ErfcOfHalfSqrt2(float a) {
   q = q * t + 0.2855948805809021f;
   q = q * t + 0.2818150520324707f;
   q = q * t + 9.771183613338508e-06f;
-  return a > 13.4f ? 0.0f : q * ExpMinusHalfSquare(a);
+  return {0.5f * q, RootOfGaussian(a)};
 }
 
-// The standard normal CDF, 0.5 (1 + erf(z / sqrt(2))), from the erfc of |z|:
-// accurate also where it is near 0, and no cancellation near 1.
-TFKIT_HOST_DEVICE float NormalCdf(float z) {
-  const float tail = 0.5f * ErfcOfHalfSqrt2(z < 0.0f ? -z : z);
-  return z < 0.0f ? tail : 1.0f - tail;
+TFKIT_HOST_DEVICE NormalTail<double> NormalTailOf(double a) { return {0.5 * erfc(a * kSqrtHalf), 1.0}; }
+
+// gelu(z) = z P(Z < z): z times the tail of -z where z < 0 (no
+// cancellation), z (1 - tail) above.
+template <typename U>
+TFKIT_HOST_DEVICE U Gelu(U z) {
+  const NormalTail<U> tail = NormalTailOf(Abs(z));
+  return z < U(0) ? TimesSquare(Finite(z) * tail.scale, tail.root) : z * (U(1) - tail.scale * tail.root * tail.root);
 }
 
-}  // namespace fast
+// P(Z < z) + z phi(z). Float: below 0 both terms are products with
+// root^2, multiplied last, so that neither is flushed alone where the sum
+// is a normal float.
+TFKIT_HOST_DEVICE float GeluDerivative(float z) {
+  const NormalTail<float> tail = NormalTailOf(Abs(z));
+  const float density = float(kInvSqrt2Pi) * z;
+  return z < 0.0f ? TimesSquare(tail.scale + density, tail.root)
+                  : 1.0f - tail.scale * tail.root * tail.root + TimesSquare(density, tail.root);
+}
 
-constexpr double kSqrtHalf = 0.70710678118654752440;
-constexpr double kInvSqrt2Pi = 0.39894228040143267794;
-constexpr double kSqrt2OverPi = 0.79788456080286535588;
-constexpr double kGeluCubic = 0.044715;
+TFKIT_HOST_DEVICE double GeluDerivative(double z) {
+  const double tail = NormalTailOf(Abs(z)).scale;
+  return (z < 0.0 ? tail : 1.0 - tail) + kInvSqrt2Pi * TimesSquare(z, RootOfGaussian(z));
+}
 
-#ifdef __CUDA_ARCH__
-TFKIT_HOST_DEVICE float Exp(float v) { return expf(v); }
-TFKIT_HOST_DEVICE float Tanh(float v) { return tanhf(v); }
-TFKIT_HOST_DEVICE float NormalCdf(float z) { return normcdff(z); }
-TFKIT_HOST_DEVICE float ExpMinusHalfSquare(float z) { return expf(-0.5f * z * z); }
-#else
-TFKIT_HOST_DEVICE float Exp(float v) { return fast::Exp(v); }
-TFKIT_HOST_DEVICE float Tanh(float v) { return fast::Tanh(v); }
-TFKIT_HOST_DEVICE float NormalCdf(float z) { return fast::NormalCdf(z); }
-TFKIT_HOST_DEVICE float ExpMinusHalfSquare(float z) { return fast::ExpMinusHalfSquare(z); }
-#endif
-TFKIT_HOST_DEVICE double Exp(double v) { return exp(v); }
-TFKIT_HOST_DEVICE double Tanh(double v) { return tanh(v); }
-TFKIT_HOST_DEVICE double NormalCdf(double z) { return 0.5 * erfc(-z * kSqrtHalf); }
-TFKIT_HOST_DEVICE double ExpMinusHalfSquare(double z) { return exp(-0.5 * z * z); }
-
+// The logistic family, from h = e^{-|z|/2} and e = h^2 = e^{-|z|}, which
+// never overflow: sigmoid(z) = (z < 0 ? e : 1) / (1 + e).
 template <typename U>
 TFKIT_HOST_DEVICE U Sigmoid(U z) {
-  return U(1) / (U(1) + Exp(-z));
+  const U e = Exp(-Abs(z));
+  return (z < U(0) ? e : U(1)) / (U(1) + e);
 }
 
-// sigmoid(z) (1 - sigmoid(z)) = e / (1 + e)^2 with e = e^{-|z|}: no
-// cancellation where sigmoid(z) is near 1.
+// sigmoid(z) (1 - sigmoid(z)) = e / (1 + e)^2: no cancellation where
+// sigmoid(z) is near 1.
 template <typename U>
 TFKIT_HOST_DEVICE U SigmoidDerivative(U z) {
-  const U e = Exp(z < U(0) ? z : -z);
+  const U e = Exp(-Abs(z));
   return e / ((U(1) + e) * (U(1) + e));
 }
 
+// silu(z) = z sigmoid(z), its z e^{-|z|} below 0 rounded once.
+template <typename U>
+TFKIT_HOST_DEVICE U Silu(U z) {
+  const U h = HalfExpOfMinusAbs(z);
+  return (z < U(0) ? TimesSquare(z, h) : z) / (U(1) + h * h);
+}
+
+// sigmoid(z) + z sigmoid'(z) = (z < 0 ? e : 1) / (1 + e) + z e / (1 + e)^2:
+// below 0 e (1 + e + z) / (1 + e)^2, one product with e.
+template <typename U>
+TFKIT_HOST_DEVICE U SiluDerivative(U z) {
+  const U h = HalfExpOfMinusAbs(z);
+  const U e = h * h;
+  const U numerator = z < U(0) ? TimesSquare(U(1) + e + z, h) : U(1) + e + TimesSquare(z, h);
+  return numerator / ((U(1) + e) * (U(1) + e));
+}
+
 // 1 - tanh(u)^2, without the cancellation of that form where tanh(u) is
-// near +-1: 4 e / (1 + e)^2 with e = e^{-2|u|}.
+// near +-1: 4 e / (1 + e)^2 with e = h^2 = e^{-2|u|}.
 template <typename U>
 TFKIT_HOST_DEVICE U SechSquared(U u) {
-  const U e = Exp(U(-2) * (u < U(0) ? -u : u));
-  return U(4) * e / ((U(1) + e) * (U(1) + e));
+  const U h = Exp(-Abs(u));
+  const U e = h * h;
+  return TimesSquare(U(4), h) / ((U(1) + e) * (U(1) + e));
 }
 
-// tanh(softplus(z)) = tanh(log(1 + e^z)) = w / (w + 2) with w = e^z (e^z + 2),
-// which needs no logarithm; e^z is capped at e^20, beyond which the result
-// is 1 in double too.
+// e^m for a double m: float takes e^{hi} (1 + lo) with m = hi + lo split
+// in floats, so m's rounding to float is not an error of the result.
+TFKIT_HOST_DEVICE float ExpOfDouble(double m, float) {
+  const float hi = static_cast<float>(m);
+  return Exp(hi) * (1.0f + static_cast<float>(m - static_cast<double>(hi)));
+}
+
+TFKIT_HOST_DEVICE double ExpOfDouble(double m, double) { return exp(m); }
+
+// The tanh approximation: z sigmoid(2u) with u = sqrt(2 / pi) (z + c z^3),
+// which does not cancel for u < 0. Beyond |z| = 30 it is z or 0 in double
+// too, so z is clamped there before z^3 can overflow. u is evaluated in
+// double: for |u| in the tens its float rounding alone would be tens of
+// ulp of e^{-2|u|}.
 template <typename U>
-TFKIT_HOST_DEVICE U SoftplusW(U z) {
-  const U n = Exp(z > U(20) ? U(20) : z);
-  return n * (n + U(2));
+struct GeluTanhTerms {
+  U z;   // clamped
+  U h;   // e^{-|u|}
+  U du;  // du / dz
+};
+
+template <typename U>
+TFKIT_HOST_DEVICE GeluTanhTerms<U> GeluTanhTermsOf(U z) {
+  z = z < U(-30) ? U(-30) : (z > U(30) ? U(30) : z);
+  const double zd = static_cast<double>(z);
+  const double u = kSqrt2OverPi * (zd + kGeluCubic * zd * zd * zd);
+  return {z, ExpOfDouble(u < 0.0 ? u : -u, z), U(kSqrt2OverPi) * (U(1) + U(3 * kGeluCubic) * z * z)};
 }
 
 template <typename U>
-TFKIT_HOST_DEVICE U TanhSoftplus(U z) {
-  const U w = SoftplusW(z);
-  return w / (w + U(2));
+TFKIT_HOST_DEVICE U GeluTanh(U z) {
+  const GeluTanhTerms<U> t = GeluTanhTermsOf(z);
+  return (z < U(0) ? TimesSquare(t.z, t.h) : z) / (U(1) + t.h * t.h);
 }
 
-// 1 - tanh(softplus(z))^2 = 4 (w + 1) / (w + 2)^2, without cancellation.
+// sigmoid(2u) + z sech^2(u) du / 2 = ((z < 0 ? e : 1) (1 + e) + 2 z du e) / (1 + e)^2
+// with e = e^{-2|u|}: below 0 one product with e.
 template <typename U>
-TFKIT_HOST_DEVICE U SechSquaredSoftplus(U z) {
-  const U w = SoftplusW(z);
-  return U(4) * (w + U(1)) / ((w + U(2)) * (w + U(2)));
+TFKIT_HOST_DEVICE U GeluTanhDerivative(U z) {
+  const GeluTanhTerms<U> t = GeluTanhTermsOf(z);
+  const U e = t.h * t.h;
+  const U slope = U(2) * t.z * t.du;
+  const U numerator = z < U(0) ? TimesSquare(U(1) + e + slope, t.h) : U(1) + e + TimesSquare(slope, t.h);
+  return numerator / ((U(1) + e) * (U(1) + e));
+}
+
+// mish(z) = z tanh(softplus(z)), from e = e^{-|z|} without a logarithm:
+// tanh(softplus(z)) = e (e + 2) / (e (e + 2) + 2) below 0 and
+// (1 + 2e) / (1 + 2e (1 + e)) above, neither of which overflows.
+template <typename U>
+TFKIT_HOST_DEVICE U Mish(U z) {
+  const U h = HalfExpOfMinusAbs(z);
+  const U e = h * h;
+  return z < U(0) ? TimesSquare(z, h) * (e + U(2)) / (e * (e + U(2)) + U(2))
+                  : z * (U(1) + U(2) * e) / (U(1) + U(2) * e * (U(1) + e));
+}
+
+// tanh(softplus(z)) + z sech^2(softplus(z)) sigmoid(z), with d the
+// denominator of tanh(softplus(z)): below 0 e ((e + 2) d + 4 z (1 + e)) / d^2,
+// one product with e; above (1 + 2e) / d + 4 z e^2 (1 + e) / d^2.
+template <typename U>
+TFKIT_HOST_DEVICE U MishDerivative(U z) {
+  const U h = HalfExpOfMinusAbs(z);
+  const U e = h * h;
+  if (z < U(0)) {
+    const U d = e * (e + U(2)) + U(2);
+    return TimesSquare((e + U(2)) * d + U(4) * Finite(z) * (U(1) + e), h) / (d * d);
+  }
+  const U d = U(1) + U(2) * e * (U(1) + e);
+  return (U(1) + U(2) * e) / d + U(4) * TimesSquare(z, h) * e * (U(1) + e) / (d * d);
 }
 
 template <typename U>
 TFKIT_HOST_DEVICE U Apply(Activation act, U z) {
   switch (act) {
     case Activation::kRelu:
-      return z > U(0) ? z : U(0);
+      return z < U(0) ? U(0) : z;  // NaN stays NaN
     case Activation::kGelu:
-      return z * NormalCdf(z);
+      return Gelu(z);
     case Activation::kGeluTanh:
-      // 0.5 z (1 + tanh(u)) = z sigmoid(2u), which does not cancel for u < 0.
-      return z * Sigmoid(U(2 * kSqrt2OverPi) * (z + U(kGeluCubic) * z * z * z));
+      return GeluTanh(z);
     case Activation::kSilu:
-      return z * Sigmoid(z);
+      return Silu(z);
     case Activation::kSigmoid:
       return Sigmoid(z);
     case Activation::kTanh:
       return Tanh(z);
     case Activation::kMish:
-      return z * TanhSoftplus(z);
+      return Mish(z);
     case Activation::kLinear:
     default:
       return z;
   }
 }
 
-// d Apply(act, z) / dz.
+// d Apply(act, z) / dz. relu's is 0 at NaN, as TensorFlow's ReluGrad.
 template <typename U>
 TFKIT_HOST_DEVICE U Derivative(Activation act, U z) {
   switch (act) {
     case Activation::kRelu:
       return z > U(0) ? U(1) : U(0);
     case Activation::kGelu:
-      return NormalCdf(z) + z * U(kInvSqrt2Pi) * ExpMinusHalfSquare(z < U(0) ? -z : z);
-    case Activation::kGeluTanh: {
-      const U u = U(kSqrt2OverPi) * (z + U(kGeluCubic) * z * z * z);
-      const U du = U(kSqrt2OverPi) * (U(1) + U(3 * kGeluCubic) * z * z);
-      return Sigmoid(U(2) * u) + U(0.5) * z * SechSquared(u) * du;
-    }
+      return GeluDerivative(z);
+    case Activation::kGeluTanh:
+      return GeluTanhDerivative(z);
     case Activation::kSilu:
-      return Sigmoid(z) + z * SigmoidDerivative(z);
+      return SiluDerivative(z);
     case Activation::kSigmoid:
       return SigmoidDerivative(z);
     case Activation::kTanh:
       return SechSquared(z);
     case Activation::kMish:
-      return TanhSoftplus(z) + z * Sigmoid(z) * SechSquaredSoftplus(z);
+      return MishDerivative(z);
     case Activation::kLinear:
     default:
       return U(1);

@@ -150,7 +150,8 @@ __global__ void WeightsGradKernel(const int64_t* __restrict__ splits, const T* _
       normaliser *= scale * scale * scale;
     }
     for (int64_t i = lo; i < hi; ++i) {
-      d_weights[i] = Store<T>(static_cast<Acc<W>>(scale * dots[i] - normaliser * Load<W>(weights[i])));
+      const W grad = WeightGrad(shape.combiner, scale, dots[i], normaliser, Load<W>(weights[i]));
+      d_weights[i] = Store<T>(static_cast<Acc<W>>(grad));
     }
   }
 }

@@ -66,17 +66,27 @@ inline int64_t FirstBadSplit(const int64_t* splits, int64_t bags, int64_t n) {
 }
 
 // The combiner's scale for a bag of `length` ids whose weights' squares sum
-// to sum_sq (length for an unweighted bag); 0 where it would divide by 0.
+// to sum_sq (length for an unweighted bag); 0 where it would divide by 0,
+// NaN where a weight is NaN.
 template <typename W>
 TFKIT_EMBEDDING_HOST_DEVICE inline W BagScale(Combiner combiner, int64_t length, W sum_sq) {
   switch (combiner) {
     case Combiner::kMean:
       return length > 0 ? W(1) / static_cast<W>(length) : W(0);
     case Combiner::kSqrtn:
-      return sum_sq > W(0) ? W(1) / sqrt(sum_sq) : W(0);
+      return sum_sq == W(0) ? W(0) : W(1) / sqrt(sum_sq);
     default:
       return W(1);
   }
+}
+
+// d loss / d w_i of a bag: scale dot_i, dot_i = dy[b] . params[ids[i]], and
+// for sqrtn, whose scale depends on the weights, - normaliser w_i with
+// normaliser = (sum_j w_j dot_j) scale^3. Elsewhere a weight's NaN does not
+// reach its own gradient.
+template <typename W>
+TFKIT_EMBEDDING_HOST_DEVICE inline W WeightGrad(Combiner combiner, W scale, W dot, W normaliser, W weight) {
+  return combiner == Combiner::kSqrtn ? scale * dot - normaliser * weight : scale * dot;
 }
 
 template <typename T>
@@ -189,9 +199,9 @@ void EmbeddingBagGradRows(const T* dy, const Index* ids, const int64_t* splits, 
       (*dots)[i - lo] = dot;
       dy_dot_sum += Widen(weights[i]) * dot;
     }
-    const W normaliser = shape.combiner == Combiner::kSqrtn ? dy_dot_sum * scale * scale * scale : W(0);
+    const W normaliser = dy_dot_sum * scale * scale * scale;
     for (int64_t i = lo; i < hi; ++i) {
-      const W grad = scale * (*dots)[i - lo] - normaliser * Widen(weights[i]);
+      const W grad = WeightGrad(shape.combiner, scale, (*dots)[i - lo], normaliser, Widen(weights[i]));
       d_weights[i] = static_cast<T>(static_cast<Acc<T>>(grad));
     }
   }

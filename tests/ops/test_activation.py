@@ -217,3 +217,89 @@ print("ok")
 """
     result = run_python(code, env={"TFKIT_CPU_ISA": isa})
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+
+
+# The float format of each half type and float32: (mantissa bits, smallest
+# normal exponent).
+_FORMATS = {tf.float32: (23, -126), tf.float16: (10, -14), tf.bfloat16: (7, -126)}
+
+
+def exact_activation_and_derivative(name, z):
+    """Each activation and its derivative in float64, with their limits at
+    +-inf (z's own float64 math would give inf * 0 = NaN there)."""
+    from scipy import special
+
+    z = np.asarray(z, np.float64)
+    with np.errstate(all="ignore"):
+        s, s_neg = special.expit(z), special.expit(-z)
+        if name == "gelu":
+            density = np.where(np.abs(z) > 40, 0.0, np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi))
+            f, d = z * special.ndtr(z), special.ndtr(z) + z * density
+        elif name == "gelu_tanh":
+            zc = np.clip(z, -30, 30)  # beyond, z sigmoid(2u) is z or 0 in float64
+            u = np.sqrt(2 / np.pi) * (zc + 0.044715 * zc**3)
+            du = np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * zc**2)
+            f = np.where(z > 30, z, zc * special.expit(2 * u))
+            d = special.expit(2 * u) + 2 * zc * du * special.expit(2 * u) * special.expit(-2 * u)
+        elif name == "silu":
+            f, d = z * s, s + z * s * s_neg
+        elif name == "sigmoid":
+            f, d = s, s * s_neg
+        elif name == "tanh":
+            f, d = np.tanh(z), 1 / np.cosh(np.clip(z, -400, 400)) ** 2
+        elif name == "mish":
+            softplus = np.logaddexp(0, z)
+            f = z * np.tanh(softplus)
+            d = np.tanh(softplus) + np.where(np.abs(z) > 1e300, 0.0, z * s / np.cosh(np.minimum(softplus, 400)) ** 2)
+        elif name == "relu":
+            f, d = np.maximum(z, 0), (z > 0) * 1.0
+        else:
+            f, d = z, np.ones_like(z)
+    if name in ("gelu", "gelu_tanh", "silu", "mish"):  # z times a gate from 0 to 1
+        f = np.where(np.isinf(z), np.maximum(z, 0.0), f)
+        d = np.where(np.isinf(z), (z > 0) * 1.0, d)
+    return f, d
+
+
+def ulp_errors(got, want, dtype):
+    """|got - want| in ulp of want in dtype. Results below the smallest
+    normal count as exact when both are there: TensorFlow runs CPU kernels
+    with denormals flushed to zero."""
+    mantissa, min_exponent = _FORMATS[dtype]
+    magnitude = np.abs(want)
+    exponent = np.maximum(np.floor(np.log2(np.where(magnitude > 0, magnitude, 1.0))), min_exponent)
+    with np.errstate(invalid="ignore"):
+        errors = np.abs(got - want) / 2.0 ** (exponent - mantissa)
+    tiny = 2.0**min_exponent
+    exact = (np.isinf(got) & (got == want)) | ((magnitude < tiny) & (np.abs(got) < tiny))
+    return np.where(exact, 0.0, errors)
+
+
+@pytest.mark.parametrize("dtype", list(_FORMATS), ids=lambda d: d.name)
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_every_activation_and_derivative_is_accurate_over_the_whole_float_range(name, dtype):
+    """A logarithmic sweep from the smallest subnormal to the largest finite
+    value, both signs, and +-inf: within 6 ulp (float32) or 1 ulp (the half
+    types, computed in float32) of float64, or the exact limit. The
+    derivatives of gelu, gelu_tanh, silu and mish cross zero near z = -1,
+    where their two terms of about 1 cancel: there (|z| < 2) the error may
+    instead be up to 1 ulp of 1."""
+    mantissa, min_exponent = _FORMATS[dtype]
+    magnitudes = np.logspace(np.log10(2.0 ** (min_exponent - mantissa)), np.log10(dtype.max), 4000)
+    x = tf.cast(np.concatenate([-magnitudes[::-1], [0.0], magnitudes, [np.inf, -np.inf]])[None, :], dtype)
+    z = to_numpy64(x)[0]
+    bias = tf.zeros(x.shape[-1:], dtype)
+    got = to_numpy64(activation.bias_activation(x, bias, activation=name, backend="compiled"))[0]
+    library = tfkit._loader.load_library()
+    grad, _ = library.tfkit_bias_activation_grad(tf.ones_like(x), x, bias, activation=name)
+    want, want_grad = exact_activation_and_derivative(name, z)
+    limit = 6.0 if dtype == tf.float32 else 1.0
+    forward = ulp_errors(got, want, dtype)
+    worst = forward.argmax()
+    assert forward[worst] <= limit, f"{name}({z[worst]}) = {got[worst]}, not {want[worst]}"
+    got_grad = to_numpy64(grad)[0]
+    derivative = ulp_errors(got_grad, want_grad, dtype)
+    cancelling = (np.abs(z) < 2) & (np.abs(got_grad - want_grad) <= 2.0**-mantissa)
+    derivative = np.where(cancelling, 0.0, derivative)
+    worst = derivative.argmax()
+    assert derivative[worst] <= limit, f"{name}'({z[worst]}) = {got_grad[worst]}, not {want_grad[worst]}"

@@ -24,6 +24,24 @@ __all__ = [
     "gated_activation_reference",
 ]
 
+# Beyond |z| = 800 gelu, gelu_tanh, silu and mish equal their asymptotes,
+# z and 0, in float64 too. Their composites are evaluated at z clipped
+# there, so that +-inf gives the limits and gradients 1 and 0 (not the
+# inf * 0 = NaN of the composite), as the kernels do.
+_SATURATION = 800.0
+
+
+def _saturating(function):
+    def apply(z):
+        bound = tf.constant(_SATURATION, z.dtype)
+        above, below = z > bound, z < -bound
+        # where, not clip_by_value: a NaN's gradient stays NaN.
+        inner = function(tf.where(above, bound, tf.where(below, -bound, z)))
+        return tf.where(above, z, tf.where(below, tf.zeros_like(z), inner))
+
+    return apply
+
+
 # keras.activations' math for each fused activation, on a float32/float64 z.
 # The names are the ops' `activation` attr (kernels/activation/
 # activation_rules.h, in its order); tests hold this table to the op
@@ -31,12 +49,12 @@ __all__ = [
 _FUNCTIONS = {
     "linear": lambda z: z,
     "relu": tf.nn.relu,
-    "gelu": lambda z: tf.nn.gelu(z, approximate=False),
-    "gelu_tanh": lambda z: tf.nn.gelu(z, approximate=True),
-    "silu": tf.nn.silu,
+    "gelu": _saturating(lambda z: tf.nn.gelu(z, approximate=False)),
+    "gelu_tanh": _saturating(lambda z: tf.nn.gelu(z, approximate=True)),
+    "silu": _saturating(tf.nn.silu),
     "sigmoid": tf.sigmoid,
     "tanh": tf.tanh,
-    "mish": lambda z: z * tf.tanh(tf.nn.softplus(z)),
+    "mish": _saturating(lambda z: z * tf.tanh(tf.nn.softplus(z))),
 }
 ACTIVATIONS = tuple(_FUNCTIONS)
 

@@ -214,8 +214,10 @@ def _embedding_bag_composite(
             denominator = lengths
         else:
             squares = tf.math.unsorted_segment_sum(w * w, bag_of_id, num_bags) if weighted else lengths
-            denominator = tf.sqrt(tf.where(squares > 0, squares, tf.ones_like(squares)))
-            denominator = tf.where(squares > 0, denominator, tf.zeros_like(denominator))
+            # 0 only for an empty or all-zero bag: a NaN weight's NaN stays.
+            nonzero = tf.not_equal(squares, 0)
+            denominator = tf.sqrt(tf.where(nonzero, squares, tf.ones_like(squares)))
+            denominator = tf.where(nonzero, denominator, tf.zeros_like(denominator))
         bags = summed * tf.math.divide_no_nan(tf.ones_like(denominator), denominator)[:, tf.newaxis]
     return _assemble(tf.cast(bags, params.dtype), batch_shape, outer, static_batch_shape)
 

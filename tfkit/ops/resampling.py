@@ -140,8 +140,10 @@ def _sample_composite(data, warp, *, boundary):
         inside = x_ok & y_ok & (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
         where = tf.stack([tf.where(inside, yi, 0), tf.where(inside, xi, 0)], axis=-1)
         weight = (ax if dx else 1 - ax) * (ay if dy else 1 - ay)
-        value = weight[..., tf.newaxis] * tf.gather_nd(image, where, batch_dims=1)
-        total += tf.where(inside[..., tf.newaxis], value, tf.zeros_like(value))
+        # Zero before the product: a NaN in the pixel gathered for an outside
+        # neighbour reaches neither the result nor the warp's gradient.
+        value = tf.gather_nd(image, where, batch_dims=1)
+        total += weight[..., tf.newaxis] * tf.where(inside[..., tf.newaxis], value, tf.zeros_like(value))
     out_shape = tf.concat([warp_shape[:-1], shape[3:]], axis=0)
     return tf.cast(tf.reshape(total, out_shape), data.dtype)
 
