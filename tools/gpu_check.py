@@ -331,6 +331,36 @@ def embedding_cases(k) -> list[Case]:
     return cases
 
 
+# NaN, +-inf, +-the largest finite value, +-the smallest subnormal and a
+# logarithmic sweep between, of each dtype.
+_LARGEST = {"float32": 3.4028234663852886e38, "float64": 1.7976931348623157e308, "float16": 65504.0,
+            "bfloat16": 3.3895313892515355e38}  # fmt: skip
+_SMALLEST = {"float32": 2.0**-149, "float64": 2.0**-1074, "float16": 2.0**-24, "bfloat16": 2.0**-133}
+
+
+def edge_values(dtype: str) -> np.ndarray:
+    sweep = np.logspace(np.log10(_SMALLEST[dtype]), np.log10(_LARGEST[dtype]), 1021)
+    values = np.concatenate([[np.nan, np.inf, -np.inf, 0.0], sweep, -sweep])
+    return rounded(values, dtype).reshape(1, -1)
+
+
+def activation_edge_case(k, dtype, name):
+    """The activations and their derivatives over the whole float range."""
+    x = edge_values(dtype)
+    bias, dy = np.zeros(x.shape[1]), np.ones_like(x)
+    y = k.bias_activation(x, bias, name)
+    dx, _ = k.bias_activation_grad(dy, x, bias, name)
+
+    def run(gpu):
+        gx, gb, gdy = gpu.put(x, dtype), gpu.put(bias, dtype), gpu.put(dy, dtype)
+        gy, gdx, gdb = gpu.empty(x.shape, dtype), gpu.empty(x.shape, dtype), gpu.empty(bias.shape, dtype)
+        k.cuda.bias_activation(gx, gb, gy, name, gpu.stream)
+        k.cuda.bias_activation_grad(gdy, gx, gb, gdx, gdb, name, gpu.stream)
+        return {"y": (gpu.get(gy), rounded(y, dtype)), "dx": (gpu.get(gdx), rounded(dx, dtype))}
+
+    return Case(f"bias_activation {name} {dtype} edge values", run, TOLERANCE[dtype])
+
+
 def numerics_cases(k) -> list[Case]:
     cases = []
     for dtype in DTYPES:
@@ -338,6 +368,7 @@ def numerics_cases(k) -> list[Case]:
             cases += [norm_case(k, dtype, rows, cols, center) for center in (True, False)]
             for name in k.ACTIVATIONS:
                 cases += activation_cases(k, dtype, rows, cols, name)
+        cases += [activation_edge_case(k, dtype, name) for name in k.ACTIVATIONS]
         for interleaved in (False, True):
             cases += [
                 rotary_case(k, dtype, 8, 512, 16, 64, False, interleaved, 0),
@@ -379,10 +410,18 @@ def many_rows_checks(k, gpu) -> list[dict]:
 
 
 def check(case: Case, gpu) -> dict:
+    """NaN and the infinities where the reference has them, finite values
+    within the tolerance as |error| / (1 + |reference|)."""
     worst, failed = 0.0, []
     for name, (got, want) in case.run(gpu).items():
         tolerance = case.tolerance * case.scale.get(name, 1.0)
-        err = float(np.max(np.abs(got - want) / (1 + np.abs(want)), initial=0.0)) if want.size else 0.0
+        if not np.array_equal(np.isnan(got), np.isnan(want)):
+            failed.append(f"{name} NaN where the reference has none, or none where it has")
+        if not np.array_equal(got[np.isinf(want)], want[np.isinf(want)]):
+            failed.append(f"{name} not the reference's infinities")
+        finite = np.isfinite(want)
+        with np.errstate(invalid="ignore"):
+            err = float(np.max(np.abs(got[finite] - want[finite]) / (1 + np.abs(want[finite])), initial=0.0))
         if not err <= tolerance:
             failed.append(f"{name} {err:.3g} > {tolerance:.3g}")
         worst = max(worst, err)
