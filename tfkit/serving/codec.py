@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 
-from tfkit.serving.errors import ServingError, invalid_argument
+from tfkit.serving.errors import ServingError, echo_names, invalid_argument
 from tfkit.serving.servable import Signature, TensorInfo
 
 _KINDS = {"b": "boolean", "i": "integer", "u": "unsigned integer", "f": "floating point", "c": "complex"}
@@ -55,7 +55,7 @@ def _rows_to_columns(signature: Signature, instances: Any) -> dict[str, Any]:
         keys = set(instances[0])
         for i, row in enumerate(instances):
             if set(row) != keys:
-                raise invalid_argument(f"instance {i} has inputs {sorted(row)}, instance 0 has {sorted(keys)}")
+                raise invalid_argument(f"instance {i} has inputs {echo_names(row)}, instance 0 has {echo_names(keys)}")
         return {key: [row[key] for row in instances] for key in keys}
     return {_only_input(signature, '"instances" hold bare values'): instances}
 
@@ -153,9 +153,9 @@ def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[st
       ServingError: INVALID_ARGUMENT naming the input and what it expects.
     """
     missing = sorted(set(signature.inputs) - set(inputs))
-    unknown = sorted(set(inputs) - set(signature.inputs))
+    unknown = set(inputs) - set(signature.inputs)
     if missing or unknown:
-        problems = ([f"missing {missing}"] if missing else []) + ([f"unknown {unknown}"] if unknown else [])
+        problems = ([f"missing {missing}"] if missing else []) + ([f"unknown {echo_names(unknown)}"] if unknown else [])
         raise invalid_argument(
             f"signature '{signature.name}' takes inputs {_describe_inputs(signature)}: " + ", ".join(problems)
         )

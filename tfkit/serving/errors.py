@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import grpc
 
 _HTTP_STATUS = {
@@ -14,16 +16,24 @@ _HTTP_STATUS = {
     grpc.StatusCode.INTERNAL: 500,
 }
 
+# A message's UTF-8 bytes: gRPC percent-encodes it into a trailer, which
+# must stay under the client's metadata limit (8 KiB by default).
+MAX_MESSAGE_BYTES = 2000
+ECHO_CHARS = 64
+ECHO_NAMES = 10
+
 
 class ServingError(Exception):
     """A request the server answers with an error instead of a result.
 
     Attributes:
       code: the gRPC status code; `http_status` is its REST counterpart.
-      message: what went wrong and what the client should send instead.
+      message: what went wrong and what the client should send instead
+        (cut to MAX_MESSAGE_BYTES).
     """
 
     def __init__(self, code: grpc.StatusCode, message: str):
+        message = _capped(message)
         super().__init__(message)
         self.code = code
         self.message = message
@@ -33,12 +43,40 @@ class ServingError(Exception):
         return _HTTP_STATUS.get(self.code, 500)
 
 
+def _capped(message: str) -> str:
+    encoded = message.encode()
+    if len(encoded) <= MAX_MESSAGE_BYTES:
+        return message
+    return encoded[:MAX_MESSAGE_BYTES].decode(errors="ignore") + " ..."
+
+
+def echo(text: object) -> str:
+    """A string the client sent, as an error message quotes it: its first
+    ECHO_CHARS characters and its length when it is longer."""
+    text = str(text)
+    if len(text) <= ECHO_CHARS:
+        return text
+    return f"{text[:ECHO_CHARS]}... ({len(text)} characters)"
+
+
+def echo_names(names: Iterable[object]) -> str:
+    """Names the client sent, sorted, as a list of at most ECHO_NAMES echoed names."""
+    names = sorted(str(name) for name in names)
+    shown = ", ".join(repr(echo(name)) for name in names[:ECHO_NAMES])
+    more = f", ... ({len(names) - ECHO_NAMES} more)" if len(names) > ECHO_NAMES else ""
+    return f"[{shown}{more}]"
+
+
 def invalid_argument(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
 def not_found(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.NOT_FOUND, message)
+
+
+def internal(message: str) -> ServingError:
+    return ServingError(grpc.StatusCode.INTERNAL, message)
 
 
 class ModelLoadError(RuntimeError):

@@ -16,7 +16,7 @@ from tensorflow_serving.apis import (
 )
 
 from tfkit.serving import codec, protos
-from tfkit.serving.errors import ServingError, invalid_argument, not_found
+from tfkit.serving.errors import ServingError, echo, echo_names, internal, invalid_argument, not_found
 from tfkit.serving.service import InferenceService
 
 log = logging.getLogger("tfkit.serving")
@@ -33,14 +33,14 @@ def _statuses(method):
             context.abort(err.code, err.message)
         except Exception as err:  # never let one request take the server down
             log.exception("unexpected error in %s", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"internal error: {err}")
+            context.abort(grpc.StatusCode.INTERNAL, internal(f"internal error: {err}").message)
 
     return wrapper
 
 
 def _version(model_spec) -> int | None:
     if model_spec.WhichOneof("version_choice") == "version_label":
-        raise not_found(f"version labels are not supported (got '{model_spec.version_label}'); set version")
+        raise not_found(f"version labels are not supported (got '{echo(model_spec.version_label)}'); set version")
     return model_spec.version.value if model_spec.HasField("version") else None
 
 
@@ -81,7 +81,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def GetModelMetadata(self, request, context):
         fields = set(request.metadata_field)
         if fields != {protos.SIGNATURE_DEF_FIELD}:
-            raise invalid_argument(f'metadata_field must be ["signature_def"], got {sorted(fields)}')
+            raise invalid_argument(f'metadata_field must be ["signature_def"], got {echo_names(fields)}')
         servable = self.service.repository.servable(_name(request.model_spec), _version(request.model_spec))
         return protos.metadata_response(servable)
 

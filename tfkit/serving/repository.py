@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from tfkit.serving.errors import ModelLoadError, not_found
+from tfkit.serving.errors import ModelLoadError, echo, not_found
 from tfkit.serving.servable import Servable, load_servable
 
 log = logging.getLogger("tfkit.serving")
@@ -138,10 +138,10 @@ class ModelRepository:
         model = self._model(name)
         served = model.served
         if served is None:
-            raise not_found(f"model '{name}' has no version loaded yet (looking in {model.config.base_path})")
+            raise not_found(f"model '{echo(name)}' has no version loaded yet (looking in {model.config.base_path})")
         if version is not None and version != served.version:
             raise not_found(
-                f"model '{name}' version {version} is not available; the served version is {served.version}"
+                f"model '{echo(name)}' version {version} is not available; the served version is {served.version}"
             )
         return served
 
@@ -156,10 +156,10 @@ class ModelRepository:
             statuses = dict(model.statuses)
         if version is None:
             if not statuses:
-                raise not_found(f"model '{name}' has no versions yet (looking in {model.config.base_path})")
+                raise not_found(f"model '{echo(name)}' has no versions yet (looking in {model.config.base_path})")
             return [statuses[v] for v in sorted(statuses, reverse=True)]
         if version not in statuses:
-            raise not_found(f"model '{name}' has no version {version}; its versions are {sorted(statuses)}")
+            raise not_found(f"model '{echo(name)}' has no version {version}; its versions are {sorted(statuses)}")
         return [statuses[version]]
 
     @property
@@ -173,7 +173,7 @@ class ModelRepository:
 
     def _model(self, name: str) -> _Model:
         if name not in self._models:
-            raise not_found(f"model '{name}' is not served; this server serves {sorted(self._models)}")
+            raise not_found(f"model '{echo(name)}' is not served; this server serves {sorted(self._models)}")
         return self._models[name]
 
     def _poll_loop(self) -> None:

@@ -21,7 +21,7 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from tfkit.serving import codec, protos
-from tfkit.serving.errors import ServingError, invalid_argument, not_found
+from tfkit.serving.errors import ServingError, echo, internal, invalid_argument, not_found
 from tfkit.serving.service import InferenceService
 
 log = logging.getLogger("tfkit.serving")
@@ -42,9 +42,11 @@ def _parse_path(path: str) -> tuple[str, int | None, str]:
     """(model name, version or None, method) of the part after /v1/models/."""
     match = _PATH.match(path)
     if match is None:
-        raise not_found(f"no such endpoint: /v1/models/{path}")
+        raise not_found(f"no such endpoint: /v1/models/{echo(path)}")
     if match["label"] is not None:
-        raise not_found(f"version labels are not supported (got label '{match['label']}'); use /versions/<number>")
+        raise not_found(
+            f"version labels are not supported (got label '{echo(match['label'])}'); use /versions/<number>"
+        )
     version = int(match["version"]) if match["version"] is not None else None
     return match["name"], version, (match["method"] or "").lstrip("/:")
 
@@ -75,7 +77,7 @@ def _json_errors(max_request_bytes: int):
             return _error_response(400, f"the request could not be read: {err}")
         except Exception as err:  # never let one request take the server down
             log.exception("unexpected error serving %s", request.path)
-            return _error_response(500, f"internal error: {err}")
+            return _error_response(500, internal(f"internal error: {err}").message)
 
     return middleware
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from tfkit import saved_model
-from tfkit.serving.errors import ModelLoadError, invalid_argument, not_found
+from tfkit.serving.errors import ModelLoadError, echo, echo_names, invalid_argument, not_found
 
 DEFAULT_SIGNATURE = "serving_default"
 SERVE_TAG = "serve"
@@ -80,7 +80,7 @@ class Signature:
         unknown = sorted(set(output_filter) - set(self.outputs))
         if unknown:
             raise invalid_argument(
-                f"signature '{self.name}' has no output {unknown}; its outputs are {sorted(self.outputs)}"
+                f"signature '{self.name}' has no output {echo_names(unknown)}; its outputs are {sorted(self.outputs)}"
             )
         return list(output_filter)
 
@@ -105,7 +105,7 @@ class Servable:
         name = name or DEFAULT_SIGNATURE
         if name not in self.signatures:
             raise not_found(
-                f"model '{self.name}' version {self.version} has no signature '{name}'; "
+                f"model '{self.name}' version {self.version} has no signature '{echo(name)}'; "
                 f"its signatures are {sorted(self.signatures)}"
             )
         return self.signatures[name]

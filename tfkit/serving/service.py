@@ -7,17 +7,15 @@ import asyncio
 import concurrent.futures
 from typing import Callable
 
-import grpc
 import numpy as np
 import tensorflow as tf
 
 from tfkit.serving.batching import Batcher, batch_rows
-from tfkit.serving.errors import ServingError, invalid_argument
+from tfkit.serving.errors import ServingError, internal, invalid_argument
 from tfkit.serving.repository import ModelRepository
 from tfkit.serving.servable import Servable, Signature
 
 Inputs = dict[str, np.ndarray]
-_MAX_ERROR_CHARS = 2000
 
 
 class InferenceService:
@@ -121,11 +119,11 @@ def _guarded(signature: Signature) -> Callable[[Inputs], dict[str, np.ndarray]]:
         try:
             return signature(inputs)
         except tf.errors.InvalidArgumentError as err:
-            raise invalid_argument(_short(f"the model rejected the input: {_essence(err.message)}")) from err
+            raise invalid_argument(f"the model rejected the input: {_essence(err.message)}") from err
         except ServingError:
             raise
         except Exception as err:  # any failure inside the model call
-            raise ServingError(grpc.StatusCode.INTERNAL, _short(f"the model call failed: {err}")) from err
+            raise internal(f"the model call failed: {err}") from err
 
     return call
 
@@ -138,7 +136,3 @@ def _essence(message: str) -> str:
     lines = [line.strip() for line in message.splitlines()]
     kept = [line for line in lines if line and not line.startswith(_NOISE)]
     return " ".join(kept) or message
-
-
-def _short(message: str) -> str:
-    return message if len(message) <= _MAX_ERROR_CHARS else message[:_MAX_ERROR_CHARS] + " ..."
