@@ -1,5 +1,7 @@
 """`python -m tfkit serve` refusing what it must not run, each refusal
-followed by a good request answered exactly: long client strings."""
+followed by a good request answered exactly: long client strings,
+TensorProtos TensorFlow would refuse or misread, and inputs over the size
+limit together."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ DRAIN = 120  # --drain_seconds: far longer than any test waits
 PREDICT = f"/v1/models/{MODEL}:predict"
 X = [[1.0, 2.0, 3.0]]
 Y = [[3.0, 5.0, 7.0]]
+PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 
 
 def serve(model_base) -> ServerProcess:
@@ -101,4 +104,98 @@ def test_long_client_strings_are_cut_in_rest_errors(client):
     assert status == 404
     assert f"has no signature '{LONG[:64]}... (20000 characters)'" in answer["error"]
     assert len(answer["error"]) < 2100
+    assert_still_serving(client)
+
+
+def _x_proto(shape: list[int], **fields) -> predict_pb2.PredictRequest:
+    """A request whose input x is a float32 TensorProto of `shape` with `fields` set as given."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    x = request.inputs["x"]
+    x.dtype = tf.float32.as_datatype_enum
+    for size in shape:
+        x.tensor_shape.dim.add(size=size)
+    for name, value in fields.items():
+        if name == "tensor_content":
+            x.tensor_content = value
+        else:
+            getattr(x, name).extend(value)
+    return request
+
+
+MISREAD_PROTOS = [
+    # (request, part of the error); TensorFlow reads the first three as zeros
+    (_x_proto([2, 3], int_val=[1] * 6), "is float32 but has values in ['int_val']: float32 values go in float_val"),
+    (_x_proto([2, 3], string_val=[b"1"] * 6), "has values in ['string_val']"),
+    (_x_proto([2, 3], double_val=[1.0] * 6), "has values in ['double_val']"),
+    (_x_proto([-1, 3], float_val=[1.0, 2.0, 3.0]), "has shape [-1, 3]: every dimension must be >= 0"),
+    (_x_proto([1, 3], float_val=[1.0], tensor_content=np.ones(3, np.float32).tobytes()), "both tensor_content"),
+    (_x_proto([2, 3], float_val=[1.0] * 4), "has 4 values for shape [2, 3] (6 elements): send 6, or 1"),
+    (_x_proto([2, 3], float_val=[1.0] * 7), "has 7 values for shape [2, 3]"),
+    (_x_proto([2, 3], tensor_content=b"\0" * 20), "has 20 bytes of tensor_content for 6 float32 elements (24 bytes)"),
+    (_x_proto([1] * 255, float_val=[1.0]), "has 255 dimensions, more than TensorFlow's 254"),
+]
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    MISREAD_PROTOS,
+    ids=["int_val", "string_val", "double_val", "negative-dim", "both", "too-few", "too-many", "content-size", "rank"],
+)
+def test_a_tensor_proto_tensorflow_would_refuse_or_misread_is_invalid_argument(client, request_, message):
+    with pytest.raises(grpc.RpcError) as caught:
+        client.predictions.Predict(request_, timeout=TIMEOUT)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "tensor parsing error: input 'x'" in caught.value.details()
+    assert message in caught.value.details()
+    assert_still_serving(client)
+
+
+def test_a_tensor_proto_with_one_value_or_all_values_is_answered(client):
+    filled = outputs_of(client.predictions.Predict(_x_proto([2, 3], float_val=[1.0]), timeout=TIMEOUT))["y"]
+    np.testing.assert_array_equal(filled, np.full([2, 3], 3.0, np.float32))
+    whole = outputs_of(client.predictions.Predict(_x_proto([1, 3], float_val=X[0]), timeout=TIMEOUT))["y"]
+    np.testing.assert_array_equal(whole, Y)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [b"\xff\xff\xff", b"\x0a\x03\x0a\x01\xff"],  # a corrupt wire format; a model name that is not UTF-8
+    ids=["corrupt", "not-utf8"],
+)
+def test_an_unparsable_predict_message_is_invalid_argument(client, message):
+    send_bytes = client.channel.unary_unary(PREDICT_METHOD)
+    with pytest.raises(grpc.RpcError) as caught:
+        send_bytes(message, timeout=TIMEOUT)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"not a valid message for {PREDICT_METHOD}" in caught.value.details()
+    assert_still_serving(client)
+
+
+def _multi_filled(rows: int) -> predict_pb2.PredictRequest:
+    """A small message whose two inputs fill [rows, 4] float32 and [rows] int32."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.model_spec.signature_name = "multi"
+    for key, dtype, shape, field, value in (
+        ("a", tf.float32, [rows, 4], "float_val", 1.0),
+        ("b", tf.int32, [rows], "int_val", 2),
+    ):
+        proto = request.inputs[key]
+        proto.dtype = dtype.as_datatype_enum
+        for size in shape:
+            proto.tensor_shape.dim.add(size=size)
+        getattr(proto, field).append(value)
+    return request
+
+
+def test_inputs_over_the_limit_together_are_refused_over_grpc(client):
+    rows = LIMIT // 20 + 100  # a alone takes 16 bytes a row and b 4: each is under the limit, both are over it
+    assert 16 * rows < LIMIT < 20 * rows
+    with pytest.raises(grpc.RpcError) as caught:
+        client.predictions.Predict(_multi_filled(rows), timeout=TIMEOUT)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"more than the server's limit of {LIMIT}" in caught.value.details()
+    under = outputs_of(client.predictions.Predict(_multi_filled(LIMIT // 20), timeout=TIMEOUT))
+    np.testing.assert_array_equal(under["sum"], np.full([LIMIT // 20], 6.0, np.float32))
     assert_still_serving(client)

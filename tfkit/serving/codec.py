@@ -8,12 +8,11 @@ import binascii
 import math
 from typing import Any
 
-import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 
-from tfkit.serving.errors import ServingError, echo_names, invalid_argument
+from tfkit.serving.errors import echo_names, invalid_argument, resource_exhausted
 from tfkit.serving.servable import Signature, TensorInfo
 
 _KINDS = {"b": "boolean", "i": "integer", "u": "unsigned integer", "f": "floating point", "c": "complex"}
@@ -43,8 +42,9 @@ def parse_predict_body(body: dict[str, Any]) -> tuple[str | None, str, Any]:
 def json_inputs(signature: Signature, form: str, data: Any) -> dict[str, np.ndarray]:
     """The arrays of a REST request in row ("instances") or columnar format."""
     columns = _rows_to_columns(signature, data) if form == "instances" else _named_columns(signature, data)
-    return check_inputs(
-        signature, {key: _json_array(signature.inputs.get(key), key, value) for key, value in columns.items()}
+    check_input_names(signature, columns)
+    return _checked_shapes(
+        signature, {key: _json_array(signature.inputs[key], key, value) for key, value in columns.items()}
     )
 
 
@@ -75,9 +75,7 @@ def _only_input(signature: Signature, why: str) -> str:
     return next(iter(signature.inputs))
 
 
-def _json_array(info: TensorInfo | None, key: str, value: Any) -> np.ndarray:
-    if info is None:
-        return np.empty(0)  # reported by check_inputs as an unknown input
+def _json_array(info: TensorInfo, key: str, value: Any) -> np.ndarray:
     if info.dtype == tf.string:
         return _string_array(key, value)
     try:
@@ -146,19 +144,18 @@ def _decode_strings(value: Any) -> Any:
     raise ValueError(f"expects strings, got {type(value).__name__}")
 
 
-def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Checks names, dtypes and shapes of `inputs` against the signature.
-
-    Raises:
-      ServingError: INVALID_ARGUMENT naming the input and what it expects.
-    """
-    missing = sorted(set(signature.inputs) - set(inputs))
-    unknown = set(inputs) - set(signature.inputs)
+def check_input_names(signature: Signature, keys) -> None:
+    """Raises INVALID_ARGUMENT unless `keys` are the signature's input names."""
+    missing = sorted(set(signature.inputs) - set(keys))
+    unknown = set(keys) - set(signature.inputs)
     if missing or unknown:
         problems = ([f"missing {missing}"] if missing else []) + ([f"unknown {echo_names(unknown)}"] if unknown else [])
         raise invalid_argument(
             f"signature '{signature.name}' takes inputs {_describe_inputs(signature)}: " + ", ".join(problems)
         )
+
+
+def _checked_shapes(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     for key, value in inputs.items():
         signature.inputs[key].check(value)
     return inputs
@@ -168,30 +165,54 @@ def _describe_inputs(signature: Signature) -> str:
     return "{" + ", ".join(f"{k}: {v.describe()}" for k, v in sorted(signature.inputs.items())) + "}"
 
 
+def check_decoded_size(decoded_bytes: int, max_bytes: int) -> None:
+    """The server's one limit on what a request decodes to (its inputs'
+    arrays summed over all inputs).
+
+    Raises:
+      ServingError: RESOURCE_EXHAUSTED when `decoded_bytes` > `max_bytes`.
+    """
+    if decoded_bytes > max_bytes:
+        raise resource_exhausted(
+            f"the request would take {decoded_bytes} bytes or more once decoded, "
+            f"more than the server's limit of {max_bytes} (--max_request_bytes)"
+        )
+
+
 def proto_inputs(signature: Signature, protos, max_bytes: int) -> dict[str, np.ndarray]:
     """The arrays of a gRPC PredictRequest's inputs map.
+
+    Every TensorProto is checked before any is decoded.
 
     Args:
       signature: the signature the inputs are for.
       protos: the request's map of input keys to TensorProtos.
-      max_bytes: the most bytes one input may take once decoded.
+      max_bytes: the most bytes all inputs together may take once decoded.
 
     Raises:
-      ServingError: INVALID_ARGUMENT for a wrong dtype, shape or name,
-        RESOURCE_EXHAUSTED for a shape larger than `max_bytes` (a TensorProto
-        with one value and a large shape fills the whole shape with it).
+      ServingError: INVALID_ARGUMENT for a wrong name, dtype or shape, or a
+        TensorProto that TensorFlow would refuse or read otherwise than the
+        client meant (see `_check_tensor_proto`);
+        RESOURCE_EXHAUSTED when the inputs would take more than `max_bytes`
+        (a TensorProto with one value and a large shape fills the shape).
     """
-    arrays = {}
+    check_input_names(signature, protos)
+    decoded = 0
     for key, proto in protos.items():
-        info = signature.inputs.get(key)
-        if info is not None and proto.dtype != info.dtype.as_datatype_enum:
+        info = signature.inputs[key]
+        if proto.dtype != info.dtype.as_datatype_enum:
             raise invalid_argument(f"input '{key}' expects {info.dtype.name}, got {_dtype_name(proto.dtype)}")
-        _check_decoded_size(key, proto, max_bytes)
-        try:
-            arrays[key] = tf.make_ndarray(proto)
-        except Exception as err:  # malformed TensorProto contents
-            raise invalid_argument(f"input '{key}' is not a valid TensorProto: {err}") from err
-    return check_inputs(signature, arrays)
+        _check_tensor_proto(key, info.dtype, proto)
+        decoded += _decoded_bytes(proto)
+        check_decoded_size(decoded, max_bytes)
+    return _checked_shapes(signature, {key: _ndarray(key, proto) for key, proto in protos.items()})
+
+
+def _ndarray(key: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
+    try:
+        return tf.make_ndarray(proto)
+    except Exception as err:  # contents make_ndarray refuses beyond those checked
+        raise invalid_argument(f"tensor parsing error: input '{key}': {err}") from err
 
 
 def _dtype_name(dtype_enum: int) -> str:
@@ -203,32 +224,91 @@ def _dtype_name(dtype_enum: int) -> str:
         return f"an unknown dtype ({dtype_enum})"
 
 
-def _check_decoded_size(key: str, proto: tensor_pb2.TensorProto, max_bytes: int) -> None:
-    decoded = _decoded_bytes(proto)
-    if decoded > max_bytes:
-        shape = [dim.size for dim in proto.tensor_shape.dim]
-        raise ServingError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"input '{key}' of shape {shape} would take {decoded} bytes, more than the server's limit of {max_bytes}",
+# The TensorProto field holding the values of each dtype (tensor.proto).
+_VALUE_FIELDS = {
+    "half_val": ("float16", "bfloat16"),
+    "float_val": ("float32",),
+    "double_val": ("float64",),
+    "int_val": ("int8", "int16", "int32", "uint8", "uint16", "qint8", "qint16", "qint32", "quint8", "quint16"),
+    "int64_val": ("int64",),
+    "uint32_val": ("uint32",),
+    "uint64_val": ("uint64",),
+    "bool_val": ("bool",),
+    "string_val": ("string",),
+    "scomplex_val": ("complex64",),
+    "dcomplex_val": ("complex128",),
+    "float8_val": ("float8_e5m2", "float8_e4m3fn"),
+}
+_FIELD_OF = {name: field for field, names in _VALUE_FIELDS.items() for name in names}
+# TensorFlow's TensorShape::MaxDimensions().
+MAX_RANK = 254
+
+
+def _check_tensor_proto(key: str, dtype: tf.DType, proto: tensor_pb2.TensorProto) -> None:
+    """Raises INVALID_ARGUMENT ("tensor parsing error", as TensorFlow Serving
+    words it) for a TensorProto that Tensor::FromProto refuses (a negative
+    dimension, too many dimensions or elements, tensor_content of the wrong
+    length) or that it would read other than the client meant: values in
+    another dtype's field (it reads zeros), in both tensor_content and a
+    typed field (it ignores the field), or a count that is neither 0, 1 (which
+    fills the shape) nor the element count (it drops or repeats values)."""
+    shape = [dim.size for dim in proto.tensor_shape.dim]
+    problem = _shape_problem(shape) or _values_problem(dtype, proto, shape)
+    if problem:
+        raise invalid_argument(f"tensor parsing error: input '{key}' {problem}")
+
+
+def _shape_problem(shape: list[int]) -> str | None:
+    if any(size < 0 for size in shape):
+        return f"has shape {shape}: every dimension must be >= 0"
+    if len(shape) > MAX_RANK:
+        return f"has {len(shape)} dimensions, more than TensorFlow's {MAX_RANK}"
+    if math.prod(shape) > np.iinfo(np.int64).max:
+        return f"has shape {shape}, whose element count overflows int64"
+    return None
+
+
+def _values_problem(dtype: tf.DType, proto: tensor_pb2.TensorProto, shape: list[int]) -> str | None:
+    field = _FIELD_OF.get(dtype.name)
+    filled = [f.name for f, _ in proto.ListFields() if f.name.endswith("_val")]
+    foreign = [name for name in filled if name != field]
+    if foreign:
+        home = f"{field} or tensor_content" if field else "tensor_content"
+        return f"is {dtype.name} but has values in {foreign}: {dtype.name} values go in {home}"
+    elements = math.prod(shape)
+    if proto.tensor_content:
+        return _content_problem(dtype, proto, elements, filled)
+    numbers = len(getattr(proto, field)) if field else 0
+    if dtype.is_complex and numbers % 2:
+        return f"has {numbers} numbers in {field}: a complex value takes two"
+    count = numbers // 2 if dtype.is_complex else numbers
+    if count not in (0, 1, elements):
+        return f"has {count} values for shape {shape} ({elements} elements): send {elements}, or 1 to fill the shape"
+    return None
+
+
+def _content_problem(dtype: tf.DType, proto: tensor_pb2.TensorProto, elements: int, filled: list[str]) -> str | None:
+    if filled:
+        return f"has values in both tensor_content and {filled[0]}: send them in one of the two"
+    if dtype == tf.string:
+        return "has tensor_content: string values go in string_val"
+    if len(proto.tensor_content) != elements * dtype.size:
+        return (
+            f"has {len(proto.tensor_content)} bytes of tensor_content for {elements} {dtype.name} elements "
+            f"({elements * dtype.size} bytes)"
         )
+    return None
 
 
 def _decoded_bytes(proto: tensor_pb2.TensorProto) -> int:
-    """The bytes a TensorProto takes once decoded: values short of its
-    shape are filled in with the last one."""
-    elements = math.prod(max(dim.size, 0) for dim in proto.tensor_shape.dim)
+    """The bytes a checked TensorProto takes once decoded: values short of
+    its shape are filled in with the last one."""
+    elements = math.prod(dim.size for dim in proto.tensor_shape.dim)
     if proto.dtype != tf.string.as_datatype_enum:
-        return elements * _item_bytes(proto.dtype)
+        return elements * tf.dtypes.as_dtype(proto.dtype).size
     strings = proto.string_val
     filled = max(elements - len(strings), 0) * (len(strings[-1]) if strings else 0)
-    return elements * np.dtype(object).itemsize + filled
-
-
-def _item_bytes(dtype_enum: int) -> int:
-    try:
-        return tf.dtypes.as_dtype(dtype_enum).size
-    except (TypeError, ValueError):  # not a dtype: make_ndarray reports it
-        return 1
+    return elements * np.dtype(object).itemsize + sum(len(s) for s in strings) + filled
 
 
 def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:

@@ -79,5 +79,9 @@ def internal(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.INTERNAL, message)
 
 
+def resource_exhausted(message: str) -> ServingError:
+    return ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+
+
 class ModelLoadError(RuntimeError):
     """A model version could not be loaded, or failed tfkit's SavedModel check."""

@@ -98,9 +98,50 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return protos.status_response(self.service.repository, _name(spec), _version(spec))
 
 
+class _Unparsable:
+    """Stands for a request message that did not parse."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+class CallGuard(grpc.ServerInterceptor):
+    """Wraps every unary method: a message that does not parse is answered
+    INVALID_ARGUMENT (grpcio's own answer is INTERNAL)."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or handler.request_streaming or handler.response_streaming:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            self._wrap(handler.unary_unary, handler_call_details.method),
+            request_deserializer=_lenient(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+
+    def _wrap(self, behavior, method: str):
+        def run(request, context: grpc.ServicerContext):
+            if isinstance(request, _Unparsable):
+                err = invalid_argument(f"the request is not a valid message for {method}: {request.error}")
+                context.abort(err.code, err.message)
+            return behavior(request, context)
+
+        return run
+
+
+def _lenient(deserializer):
+    def deserialize(data: bytes):
+        try:
+            return deserializer(data)
+        except Exception as err:  # protobuf's DecodeError, or whatever a parser raises
+            return _Unparsable(err)
+
+    return deserialize
+
+
 def add_services(server: grpc.Server, service: InferenceService, max_request_bytes: int) -> None:
-    """Adds PredictionService and ModelService; an input may decode to at most
-    `max_request_bytes`, like the message holding it."""
+    """Adds PredictionService and ModelService; a request's inputs together
+    may decode to at most `max_request_bytes`, like the message holding them."""
     prediction = PredictionService(service, max_request_bytes)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(service), server)

@@ -84,6 +84,7 @@ class ModelServer:
         self._runner: web.AppRunner | None = None
         self._grpc: grpc.Server | None = None
         self._grpc_threads: concurrent.futures.ThreadPoolExecutor | None = None
+        self._grpc_calls = grpc_service.CallGuard()
 
     async def start(self) -> None:
         """Starts listening; the ports are then in rest_port and grpc_port.
@@ -115,6 +116,7 @@ class ModelServer:
         self._grpc_threads = concurrent.futures.ThreadPoolExecutor(GRPC_THREADS, thread_name_prefix="tfkit-grpc")
         self._grpc = grpc.server(
             self._grpc_threads,
+            interceptors=[self._grpc_calls],
             options=[
                 ("grpc.max_receive_message_length", options.max_request_bytes),
                 ("grpc.max_send_message_length", -1),
