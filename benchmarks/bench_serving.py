@@ -158,7 +158,7 @@ def breakdown(example: np.ndarray, repeats: int) -> dict:
     def rest_codec():
         _, form, data = codec.parse_predict_body(json.loads(body))
         json.dumps(codec.json_outputs(form, outputs))
-        codec.json_inputs(signature, form, data)
+        codec.json_inputs(signature, form, data, len(body))
 
     def grpc_codec():
         parsed = predict_pb2.PredictRequest.FromString(wire)

@@ -206,7 +206,8 @@ def add_serve_parser(commands) -> None:
     )
     parser.add_argument(
         "--max_request_bytes", type=int, default=64 * 1024 * 1024,
-        help="the largest REST body or gRPC message accepted (default 64 MiB)",
+        help="the largest REST body (also once decompressed) or gRPC message accepted, and the most one "
+        "request's inputs may take once decoded (default 64 MiB)",
     )
     for name, meaning in (("intra", "within one op"), ("inter", "running ops side by side")):
         parser.add_argument(

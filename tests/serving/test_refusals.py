@@ -1,13 +1,19 @@
 """`python -m tfkit serve` refusing what it must not run, each refusal
 followed by a good request answered exactly: long client strings,
-TensorProtos TensorFlow would refuse or misread, and inputs over the size
-limit together."""
+TensorProtos TensorFlow would refuse or misread, inputs over the size limit
+together, bodies that do not decode, and JSON values or versions the input
+cannot hold."""
 
 from __future__ import annotations
+
+import gzip
+import json
+import zlib
 
 import grpc
 import numpy as np
 import pytest
+import requests
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
@@ -19,6 +25,7 @@ DRAIN = 120  # --drain_seconds: far longer than any test waits
 PREDICT = f"/v1/models/{MODEL}:predict"
 X = [[1.0, 2.0, 3.0]]
 Y = [[3.0, 5.0, 7.0]]
+BODY = json.dumps({"instances": X}).encode()
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 
 
@@ -198,4 +205,120 @@ def test_inputs_over_the_limit_together_are_refused_over_grpc(client):
     assert f"more than the server's limit of {LIMIT}" in caught.value.details()
     under = outputs_of(client.predictions.Predict(_multi_filled(LIMIT // 20), timeout=TIMEOUT))
     np.testing.assert_array_equal(under["sum"], np.full([LIMIT // 20], 6.0, np.float32))
+    assert_still_serving(client)
+
+
+def post_encoded(client: Client, body: bytes, encoding: str) -> tuple[int, dict]:
+    headers = {"Content-Encoding": encoding, "Content-Type": "application/json"}
+    response = requests.post(client.url + PREDICT, data=body, headers=headers, timeout=TIMEOUT)
+    return response.status_code, response.json()
+
+
+UNDECODABLE = [
+    # (Content-Encoding, body, part of the error)
+    ("gzip", b"not gzip at all", "not valid gzip data"),
+    ("deflate", b"\xff" * 16, "not valid deflate data"),
+    ("gzip", gzip.compress(BODY)[:-4], "not valid gzip data"),
+    ("gzip", gzip.compress(BODY) + b"trailing junk", "not valid gzip data"),
+    ("deflate", zlib.compress(BODY)[:-2], "not valid deflate data"),
+    ("br", BODY, "Content-Encoding 'br' is not supported"),
+]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "message"),
+    UNDECODABLE,
+    ids=["gzip-garbage", "deflate-garbage", "gzip-truncated", "gzip-then-junk", "deflate-truncated", "brotli"],
+)
+def test_a_body_that_does_not_decode_is_a_400(served, client, encoding, body, message):
+    status, answer = post_encoded(client, body, encoding)
+    assert status == 400
+    assert message in answer["error"]
+    assert_still_serving(client)
+    assert not [line for line in served.log if "Traceback" in line or "Unhandled exception" in line]
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [
+        ("gzip", gzip.compress(BODY)),
+        ("gzip", gzip.compress(BODY[:5]) + gzip.compress(BODY[5:])),  # two gzip members
+        ("deflate", zlib.compress(BODY)),
+        ("deflate", _raw_deflate(BODY)),
+        ("gzip, deflate", zlib.compress(gzip.compress(BODY))),
+    ],
+    ids=["gzip", "gzip-members", "deflate", "raw-deflate", "gzip-then-deflate"],
+)
+def test_a_compressed_body_is_answered(client, encoding, body):
+    assert post_encoded(client, body, encoding) == (200, {"predictions": Y})
+
+
+def test_a_body_that_decompresses_past_the_limit_is_a_413(client):
+    bomb = gzip.compress(b" " * (16 * LIMIT) + BODY)
+    assert len(bomb) < LIMIT // 16
+    status, answer = post_encoded(client, bomb, "gzip")
+    assert status == 413
+    assert f"more than the server's limit of {LIMIT}" in answer["error"]
+    assert_still_serving(client)
+
+
+def test_inputs_over_the_limit_together_are_refused_over_rest(client):
+    rows = LIMIT // 16  # 12 bytes of JSON a row decode to 20
+    body = json.dumps(
+        {"signature_name": "multi", "inputs": {"a": [[0, 0, 0, 0]] * rows, "b": [0] * rows}}, separators=(",", ":")
+    )
+    assert len(body) < LIMIT < 20 * rows
+    status, answer = client.post(PREDICT, data=body.encode())
+    assert status == 413
+    assert f"more than the server's limit of {LIMIT}" in answer["error"]
+    assert_still_serving(client)
+
+
+BAD_VALUES = [
+    # (body, part of the error)
+    (
+        {"signature_name": "multi", "inputs": {"a": [[1.0] * 4], "b": [True]}},
+        "input 'b' expects int32 values, got boolean",
+    ),
+    ({"signature_name": "multi", "inputs": {"a": [[1.0] * 4] * 2, "b": [1, False]}}, "got booleans among its numbers"),
+    (
+        {"instances": [[1e308, 0.0, 0.0]]},
+        "expects float32 values, got 1e+308 (outside [-3.4028235e+38, 3.4028235e+38])",
+    ),
+    ({"instances": [[0.0, -1e39, 0.0]]}, "got -1e+39"),
+    ({"instances": [[0.0, 2.0, True]]}, "got booleans among its numbers"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"), BAD_VALUES, ids=["bool-for-int", "bools-among-ints", "1e308", "-1e39", "bool-among-floats"]
+)
+def test_json_values_the_input_cannot_hold_are_a_400(client, body, message):
+    status, answer = client.post(PREDICT, body)
+    assert status == 400
+    assert message in answer["error"]
+    assert_still_serving(client)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/v1/models/{MODEL}/versions/\u0661:predict",  # ARABIC-INDIC DIGIT ONE
+        f"/v1/models/{MODEL}/versions/\uff11",  # FULLWIDTH DIGIT ONE
+        f"/v1/models/{MODEL}/versions/1\u0660/metadata",
+        f"/v1/models/{MODEL}/versions/99999999999999999999:predict",
+    ],
+    ids=["arabic-indic", "fullwidth", "mixed", "past-int64"],
+)
+def test_a_version_that_is_not_an_ascii_int64_is_a_400(client, path):
+    method = requests.post if path.endswith(":predict") else requests.get
+    response = method(client.url + path, json={"instances": X}, timeout=TIMEOUT)
+    assert response.status_code == 400
+    assert "failed to convert version" in response.json()["error"]
+    assert client.post(f"/v1/models/{MODEL}/versions/1:predict", {"instances": X}) == (200, {"predictions": Y})
     assert_still_serving(client)

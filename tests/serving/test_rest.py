@@ -175,12 +175,12 @@ def test_strings_nested_deeper_than_python_recurses_are_a_bad_request():
     for _ in range(sys.getrecursionlimit()):
         nested = [nested]
     with pytest.raises(ServingError, match="nested too deeply") as caught:
-        codec.json_inputs(signature, "inputs", nested)
+        codec.json_inputs(signature, "inputs", nested, MAX_REQUEST_BYTES)
     assert caught.value.http_status == 400
 
 
 def test_bfloat16_inputs_take_json_numbers():
     signature = Signature("half", {"h": TensorInfo("h", tf.bfloat16, (None,))}, {}, function=None)
-    (inputs,) = codec.json_inputs(signature, "inputs", [1.5, 2]).values()
+    (inputs,) = codec.json_inputs(signature, "inputs", [1.5, 2], MAX_REQUEST_BYTES).values()
     assert inputs.dtype == tf.bfloat16.as_numpy_dtype
     assert inputs.astype(np.float32).tolist() == [1.5, 2.0]

@@ -16,8 +16,9 @@ from tfkit.serving.errors import echo_names, invalid_argument, resource_exhauste
 from tfkit.serving.servable import Signature, TensorInfo
 
 _KINDS = {"b": "boolean", "i": "integer", "u": "unsigned integer", "f": "floating point", "c": "complex"}
-# JSON numbers of these kinds may be converted to an input of the key's kind.
-_ACCEPTED_KINDS = {"b": "b", "i": "iub", "u": "ub", "f": "iuf", "c": "iufc"}
+# JSON values of these kinds may be converted to an input of the key's kind
+# (JSON booleans only to booleans, as TensorFlow Serving converts them).
+_ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "u", "f": "iuf", "c": "iufc"}
 
 
 def parse_predict_body(body: dict[str, Any]) -> tuple[str | None, str, Any]:
@@ -39,13 +40,21 @@ def parse_predict_body(body: dict[str, Any]) -> tuple[str | None, str, Any]:
     return signature_name, formats[0], body[formats[0]]
 
 
-def json_inputs(signature: Signature, form: str, data: Any) -> dict[str, np.ndarray]:
-    """The arrays of a REST request in row ("instances") or columnar format."""
+def json_inputs(signature: Signature, form: str, data: Any, max_bytes: int) -> dict[str, np.ndarray]:
+    """The arrays of a REST request in row ("instances") or columnar format.
+
+    Raises:
+      ServingError: INVALID_ARGUMENT for a wrong name, dtype, value or shape,
+        RESOURCE_EXHAUSTED when the arrays would take more than `max_bytes`.
+    """
     columns = _rows_to_columns(signature, data) if form == "instances" else _named_columns(signature, data)
     check_input_names(signature, columns)
-    return _checked_shapes(
-        signature, {key: _json_array(signature.inputs[key], key, value) for key, value in columns.items()}
-    )
+    arrays, decoded = {}, 0
+    for key, value in columns.items():
+        arrays[key] = _json_array(signature.inputs[key], key, value)
+        decoded += _array_bytes(arrays[key])
+        check_decoded_size(decoded, max_bytes)
+    return _checked_shapes(signature, arrays)
 
 
 def _rows_to_columns(signature: Signature, instances: Any) -> dict[str, Any]:
@@ -82,11 +91,37 @@ def _json_array(info: TensorInfo, key: str, value: Any) -> np.ndarray:
         array = np.asarray(value)
     except ValueError as err:  # ragged nested lists
         raise invalid_argument(f"input '{key}' is not a rectangular array ({err})") from err
-    want = np.dtype(info.dtype.as_numpy_dtype)
-    if array.dtype.kind not in _ACCEPTED_KINDS.get(_kind(info.dtype), "") and array.size:
+    kind = _kind(info.dtype)
+    if array.dtype.kind not in _ACCEPTED_KINDS.get(kind, "") and array.size:
         raise invalid_argument(f"input '{key}' expects {info.dtype.name} values, got {_describe_kind(array)}")
+    if _holds_booleans(array, value):
+        raise invalid_argument(f"input '{key}' expects {info.dtype.name} values, got booleans among its numbers")
     _check_integer_range(key, info, array)
-    return array.astype(want, copy=False)
+    return _converted(key, info, array)
+
+
+def _holds_booleans(array: np.ndarray, value: Any) -> bool:
+    """Whether numbers NumPy converted (to integers or floats) had JSON
+    booleans among them."""
+    if array.dtype.kind not in "iufc" or not array.size:
+        return False
+    leaves = np.asarray(value, dtype=object)
+    return any(type(leaf) is bool for leaf in leaves.flat)
+
+
+def _converted(key: str, info: TensorInfo, array: np.ndarray) -> np.ndarray:
+    """`array` in the input's dtype; INVALID_ARGUMENT for finite numbers
+    that the dtype could only hold as infinity (1e308 for float32)."""
+    with np.errstate(over="ignore"):
+        converted = array.astype(info.dtype.as_numpy_dtype, copy=False)
+    if _kind(info.dtype) in "fc":
+        overflowed = np.isinf(converted) & np.isfinite(array)
+        if overflowed.any():
+            bad, limit = array[overflowed][0], info.dtype.real_dtype.max
+            raise invalid_argument(
+                f"input '{key}' expects {info.dtype.name} values, got {bad} (outside [-{limit:.8g}, {limit:.8g}])"
+            )
+    return converted
 
 
 def _kind(dtype: tf.DType) -> str:
@@ -166,8 +201,8 @@ def _describe_inputs(signature: Signature) -> str:
 
 
 def check_decoded_size(decoded_bytes: int, max_bytes: int) -> None:
-    """The server's one limit on what a request decodes to (its inputs'
-    arrays summed over all inputs).
+    """The server's one limit on what a request decodes to (its body once
+    uncompressed, its inputs' arrays summed over all inputs).
 
     Raises:
       ServingError: RESOURCE_EXHAUSTED when `decoded_bytes` > `max_bytes`.
@@ -177,6 +212,12 @@ def check_decoded_size(decoded_bytes: int, max_bytes: int) -> None:
             f"the request would take {decoded_bytes} bytes or more once decoded, "
             f"more than the server's limit of {max_bytes} (--max_request_bytes)"
         )
+
+
+def _array_bytes(array: np.ndarray) -> int:
+    if array.dtype.kind == "O":
+        return array.nbytes + sum(len(item) for item in array.flat)
+    return array.nbytes
 
 
 def proto_inputs(signature: Signature, protos, max_bytes: int) -> dict[str, np.ndarray]:

@@ -28,7 +28,9 @@ class ServerOptions:
       batching: the batching parameters, or None for no batching.
       poll_seconds: how often to look for new versions (<= 0: only at start).
       op_libraries: op libraries to load before any model (e.g. tfkit.build output).
-      max_request_bytes: the largest request body (REST) or message (gRPC).
+      max_request_bytes: the largest request body (REST, also once
+        decompressed) or message (gRPC), and the most one request's inputs
+        together may take once decoded.
       drain_seconds: how long a shutdown waits for requests in flight.
       intra_op_threads: TensorFlow's threads within one op (0: its default).
       inter_op_threads: TensorFlow's threads running ops side by side (0: its default).

@@ -7,6 +7,9 @@
 Every error is a JSON object {"error": "..."}: 400 for a bad request, 404
 for an unknown model, version or signature, 413 for a body over the size
 limit, 500 when the model call fails, 503 when the batch queue is full.
+
+Request bodies may be compressed (`Content-Encoding: gzip` or `deflate`);
+this module decompresses them itself, within the size limit.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import json
 import logging
 import re
+import zlib
 
 import grpc
 from aiohttp import web
@@ -33,7 +37,7 @@ LARGE_OUTPUT_VALUES = LARGE_BODY_BYTES // 8
 
 _PATH = re.compile(
     r"^(?P<name>[^/:]+)"
-    r"(?:/versions/(?P<version>-?\d+)|/labels/(?P<label>[^/:]+))?"
+    r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
     r"(?P<method>/metadata|:predict|:classify|:regress)?$"
 )
 
@@ -47,8 +51,20 @@ def _parse_path(path: str) -> tuple[str, int | None, str]:
         raise not_found(
             f"version labels are not supported (got label '{echo(match['label'])}'); use /versions/<number>"
         )
-    version = int(match["version"]) if match["version"] is not None else None
+    version = _parse_version(match["version"]) if match["version"] is not None else None
     return match["name"], version, (match["method"] or "").lstrip("/:")
+
+
+_VERSION = re.compile(r"-?[0-9]{1,19}")
+_INT64_MAX = 2**63 - 1
+
+
+def _parse_version(text: str) -> int:
+    """The number in /versions/<number>: ASCII digits that fit an int64, as
+    TensorFlow Serving reads it."""
+    if _VERSION.fullmatch(text) is None or not -_INT64_MAX - 1 <= int(text) <= _INT64_MAX:
+        raise invalid_argument(f"failed to convert version '{echo(text)}' to a number: use /versions/<decimal int64>")
+    return int(text)
 
 
 def _error_response(status: int, message: str) -> web.Response:
@@ -83,10 +99,17 @@ def _json_errors(max_request_bytes: int):
 
 
 class RestApi:
-    """The aiohttp application for one InferenceService."""
+    """The aiohttp application for one InferenceService.
+
+    Args:
+      service: the predictions.
+      max_request_bytes: the largest body, as sent and once decompressed, and
+        the most its inputs may take once decoded.
+    """
 
     def __init__(self, service: InferenceService, max_request_bytes: int):
         self.service = service
+        self.max_request_bytes = max_request_bytes
         self.app = web.Application(middlewares=[_json_errors(max_request_bytes)], client_max_size=max_request_bytes)
         self.app.router.add_get("/v1/models/{path:.+}", self.get)
         self.app.router.add_post("/v1/models/{path:.+}", self.post)
@@ -113,10 +136,16 @@ class RestApi:
                 )
             raise web.HTTPMethodNotAllowed("POST", ["GET"], reason="use GET for status and metadata")
         body = await request.read()
-        large = len(body) > LARGE_BODY_BYTES
-        signature_name, form, data = codec.parse_predict_body(await self._run(large, _parse_json, body))
+        encoding = request.headers.get("Content-Encoding", "")
+        large = len(body) > LARGE_BODY_BYTES or encoding.strip().lower() not in ("", "identity")
+        parsed = await self._run(large, _parse_body, body, encoding, self.max_request_bytes)
+        signature_name, form, data = codec.parse_predict_body(parsed)
         _, _, outputs = await self.service.predict(
-            name, version, signature_name, lambda signature: codec.json_inputs(signature, form, data), large
+            name,
+            version,
+            signature_name,
+            lambda signature: codec.json_inputs(signature, form, data, self.max_request_bytes),
+            large,
         )
         large = large or sum(value.size for value in outputs.values()) > LARGE_OUTPUT_VALUES
         text = await self._run(large, _encode_outputs, form, outputs)
@@ -139,6 +168,51 @@ def _as_json(message) -> dict:
 
 def _encode_outputs(form: str, outputs) -> str:
     return json.dumps(codec.json_outputs(form, outputs))
+
+
+def _parse_body(body: bytes, content_encoding: str, max_bytes: int):
+    return _parse_json(_decompressed(body, content_encoding, max_bytes))
+
+
+# zlib's window bits for each content coding; "deflate" is zlib's format,
+# or raw deflate from clients that send that instead.
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+_ZLIB_METHOD = 8
+
+
+def _decompressed(body: bytes, content_encoding: str, max_bytes: int) -> bytes:
+    """The body with its content codings (listed in the order applied) undone.
+
+    Raises:
+      ServingError: INVALID_ARGUMENT for an unsupported coding or a body that
+        does not decode, RESOURCE_EXHAUSTED past `max_bytes` decoded.
+    """
+    codings = [coding.strip().lower() for coding in content_encoding.split(",")]
+    for coding in reversed([coding for coding in codings if coding not in ("", "identity")]):
+        if coding not in _WBITS:
+            raise invalid_argument(f"Content-Encoding '{echo(coding)}' is not supported: send gzip, deflate or none")
+        body = _inflate(body, coding, max_bytes)
+    return body
+
+
+def _inflate(body: bytes, coding: str, max_bytes: int) -> bytes:
+    """One coding undone; a gzip body may hold several members, one after the other."""
+    data = b""
+    while True:
+        raw = coding == "deflate" and len(body) > 0 and body[0] & 0x0F != _ZLIB_METHOD
+        decompressor = zlib.decompressobj(-zlib.MAX_WBITS if raw else _WBITS[coding])
+        try:
+            data += decompressor.decompress(body, max_bytes + 1 - len(data))
+        except zlib.error as err:
+            raise invalid_argument(f"the request body is not valid {coding} data: {err}") from err
+        codec.check_decoded_size(len(data), max_bytes)
+        if not decompressor.eof:
+            raise invalid_argument(f"the request body is not valid {coding} data: it ends before its stream does")
+        body = decompressor.unused_data
+        if not body:
+            return data
+        if coding == "deflate":
+            raise invalid_argument("the request body is not valid deflate data: bytes follow the end of its stream")
 
 
 def _parse_json(body: bytes):

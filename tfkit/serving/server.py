@@ -105,6 +105,7 @@ class ModelServer:
             RestApi(self.service, options.max_request_bytes).app,
             access_log=None,
             shutdown_timeout=options.drain_seconds,
+            auto_decompress=False,  # RestApi decompresses within max_request_bytes
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, options.host, options.rest_api_port)
