@@ -145,6 +145,7 @@ def serve_options(args: argparse.Namespace):
         poll_seconds=args.file_system_poll_wait_seconds,
         op_libraries=[Path(path) for path in args.op_library],
         max_request_bytes=args.max_request_bytes,
+        max_concurrent_requests=args.max_concurrent_requests,
         drain_seconds=args.drain_seconds,
         intra_op_threads=args.tensorflow_intra_op_parallelism,
         inter_op_threads=args.tensorflow_inter_op_parallelism,
@@ -208,6 +209,13 @@ def add_serve_parser(commands) -> None:
         "--max_request_bytes", type=int, default=64 * 1024 * 1024,
         help="the largest REST body (also once decompressed) or gRPC message accepted, and the most one "
         "request's inputs may take once decoded (default 64 MiB)",
+    )
+    parser.add_argument(
+        "--max_concurrent_requests",
+        type=int,
+        default=64,
+        help="the most predict requests, REST and gRPC together, being read, decoded or run at once; "
+        "more are refused with 503 / UNAVAILABLE (default 64)",
     )
     for name, meaning in (("intra", "within one op"), ("inter", "running ops side by side")):
         parser.add_argument(

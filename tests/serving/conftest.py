@@ -3,6 +3,10 @@ this process on free loopback ports (always stopped), and bounded clients."""
 
 from __future__ import annotations
 
+import http.client
+import json
+import socket
+
 import grpc
 import numpy as np
 import pytest
@@ -104,3 +108,26 @@ def client(server):
 
 def outputs_of(response: predict_pb2.PredictResponse) -> dict[str, np.ndarray]:
     return {key: tf.make_ndarray(value) for key, value in response.outputs.items()}
+
+
+def start_predict(port: int, body_length: int, path: str = f"/v1/models/{MODEL}:predict") -> socket.socket:
+    """Sends the head of a predict request with `Expect: 100-continue`, and
+    returns once the server has answered `100 Continue`: its handler is then
+    running, waiting for the body (which the caller sends, or holds back)."""
+    connection = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        f"Expect: 100-continue\r\nContent-Length: {body_length}\r\n\r\n"
+    )
+    connection.sendall(head.encode())
+    interim = connection.recv(1024)
+    assert interim.startswith(b"HTTP/1.1 100 Continue"), interim
+    return connection
+
+
+def read_response(connection: socket.socket) -> tuple[int, dict]:
+    """The status and JSON body of the response on `connection`, which it closes."""
+    with connection:
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        return response.status, json.loads(response.read())

@@ -4,10 +4,7 @@ requests in flight and exiting 0."""
 
 from __future__ import annotations
 
-import http.client
-import json
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -15,35 +12,13 @@ import numpy as np
 import pytest
 import requests
 
-from tests.serving.conftest import MODEL, TIMEOUT, Client, options, outputs_of
+from tests.serving.conftest import MODEL, TIMEOUT, Client, options, outputs_of, read_response, start_predict
 from tfkit import OpLibraryError, library_path, serving
 from tfkit import __main__ as cli
 from tfkit.serving.launch import ServerProcess
 from tfkit.serving.server import load_op_libraries
 
 SLOW_BODY = b'{"signature_name": "slow", "instances": [4.0]}'
-
-
-def _start_slow_request(port: int) -> socket.socket:
-    """Sends the head of a predict request of the slow signature with
-    `Expect: 100-continue`, and returns once the server has answered
-    `100 Continue`: its handler is then running, waiting for the body."""
-    connection = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-    head = (
-        f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-        f"Expect: 100-continue\r\nContent-Length: {len(SLOW_BODY)}\r\n\r\n"
-    )
-    connection.sendall(head.encode())
-    interim = connection.recv(1024)
-    assert interim.startswith(b"HTTP/1.1 100 Continue"), interim
-    return connection
-
-
-def _response(connection: socket.socket) -> tuple[int, dict]:
-    with connection:
-        response = http.client.HTTPResponse(connection)
-        response.begin()
-        return response.status, json.loads(response.read())
 
 
 @pytest.mark.serial  # with a build running beside it, the request in flight is sometimes never answered
@@ -67,10 +42,10 @@ def test_serve_then_a_signal_drains_and_exits_0(model_base, tmp_path, signum):
             200,
             {"outputs": (2 * np.tile(rows, (4096, 1)) + 1).tolist()},
         )
-        in_flight = _start_slow_request(server.rest_port)  # its handler runs before the signal
+        in_flight = start_predict(server.rest_port, len(SLOW_BODY))  # its handler runs before the signal
         server.process.send_signal(signum)
         in_flight.sendall(SLOW_BODY)  # the model call then takes 1 s, during the drain
-        assert _response(in_flight) == (200, {"predictions": [4.0]})
+        assert read_response(in_flight) == (200, {"predictions": [4.0]})
         assert server.process.wait(timeout=TIMEOUT) == 0
         assert server.stop(timeout=TIMEOUT) == 0
         assert server.process.stderr.closed

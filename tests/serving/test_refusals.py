@@ -1,8 +1,8 @@
 """`python -m tfkit serve` refusing what it must not run, each refusal
 followed by a good request answered exactly: long client strings,
 TensorProtos TensorFlow would refuse or misread, inputs over the size limit
-together, bodies that do not decode, and JSON values or versions the input
-cannot hold."""
+together, bodies that do not decode, JSON values or versions the input
+cannot hold, and requests over the concurrency limit."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ import requests
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
-from tests.serving.conftest import MODEL, TIMEOUT, Client, outputs_of
+from tests.serving.conftest import MODEL, TIMEOUT, Client, outputs_of, read_response, start_predict
+from tfkit import __main__ as cli
 from tfkit.serving.launch import ServerProcess
 
 LIMIT = 64 * 1024  # --max_request_bytes
+SLOTS = 2  # --max_concurrent_requests
 DRAIN = 120  # --drain_seconds: far longer than any test waits
 PREDICT = f"/v1/models/{MODEL}:predict"
 X = [[1.0, 2.0, 3.0]]
@@ -37,6 +39,8 @@ def serve(model_base) -> ServerProcess:
             MODEL,
             "--max_request_bytes",
             str(LIMIT),
+            "--max_concurrent_requests",
+            str(SLOTS),
             "--drain_seconds",
             str(DRAIN),
             "--file_system_poll_wait_seconds",
@@ -322,3 +326,25 @@ def test_a_version_that_is_not_an_ascii_int64_is_a_400(client, path):
     assert "failed to convert version" in response.json()["error"]
     assert client.post(f"/v1/models/{MODEL}/versions/1:predict", {"instances": X}) == (200, {"predictions": Y})
     assert_still_serving(client)
+
+
+def test_requests_past_max_concurrent_requests_are_refused_on_both_apis(served, client):
+    held = [start_predict(served.rest_port, len(BODY)) for _ in range(SLOTS)]  # each holds a slot, body unsent
+    try:
+        status, answer = client.post(PREDICT, {"instances": X})
+        assert status == 503
+        assert f"limit of {SLOTS} requests at once" in answer["error"]
+        with pytest.raises(grpc.RpcError) as caught:
+            client.predict({"x": np.array(X, np.float32)})
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        for connection in held:
+            connection.sendall(BODY)
+    assert [read_response(connection) for connection in held] == [(200, {"predictions": Y})] * SLOTS
+    assert_still_serving(client)
+
+
+@pytest.mark.parametrize("flags", [["--max_concurrent_requests", "0"]], ids=["slots"])
+def test_limits_must_be_positive(tmp_path, capsys, flags):
+    assert cli.main(["serve", str(tmp_path), *flags]) == 2
+    assert "must be" in capsys.readouterr().err

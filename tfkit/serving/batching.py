@@ -20,10 +20,9 @@ import threading
 import time
 from typing import Callable
 
-import grpc
 import numpy as np
 
-from tfkit.serving.errors import ServingError, invalid_argument
+from tfkit.serving.errors import invalid_argument, unavailable
 
 log = logging.getLogger("tfkit.serving")
 
@@ -105,17 +104,14 @@ class Batcher:
         task = _Task(inputs, rows, concurrent.futures.Future())
         with self._cond:
             if self._stopping:
-                raise ServingError(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+                raise unavailable("the server is shutting down")
             batch = self._open.get(key)
             if batch is not None and batch.rows + rows > limit:
                 self._close(batch)
                 batch = None
             if batch is None:
                 if len(self._ready) >= self.parameters.max_enqueued_batches:
-                    raise ServingError(
-                        grpc.StatusCode.UNAVAILABLE,
-                        f"the batch queue is full ({len(self._ready)} batches wait); retry later",
-                    )
+                    raise unavailable(f"the batch queue is full ({len(self._ready)} batches wait); retry later")
                 deadline = time.monotonic() + self.parameters.batch_timeout_micros / 1e6
                 batch = self._open[key] = _Batch(key, run, deadline)
             batch.tasks.append(task)

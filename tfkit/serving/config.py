@@ -14,6 +14,7 @@ from tfkit.serving.batching import BatchingParameters
 from tfkit.serving.repository import ModelConfig
 
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_CONCURRENT_REQUESTS = 64
 
 
 @dataclasses.dataclass
@@ -31,6 +32,9 @@ class ServerOptions:
       max_request_bytes: the largest request body (REST, also once
         decompressed) or message (gRPC), and the most one request's inputs
         together may take once decoded.
+      max_concurrent_requests: the most predict requests, REST and gRPC
+        together, being read, decoded or run at once; more are refused
+        (503 / UNAVAILABLE).
       drain_seconds: how long a shutdown waits for requests in flight.
       intra_op_threads: TensorFlow's threads within one op (0: its default).
       inter_op_threads: TensorFlow's threads running ops side by side (0: its default).
@@ -44,9 +48,14 @@ class ServerOptions:
     poll_seconds: float = 1.0
     op_libraries: list[Path] = dataclasses.field(default_factory=list)
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS
     drain_seconds: float = 30.0
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+
+    def __post_init__(self):
+        if self.max_concurrent_requests < 1:
+            raise ValueError(f"max_concurrent_requests must be >= 1, got {self.max_concurrent_requests}")
 
 
 def read_model_config_file(path: Path) -> list[ModelConfig]:

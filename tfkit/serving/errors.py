@@ -83,5 +83,9 @@ def resource_exhausted(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
 
 
+def unavailable(message: str) -> ServingError:
+    return ServingError(grpc.StatusCode.UNAVAILABLE, message)
+
+
 class ModelLoadError(RuntimeError):
     """A model version could not be loaded, or failed tfkit's SavedModel check."""

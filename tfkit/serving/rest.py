@@ -6,7 +6,8 @@
 
 Every error is a JSON object {"error": "..."}: 400 for a bad request, 404
 for an unknown model, version or signature, 413 for a body over the size
-limit, 500 when the model call fails, 503 when the batch queue is full.
+limit, 500 when the model call fails, 503 when the server is at its limit
+of requests at once or the batch queue is full.
 
 Request bodies may be compressed (`Content-Encoding: gzip` or `deflate`);
 this module decompresses them itself, within the size limit.
@@ -135,6 +136,10 @@ class RestApi:
                     grpc.StatusCode.UNIMPLEMENTED, f":{method} is not supported by this server; use :predict"
                 )
             raise web.HTTPMethodNotAllowed("POST", ["GET"], reason="use GET for status and metadata")
+        with self.service.admit():
+            return await self._predict(request, name, version)
+
+    async def _predict(self, request: web.Request, name: str, version: int | None) -> web.Response:
         body = await request.read()
         encoding = request.headers.get("Content-Encoding", "")
         large = len(body) > LARGE_BODY_BYTES or encoding.strip().lower() not in ("", "identity")

@@ -78,7 +78,7 @@ class ModelServer:
         self.repository = repository or ModelRepository(options.models, options.poll_seconds)
         self.batcher = Batcher(options.batching) if options.batching else None
         self.executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="tfkit-predict")
-        self.service = InferenceService(self.repository, self.batcher, self.executor)
+        self.service = InferenceService(self.repository, self.batcher, self.executor, options.max_concurrent_requests)
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
         self._runner: web.AppRunner | None = None

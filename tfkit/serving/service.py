@@ -1,17 +1,21 @@
-"""What REST and gRPC share: finding the servable and signature, running
-the model (through the batcher or a thread pool), and its errors."""
+"""What REST and gRPC share: the bound on requests at once, finding the
+servable and signature, running the model (through the batcher or a thread
+pool), and its errors."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import threading
+from collections.abc import Iterator
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
 from tfkit.serving.batching import Batcher, batch_rows
-from tfkit.serving.errors import ServingError, internal, invalid_argument
+from tfkit.serving.errors import ServingError, internal, invalid_argument, unavailable
 from tfkit.serving.repository import ModelRepository
 from tfkit.serving.servable import Servable, Signature
 
@@ -25,6 +29,8 @@ class InferenceService:
       repository: the models.
       batcher: merges concurrent requests, or None to call the model per request.
       executor: the threads that run unbatched model calls.
+      max_concurrent_requests: the most predict requests, over both APIs,
+        being read, decoded or run at once (see `admit`).
     """
 
     def __init__(
@@ -32,10 +38,31 @@ class InferenceService:
         repository: ModelRepository,
         batcher: Batcher | None,
         executor: concurrent.futures.Executor,
+        max_concurrent_requests: int,
     ):
         self.repository = repository
         self.batcher = batcher
         self.executor = executor
+        self.max_concurrent_requests = max_concurrent_requests
+        self._free_slots = threading.Semaphore(max_concurrent_requests)
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Holds one of the `max_concurrent_requests` slots while a predict
+        request is read, decoded and run, so that the memory requests take
+        stays bounded; never waits (a call from the event loop may hold it).
+
+        Raises:
+          ServingError: UNAVAILABLE when every slot is taken.
+        """
+        if not self._free_slots.acquire(blocking=False):
+            raise unavailable(
+                f"the server is at its limit of {self.max_concurrent_requests} requests at once; retry later"
+            )
+        try:
+            yield
+        finally:
+            self._free_slots.release()
 
     async def predict(
         self,
@@ -45,7 +72,8 @@ class InferenceService:
         decode: Callable[[Signature], Inputs],
         decode_in_thread: bool = False,
     ) -> tuple[Servable, Signature, dict[str, np.ndarray]]:
-        """Decodes a request's inputs for its signature and runs the model.
+        """Decodes a request's inputs for its signature and runs the model;
+        the caller holds a slot of `admit` (REST takes it before the body).
 
         Args:
           name: the model name.
@@ -80,12 +108,14 @@ class InferenceService:
         decode: Callable[[Signature], Inputs],
     ) -> tuple[Servable, Signature, dict[str, np.ndarray]]:
         """`predict` for a caller on its own thread (the gRPC server's):
-        without batching, the model runs on the calling thread."""
-        servable, signature, inputs = self._prepare(name, version, signature_name, decode)
-        if not self._batches(signature, inputs):
-            return servable, signature, _guarded(signature)(inputs)
-        future = self.batcher.submit(_batch_key(servable, signature, inputs), _guarded(signature), inputs)
-        return servable, signature, future.result()
+        without batching, the model runs on the calling thread. It holds a
+        slot of `admit` throughout."""
+        with self.admit():
+            servable, signature, inputs = self._prepare(name, version, signature_name, decode)
+            if not self._batches(signature, inputs):
+                return servable, signature, _guarded(signature)(inputs)
+            future = self.batcher.submit(_batch_key(servable, signature, inputs), _guarded(signature), inputs)
+            return servable, signature, future.result()
 
     def _batches(self, signature: Signature, inputs: Inputs) -> bool:
         """Whether the request goes through the batcher: batching is on, the
