@@ -146,6 +146,7 @@ def serve_options(args: argparse.Namespace):
         op_libraries=[Path(path) for path in args.op_library],
         max_request_bytes=args.max_request_bytes,
         max_concurrent_requests=args.max_concurrent_requests,
+        request_read_timeout_seconds=args.request_read_timeout_seconds,
         drain_seconds=args.drain_seconds,
         intra_op_threads=args.tensorflow_intra_op_parallelism,
         inter_op_threads=args.tensorflow_inter_op_parallelism,
@@ -216,6 +217,13 @@ def add_serve_parser(commands) -> None:
         default=64,
         help="the most predict requests, REST and gRPC together, being read, decoded or run at once; "
         "more are refused with 503 / UNAVAILABLE (default 64)",
+    )
+    parser.add_argument(
+        "--request_read_timeout_seconds",
+        type=float,
+        default=30.0,
+        help="how long a client may take to send a request's head and body, also at shutdown, "
+        "whatever --drain_seconds says (default 30)",
     )
     for name, meaning in (("intra", "within one op"), ("inter", "running ops side by side")):
         parser.add_argument(

@@ -2,12 +2,16 @@
 followed by a good request answered exactly: long client strings,
 TensorProtos TensorFlow would refuse or misread, inputs over the size limit
 together, bodies that do not decode, JSON values or versions the input
-cannot hold, and requests over the concurrency limit."""
+cannot hold, requests over the concurrency limit, and clients slow to send."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import signal
+import socket
+import threading
+import time
 import zlib
 
 import grpc
@@ -23,6 +27,7 @@ from tfkit.serving.launch import ServerProcess
 
 LIMIT = 64 * 1024  # --max_request_bytes
 SLOTS = 2  # --max_concurrent_requests
+READ_TIMEOUT = 3.0  # --request_read_timeout_seconds
 DRAIN = 120  # --drain_seconds: far longer than any test waits
 PREDICT = f"/v1/models/{MODEL}:predict"
 X = [[1.0, 2.0, 3.0]]
@@ -41,6 +46,8 @@ def serve(model_base) -> ServerProcess:
             str(LIMIT),
             "--max_concurrent_requests",
             str(SLOTS),
+            "--request_read_timeout_seconds",
+            str(READ_TIMEOUT),
             "--drain_seconds",
             str(DRAIN),
             "--file_system_poll_wait_seconds",
@@ -344,7 +351,69 @@ def test_requests_past_max_concurrent_requests_are_refused_on_both_apis(served, 
     assert_still_serving(client)
 
 
-@pytest.mark.parametrize("flags", [["--max_concurrent_requests", "0"]], ids=["slots"])
+def test_a_body_that_does_not_arrive_within_the_read_timeout_is_a_408(served, client):
+    started = time.monotonic()
+    held = start_predict(served.rest_port, len(BODY))
+    held.sendall(BODY[:5])
+    assert_still_serving(client)  # while the slow body is held
+    status, answer = read_response(held)
+    waited = time.monotonic() - started
+    assert status == 408
+    assert f"read timeout of {READ_TIMEOUT:g} s" in answer["error"]
+    assert READ_TIMEOUT - 0.5 < waited < READ_TIMEOUT + TIMEOUT / 2
+    assert_still_serving(client)
+
+
+def test_a_request_head_that_does_not_arrive_within_the_read_timeout_is_dropped(served, client):
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", served.rest_port), timeout=TIMEOUT) as held:
+        held.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: localhost\r\n".encode())  # the head never ends
+        assert_still_serving(client)
+        assert held.recv(1024) == b""  # closed by the server
+    assert READ_TIMEOUT - 0.5 < time.monotonic() - started < READ_TIMEOUT + TIMEOUT / 2
+    assert_still_serving(client)
+
+
+def _hold_grpc_call(client: Client, release: threading.Event) -> grpc.Future:
+    """A Predict call whose message the client never sends (until `release`)."""
+
+    def no_message():
+        release.wait(TIMEOUT)
+        return
+        yield
+
+    stream = client.channel.stream_unary(
+        PREDICT_METHOD,
+        request_serializer=predict_pb2.PredictRequest.SerializeToString,
+        response_deserializer=predict_pb2.PredictResponse.FromString,
+    )
+    return stream.future(no_message(), timeout=DRAIN)
+
+
+def test_clients_holding_a_request_open_do_not_hold_the_shutdown_past_the_read_timeout(model_base):
+    server = serve(model_base)
+    client = Client(server)
+    release = threading.Event()
+    try:
+        rest_held = start_predict(server.rest_port, len(BODY))
+        grpc_held = _hold_grpc_call(client, release)
+        assert_still_serving(client)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=READ_TIMEOUT + TIMEOUT) == 0
+        assert time.monotonic() - signalled < READ_TIMEOUT + TIMEOUT / 2  # --drain_seconds is 120
+        assert read_response(rest_held)[0] == 408
+        with pytest.raises(grpc.RpcError):
+            grpc_held.result(timeout=TIMEOUT)
+    finally:
+        release.set()
+        client.close()
+        server.stop(timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    "flags", [["--max_concurrent_requests", "0"], ["--request_read_timeout_seconds", "0"]], ids=["slots", "timeout"]
+)
 def test_limits_must_be_positive(tmp_path, capsys, flags):
     assert cli.main(["serve", str(tmp_path), *flags]) == 2
     assert "must be" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from tfkit.serving.repository import ModelConfig
 
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_CONCURRENT_REQUESTS = 64
+DEFAULT_REQUEST_READ_TIMEOUT_SECONDS = 30.0
 
 
 @dataclasses.dataclass
@@ -35,6 +36,8 @@ class ServerOptions:
       max_concurrent_requests: the most predict requests, REST and gRPC
         together, being read, decoded or run at once; more are refused
         (503 / UNAVAILABLE).
+      request_read_timeout_seconds: how long a client may take to send a
+        request's head and body (REST; gRPC at shutdown: its message).
       drain_seconds: how long a shutdown waits for requests in flight.
       intra_op_threads: TensorFlow's threads within one op (0: its default).
       inter_op_threads: TensorFlow's threads running ops side by side (0: its default).
@@ -49,6 +52,7 @@ class ServerOptions:
     op_libraries: list[Path] = dataclasses.field(default_factory=list)
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS
+    request_read_timeout_seconds: float = DEFAULT_REQUEST_READ_TIMEOUT_SECONDS
     drain_seconds: float = 30.0
     intra_op_threads: int = 0
     inter_op_threads: int = 0
@@ -56,6 +60,8 @@ class ServerOptions:
     def __post_init__(self):
         if self.max_concurrent_requests < 1:
             raise ValueError(f"max_concurrent_requests must be >= 1, got {self.max_concurrent_requests}")
+        if not self.request_read_timeout_seconds > 0:
+            raise ValueError(f"request_read_timeout_seconds must be > 0, got {self.request_read_timeout_seconds}")
 
 
 def read_model_config_file(path: Path) -> list[ModelConfig]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 
 import grpc
 from tensorflow_serving.apis import (
@@ -107,7 +108,13 @@ class _Unparsable:
 
 class CallGuard(grpc.ServerInterceptor):
     """Wraps every unary method: a message that does not parse is answered
-    INVALID_ARGUMENT (grpcio's own answer is INTERNAL)."""
+    INVALID_ARGUMENT (grpcio's own answer is INTERNAL), and the calls whose
+    handler runs are counted, so that a shutdown tells them from calls still
+    waiting for their message."""
+
+    def __init__(self):
+        self._running = 0
+        self._changed = threading.Condition()
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -124,9 +131,21 @@ class CallGuard(grpc.ServerInterceptor):
             if isinstance(request, _Unparsable):
                 err = invalid_argument(f"the request is not a valid message for {method}: {request.error}")
                 context.abort(err.code, err.message)
-            return behavior(request, context)
+            with self._changed:
+                self._running += 1
+            try:
+                return behavior(request, context)
+            finally:
+                with self._changed:
+                    self._running -= 1
+                    self._changed.notify_all()
 
         return run
+
+    def wait_until_idle(self, timeout: float) -> bool:
+        """Waits up to `timeout` seconds for no handler to run; True if none does."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._running == 0, timeout)
 
 
 def _lenient(deserializer):

@@ -5,9 +5,10 @@
   POST /v1/models/{name}[/versions/{version}]:predict    predictions
 
 Every error is a JSON object {"error": "..."}: 400 for a bad request, 404
-for an unknown model, version or signature, 413 for a body over the size
-limit, 500 when the model call fails, 503 when the server is at its limit
-of requests at once or the batch queue is full.
+for an unknown model, version or signature, 408 for a body that does not
+arrive within the read timeout, 413 for a body over the size limit, 500 when
+the model call fails, 503 when the server is at its limit of requests at
+once or the batch queue is full.
 
 Request bodies may be compressed (`Content-Encoding: gzip` or `deflate`);
 this module decompresses them itself, within the size limit.
@@ -106,11 +107,13 @@ class RestApi:
       service: the predictions.
       max_request_bytes: the largest body, as sent and once decompressed, and
         the most its inputs may take once decoded.
+      read_timeout: seconds a predict request's body may take to arrive.
     """
 
-    def __init__(self, service: InferenceService, max_request_bytes: int):
+    def __init__(self, service: InferenceService, max_request_bytes: int, read_timeout: float):
         self.service = service
         self.max_request_bytes = max_request_bytes
+        self.read_timeout = read_timeout
         self.app = web.Application(middlewares=[_json_errors(max_request_bytes)], client_max_size=max_request_bytes)
         self.app.router.add_get("/v1/models/{path:.+}", self.get)
         self.app.router.add_post("/v1/models/{path:.+}", self.post)
@@ -140,7 +143,7 @@ class RestApi:
             return await self._predict(request, name, version)
 
     async def _predict(self, request: web.Request, name: str, version: int | None) -> web.Response:
-        body = await request.read()
+        body = await self._read_body(request)
         encoding = request.headers.get("Content-Encoding", "")
         large = len(body) > LARGE_BODY_BYTES or encoding.strip().lower() not in ("", "identity")
         parsed = await self._run(large, _parse_body, body, encoding, self.max_request_bytes)
@@ -155,6 +158,16 @@ class RestApi:
         large = large or sum(value.size for value in outputs.values()) > LARGE_OUTPUT_VALUES
         text = await self._run(large, _encode_outputs, form, outputs)
         return web.Response(text=text, content_type="application/json")
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        try:
+            return await asyncio.wait_for(request.read(), self.read_timeout)
+        except asyncio.TimeoutError as err:
+            raise ServingError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"the request body did not arrive within the server's read timeout of {self.read_timeout:g} s "
+                "(--request_read_timeout_seconds)",
+            ) from err
 
     async def _run(self, in_thread: bool, function, *args):
         """function(*args), on the thread pool when `in_thread`."""

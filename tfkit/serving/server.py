@@ -14,6 +14,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -32,6 +33,9 @@ log = logging.getLogger("tfkit.serving")
 # gRPC handler threads: the most gRPC requests that run (or wait for their
 # batch) at once; more wait in gRPC's queue.
 GRPC_THREADS = 64
+# aiohttp reads what is left of an answered request's body for up to this
+# long (its default), never longer than the read timeout.
+LINGERING_SECONDS = 10.0
 
 
 def configure_tensorflow(options: ServerOptions) -> None:
@@ -101,11 +105,14 @@ class ModelServer:
 
     async def _start(self) -> None:
         options = self.options
+        read_timeout = options.request_read_timeout_seconds
         self._runner = web.AppRunner(
-            RestApi(self.service, options.max_request_bytes).app,
+            RestApi(self.service, options.max_request_bytes, read_timeout).app,
             access_log=None,
             shutdown_timeout=options.drain_seconds,
             auto_decompress=False,  # RestApi decompresses within max_request_bytes
+            keepalive_timeout=read_timeout,  # also closes a connection whose request head is late
+            lingering_time=min(LINGERING_SECONDS, read_timeout),
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, options.host, options.rest_api_port)
@@ -140,11 +147,12 @@ class ModelServer:
         )
 
     async def stop(self) -> None:
-        """Stops accepting, lets requests in flight finish, then releases all."""
-        drain = self.options.drain_seconds
+        """Stops accepting, lets requests in flight finish (for up to
+        drain_seconds; those whose body or message has not arrived, for up to
+        the read timeout), then releases all."""
         stops = []
         if self._grpc is not None:
-            stops.append(asyncio.to_thread(self._grpc.stop(grace=drain).wait))
+            stops.append(asyncio.to_thread(self._stop_grpc))
         if self._runner is not None:
             stops.append(self._runner.cleanup())
         await asyncio.gather(*stops)
@@ -154,6 +162,17 @@ class ModelServer:
             self.batcher.stop()
         self.executor.shutdown(wait=True)
         self.repository.stop()
+
+    def _stop_grpc(self) -> None:
+        """gRPC's drain: calls still waiting for their message after the read
+        timeout are cancelled once no handler runs (REST's read timeout ends
+        its own)."""
+        drain = self.options.drain_seconds
+        started = time.monotonic()
+        if self._grpc.stop(grace=drain).wait(min(drain, self.options.request_read_timeout_seconds)):
+            return
+        self._grpc_calls.wait_until_idle(max(0.0, drain - (time.monotonic() - started)))
+        self._grpc.stop(grace=0).wait()
 
 
 async def _serve_until_signalled(server: ModelServer) -> None:
