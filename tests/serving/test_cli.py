@@ -42,9 +42,10 @@ def test_serve_then_a_signal_drains_and_exits_0(model_base, tmp_path, signum):
             200,
             {"outputs": (2 * np.tile(rows, (4096, 1)) + 1).tolist()},
         )
-        in_flight = start_predict(server.rest_port, len(SLOW_BODY))  # its handler runs before the signal
+        in_flight = start_predict(server.rest_port, len(SLOW_BODY))  # its handler runs
+        in_flight.sendall(SLOW_BODY)  # the model call takes 1 s: the signal comes during it
+        time.sleep(0.25)  # the body is read (a server that drains reads no more bytes)
         server.process.send_signal(signum)
-        in_flight.sendall(SLOW_BODY)  # the model call then takes 1 s, during the drain
         assert read_response(in_flight) == (200, {"predictions": [4.0]})
         assert server.process.wait(timeout=TIMEOUT) == 0
         assert server.stop(timeout=TIMEOUT) == 0
