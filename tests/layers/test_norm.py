@@ -40,7 +40,7 @@ def test_rms_norm_matches_numpy(axis, shape):
     random_weights(layer)
     axes = tuple(np.atleast_1d(axis) % len(shape))
     gamma_shape = [shape[a] if a in axes else 1 for a in range(len(shape))]
-    gamma = layer.gamma.numpy().reshape(gamma_shape)
+    gamma = layer.scale.numpy().reshape(gamma_shape)
     expected = x / np.sqrt((x**2).mean(axis=axes, keepdims=True) + 1e-4) * gamma
     np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-9, atol=1e-9)
 
@@ -79,17 +79,105 @@ def test_regularizers_constraints_and_initializers():
     assert isinstance(layer.gamma.constraint, keras.constraints.NonNeg)
 
 
-@pytest.mark.parametrize("cls", [LayerNorm, RMSNorm])
-def test_config_round_trip(cls):
-    layer = cls(axis=[1, 2], epsilon=1e-3, gamma_regularizer="l2", backend="reference", name="n")
+@pytest.mark.parametrize("cls,kwargs", [(LayerNorm, {"gamma_regularizer": "l2", "rms_scaling": True}), (RMSNorm, {})])
+@pytest.mark.filterwarnings("ignore:You passed `rms_scaling=True`")
+def test_config_round_trip(cls, kwargs):
+    layer = cls(axis=[1, 2], epsilon=1e-4, backend="reference", name="n", **kwargs)
     clone = cls.from_config(json.loads(json.dumps(layer.get_config())))
     assert clone.get_config() == layer.get_config()
     assert keras.saving.get_registered_name(cls) == f"tfkit>{cls.__name__}"
 
 
-def test_bad_epsilon_and_axis():
-    with pytest.raises(tf.errors.InvalidArgumentError, match="epsilon must be > 0"):
-        LayerNorm(epsilon=0.0)(tf.ones([2, 3]))
+KERAS_CLASS = {LayerNorm: keras.layers.LayerNormalization, RMSNorm: keras.layers.RMSNormalization}
+
+
+def keras_twin(layer):
+    """Keras's layer with the config of tfkit's `layer`."""
+    config = {k: v for k, v in layer.get_config().items() if k != "backend"}
+    return KERAS_CLASS[type(layer)].from_config(config)
+
+
+@pytest.mark.parametrize("cls", [LayerNorm, RMSNorm])
+def test_defaults_weights_and_config_are_keras(cls):
+    layer, keras_layer = cls(name="n"), KERAS_CLASS[cls](name="n")
+    assert layer.get_config() == {**keras_layer.get_config(), "backend": None}
+    layer.build((2, 3, 5))
+    keras_layer.build((2, 3, 5))
+    assert [(w.name, w.shape) for w in layer.weights] == [(w.name, w.shape) for w in keras_layer.weights]
+
+
+def graph_op_types(layer, x) -> set[str]:
+    graph = tf.function(layer).get_concrete_function(tf.TensorSpec(x.shape, x.dtype)).graph
+    return {op.type for op in graph.get_operations()}
+
+
+FUSED = [
+    (LayerNorm, {}),
+    (LayerNorm, {"axis": [1, 2], "center": False}),
+    (LayerNorm, {"scale": False, "epsilon": 1e-5}),
+    (RMSNorm, {}),
+    (RMSNorm, {"axis": [-2, -1]}),
+]
+FALLBACK = [
+    (LayerNorm, {"rms_scaling": True}),
+    (LayerNorm, {"epsilon": 0.0}),
+    (LayerNorm, {"epsilon": 1e-45}),
+    (RMSNorm, {"epsilon": 0.0}),
+]
+
+
+@pytest.mark.parametrize("cls,kwargs", FUSED + FALLBACK)
+@pytest.mark.filterwarnings("ignore:You passed `rms_scaling=True`")
+def test_fused_or_keras_computation_matches_keras(cls, kwargs):
+    x = tf.constant(np.random.default_rng(3).normal(1.0, 2.0, size=(4, 6, 8)), tf.float32)
+    layer = cls(**kwargs)
+    keras_layer = keras_twin(layer)
+    layer.build(x.shape)
+    keras_layer.build(x.shape)
+    random_weights(layer)
+    keras_layer.set_weights(layer.get_weights())
+    np.testing.assert_allclose(layer(x).numpy(), keras.ops.convert_to_numpy(keras_layer(x)), rtol=2e-5, atol=2e-5)
+    fused_op = "Tfkit>LayerNorm" if cls is LayerNorm else "Tfkit>RMSNorm"
+    assert (fused_op in graph_op_types(layer, x)) == ((cls, kwargs) in FUSED)
+
+
+def test_an_unknown_normalized_size_without_parameters_runs_keras_computation():
+    layer = LayerNorm(scale=False, center=False)
+    spec = tf.TensorSpec([None, None], tf.float32)
+    graph = tf.function(layer).get_concrete_function(spec).graph
+    assert "Tfkit>LayerNorm" not in {op.type for op in graph.get_operations()}
+    x = tf.random.normal([3, 7])
+    np.testing.assert_allclose(layer(x).numpy(), keras_twin(layer)(x).numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [LayerNorm, RMSNorm])
+def test_negative_axes_stay_relative_to_the_called_input(cls):
+    layer = cls(axis=[-2, -1])
+    keras_layer = keras_twin(layer)
+    layer.build((2, 3, 4))
+    keras_layer.build((2, 3, 4))
+    x = tf.random.normal([5, 2, 3, 4])
+    np.testing.assert_allclose(layer(x).numpy(), keras_layer(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("cls", [LayerNorm, RMSNorm])
+def test_mixed_precision_computes_as_keras(policy, cls):
+    layer = cls(dtype=policy)
+    keras_layer = keras_twin(layer)
+    for norm in (layer, keras_layer):
+        norm.build((4, 16))
+        norm.weights[0].assign(tf.fill([16], 7e4 if cls is LayerNorm else 3.0))
+    x = tf.cast(tf.random.normal([4, 16]) * 3e4, layer.compute_dtype)
+    y, want = layer(x), keras_layer(x)
+    assert y.dtype == want.dtype
+    np.testing.assert_array_equal(np.isinf(tf.cast(y, tf.float32)), np.isinf(tf.cast(want, tf.float32)))
+    np.testing.assert_allclose(tf.cast(y, tf.float32).numpy(), tf.cast(want, tf.float32).numpy(), rtol=1e-2)
+
+
+def test_invalid_arguments_are_refused_as_keras_refuses_them():
+    with pytest.raises(TypeError, match="Expected an int or a list/tuple of ints for the argument 'axis'"):
+        LayerNorm(axis={"axis": -1})
     with pytest.raises(ValueError, match="out of range"):
         RMSNorm(axis=3)(tf.ones([2, 3]))
 

@@ -1,13 +1,15 @@
-"""Keras 3 layers for the norm family: LayerNorm and RMSNorm."""
+"""Keras 3 layers for the norm family: LayerNorm and RMSNorm, drop-ins for
+keras.layers.LayerNormalization and keras.layers.RMSNormalization."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import tensorflow as tf
 
 from tfkit import backend as tfkit_backend
+from tfkit.ops import _checks
 from tfkit.ops import norm as norm_ops
 
 
@@ -21,200 +23,149 @@ def _normalized_axes(axis: int | Sequence[int], rank: int) -> list[int]:
     return resolved
 
 
-class _FusedNorm(keras.layers.Layer):
-    """Shared machinery: moves the normalized axes last, flattens them, calls
-    the fused op and restores the layout."""
+def _normalized_size(x: tf.Tensor, axes: list[int]) -> int | None:
+    """The number of elements each normalization spans (None when unknown)."""
+    size = 1
+    for a in axes:
+        if x.shape[a] is None:
+            return None
+        size *= x.shape[a]
+    return size
 
-    def __init__(
-        self,
-        axis: int | Sequence[int] = -1,
-        epsilon: float = 1e-5,
-        scale: bool = True,
-        gamma_initializer="ones",
-        gamma_regularizer=None,
-        gamma_constraint=None,
-        backend: str | None = None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.axis = axis if isinstance(axis, int) else list(axis)
-        self.epsilon = float(epsilon)
-        self.scale = scale
-        self.gamma_initializer = keras.initializers.get(gamma_initializer)
-        self.gamma_regularizer = keras.regularizers.get(gamma_regularizer)
-        self.gamma_constraint = keras.constraints.get(gamma_constraint)
+
+def _over_axes(x: tf.Tensor, axes: list[int], size: int, normalize: Callable[[tf.Tensor], tf.Tensor]) -> tf.Tensor:
+    """`normalize` (over the last axis) applied over `axes` of x: moves them
+    last, flattens them into one and restores the layout."""
+    rank = x.shape.rank
+    if axes == [rank - 1]:
+        return normalize(x)
+    rest = [a for a in range(rank) if a not in axes]
+    perm = rest + axes
+    moved = tf.transpose(x, perm) if perm != list(range(rank)) else x
+    flat = tf.reshape(moved, tf.concat([tf.shape(moved)[: len(rest)], [size]], 0))
+    y = tf.reshape(normalize(flat), tf.shape(moved))
+    if perm != list(range(rank)):
+        y = tf.transpose(y, [perm.index(a) for a in range(rank)])
+    return tf.ensure_shape(y, x.shape)
+
+
+def _flat(param, dtype: tf.DType, fill: float, size: int) -> tf.Tensor:
+    """A parameter (or `fill` where the layer has none) as a `[size]` vector."""
+    if param is None:
+        return tf.fill([size], tf.constant(fill, dtype))
+    return tf.reshape(tf.cast(param, dtype), [size])
+
+
+class _FusedNorm:
+    """What tfkit adds to Keras's normalization layers: the `backend`
+    argument and a `call` that runs tfkit's fused op over the layer's axes.
+
+    The Keras layer keeps its own arguments, defaults, validation, weights,
+    dtype rules and config. One rule decides when the op runs: a
+    configuration the fused op can't serve (`_fuses` is False) runs the Keras
+    layer's own computation.
+    """
+
+    def __init__(self, *args, backend: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
         self.backend = backend
-        self.supports_masking = True
         self.supports_jit = tfkit_backend.supports_xla(backend)
 
-    def _resolve_axes(self, input_shape) -> tuple[int, ...]:
-        """Sets self._axes and returns the parameters' shape."""
-        self._axes = _normalized_axes(self.axis, len(input_shape))
-        shape = tuple(input_shape[a] for a in self._axes)
-        if any(d is None for d in shape):
-            raise ValueError(f"the normalized axes {self.axis} need known sizes, got {input_shape}")
-        return shape
-
-    def _add_param(self, name, shape, enabled, initializer, regularizer, constraint):
-        if not enabled:
-            return None
-        return self.add_weight(
-            name=name,
-            shape=shape,
-            initializer=initializer,
-            regularizer=regularizer,
-            constraint=constraint,
-            trainable=True,
-        )
-
     def build(self, input_shape):
-        self.param_shape = self._resolve_axes(input_shape)
-        self.gamma = self._add_param(
-            "gamma",
-            self.param_shape,
-            self.scale,
-            self.gamma_initializer,
-            self.gamma_regularizer,
-            self.gamma_constraint,
-        )
-
-    def _flat_param(self, variable, fill: float, size: int) -> tf.Tensor:
-        if variable is None:
-            return tf.fill([size], tf.constant(fill, self.compute_dtype))
-        return tf.reshape(tf.cast(variable, self.compute_dtype), [size])
+        _normalized_axes(self.axis, len(input_shape))
+        super().build(input_shape)
 
     def call(self, inputs):
-        x = tf.cast(inputs, self.compute_dtype)
-        rank = x.shape.rank
-        if self._axes == [rank - 1]:
-            return self._normalize(x, x.shape[-1])
-        rest = [a for a in range(rank) if a not in self._axes]
-        perm = rest + self._axes
-        moved = tf.transpose(x, perm) if perm != list(range(rank)) else x
-        size = 1
-        for a in self._axes:
-            size *= x.shape[a]
-        flat = tf.reshape(moved, tf.concat([tf.shape(moved)[: len(rest)], [size]], 0))
-        y = tf.reshape(self._normalize(flat, size), tf.shape(moved))
-        if perm != list(range(rank)):
-            y = tf.transpose(y, [perm.index(a) for a in range(rank)])
-        return tf.ensure_shape(y, x.shape)
+        x = self._computation_input(inputs)
+        axes = _normalized_axes(self.axis, x.shape.rank)
+        size = _normalized_size(x, axes)
+        if not self._fuses(x, size):
+            return super().call(inputs)
+        y = _over_axes(x, axes, size, lambda flat: self._normalize(flat, size))
+        return tf.cast(y, self._output_dtype(x))
 
-    def _normalize(self, flat: tf.Tensor, size: int) -> tf.Tensor:
+    def _fuses(self, x: tf.Tensor, size: int | None) -> bool:
+        """Whether the fused op can serve this call (x: the computation input)."""
+        return size is not None and x.dtype in _checks.FLOAT_DTYPES and _checks.epsilon_supported(self.epsilon)
+
+    def _computation_input(self, inputs) -> tf.Tensor:
+        """The inputs in the dtype the Keras layer computes them in."""
         raise NotImplementedError
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def _output_dtype(self, x: tf.Tensor) -> tf.DType:
+        """The dtype of the Keras layer's outputs for computation input x."""
+        raise NotImplementedError
+
+    def _normalize(self, flat: tf.Tensor, size: int) -> tf.Tensor:
+        """The fused op over the last axis of `flat`, of `size` elements."""
+        raise NotImplementedError
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            axis=self.axis,
-            epsilon=self.epsilon,
-            scale=self.scale,
-            gamma_initializer=keras.initializers.serialize(self.gamma_initializer),
-            gamma_regularizer=keras.regularizers.serialize(self.gamma_regularizer),
-            gamma_constraint=keras.constraints.serialize(self.gamma_constraint),
-            backend=self.backend,
-        )
-        return config
+        return {**super().get_config(), "backend": self.backend}
 
 
 @keras.saving.register_keras_serializable(package="tfkit")
-class LayerNorm(_FusedNorm):
-    """Layer normalization with tfkit's fused kernel.
+class LayerNorm(_FusedNorm, keras.layers.LayerNormalization):
+    """`keras.layers.LayerNormalization` computed by tfkit's fused kernel.
 
-    A drop-in for `keras.layers.LayerNormalization`: normalizes over `axis`
-    (default the last), then scales by `gamma` and shifts by `beta`. Honours
-    the layer's dtype policy (mixed_float16 / mixed_bfloat16 keep float32
-    variables and compute in the half type, accumulating in float32).
+    Takes the arguments of `keras.layers.LayerNormalization` (with its
+    defaults: `axis=-1`, `epsilon=1e-3`, ...) and `backend`; it has the same
+    weights (`gamma`, `beta`), config and dtype rules: float16 and bfloat16
+    inputs are normalized in float32 with float32 parameters, and the output
+    has the layer's compute dtype.
+
+    The fused op runs for any axis or axes (they are moved last and
+    flattened) with known sizes, and any `center` and `scale`. Keras's own
+    computation runs for `rms_scaling=True`, an `epsilon` the op refuses
+    (not a positive normal float32) and normalized axes of unknown size
+    (possible only without `gamma` and `beta`).
 
     Args:
-      axis: Axis or axes to normalize over.
-      epsilon: Added to the variance; must be > 0.
-      center: Whether to add the learned offset `beta`.
-      scale: Whether to multiply by the learned scale `gamma`.
-      beta_initializer, gamma_initializer: Initializers of the parameters.
-      beta_regularizer, gamma_regularizer: Optional regularizers.
-      beta_constraint, gamma_constraint: Optional constraints.
+      *args, **kwargs: As for `keras.layers.LayerNormalization`.
       backend: tfkit backend ("compiled", "reference", "auto", None).
     """
 
-    def __init__(
-        self,
-        axis: int | Sequence[int] = -1,
-        epsilon: float = 1e-5,
-        center: bool = True,
-        scale: bool = True,
-        beta_initializer="zeros",
-        gamma_initializer="ones",
-        beta_regularizer=None,
-        gamma_regularizer=None,
-        beta_constraint=None,
-        gamma_constraint=None,
-        backend: str | None = None,
-        **kwargs,
-    ):
-        super().__init__(
-            axis=axis,
-            epsilon=epsilon,
-            scale=scale,
-            gamma_initializer=gamma_initializer,
-            gamma_regularizer=gamma_regularizer,
-            gamma_constraint=gamma_constraint,
-            backend=backend,
-            **kwargs,
-        )
-        self.center = center
-        self.beta_initializer = keras.initializers.get(beta_initializer)
-        self.beta_regularizer = keras.regularizers.get(beta_regularizer)
-        self.beta_constraint = keras.constraints.get(beta_constraint)
+    def _fuses(self, x, size):
+        return not self.rms_scaling and super()._fuses(x, size)
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self.beta = self._add_param(
-            "beta",
-            self.param_shape,
-            self.center,
-            self.beta_initializer,
-            self.beta_regularizer,
-            self.beta_constraint,
-        )
+    def _computation_input(self, inputs):
+        x = tf.convert_to_tensor(inputs)
+        return tf.cast(x, keras.backend.result_type(x.dtype, "float32"))
+
+    def _output_dtype(self, x):
+        return self.compute_dtype
 
     def _normalize(self, flat, size):
-        gamma = self._flat_param(self.gamma, 1.0, size)
-        beta = self._flat_param(self.beta, 0.0, size)
+        gamma = _flat(self.gamma, flat.dtype, 1.0, size)
+        beta = _flat(self.beta, flat.dtype, 0.0, size)
         return norm_ops.layer_norm(flat, gamma, beta, epsilon=self.epsilon, backend=self.backend)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            center=self.center,
-            beta_initializer=keras.initializers.serialize(self.beta_initializer),
-            beta_regularizer=keras.regularizers.serialize(self.beta_regularizer),
-            beta_constraint=keras.constraints.serialize(self.beta_constraint),
-        )
-        return config
-
 
 @keras.saving.register_keras_serializable(package="tfkit")
-class RMSNorm(_FusedNorm):
-    """RMS normalization with tfkit's fused kernel.
+class RMSNorm(_FusedNorm, keras.layers.RMSNormalization):
+    """`keras.layers.RMSNormalization` computed by tfkit's fused kernel.
 
-    Divides by the root mean square over `axis` (default the last), then
-    scales by `gamma`. Honours the layer's dtype policy.
+    Takes the arguments of `keras.layers.RMSNormalization` (`axis=-1`,
+    `epsilon=1e-6`) and `backend`; it has the same weight (`scale`), config
+    and dtype rules: the inputs and `scale` in the layer's compute dtype,
+    accumulated in float32 (float64 for float64).
+
+    The fused op runs for any axis or axes (moved last and flattened) and
+    float inputs. Keras's own computation runs for an `epsilon` the op
+    refuses (not a positive normal float32) and for inputs that are not
+    float16, bfloat16, float32 or float64.
 
     Args:
-      axis: Axis or axes to normalize over.
-      epsilon: Added to the mean square; must be > 0.
-      scale: Whether to multiply by the learned scale `gamma`.
-      gamma_initializer, gamma_regularizer, gamma_constraint: For `gamma`.
+      *args, **kwargs: As for `keras.layers.RMSNormalization`.
       backend: tfkit backend ("compiled", "reference", "auto", None).
     """
 
-    def __init__(self, axis: int | Sequence[int] = -1, epsilon: float = 1e-6, scale: bool = True, **kwargs):
-        super().__init__(axis=axis, epsilon=epsilon, scale=scale, **kwargs)
+    def _computation_input(self, inputs):
+        return tf.convert_to_tensor(inputs)
+
+    def _output_dtype(self, x):
+        return x.dtype
 
     def _normalize(self, flat, size):
-        gamma = self._flat_param(self.gamma, 1.0, size)
-        return norm_ops.rms_norm(flat, gamma, epsilon=self.epsilon, backend=self.backend)
+        scale = _flat(self.scale, flat.dtype, 1.0, size)
+        return norm_ops.rms_norm(flat, scale, epsilon=self.epsilon, backend=self.backend)

@@ -36,11 +36,20 @@ def check_epsilon(epsilon: float) -> float:
     the last bit in float64.
     """
     rounded = _as_float32(epsilon)
-    if not (np.isfinite(rounded) and rounded >= SMALLEST_NORMAL_FLOAT32):
+    if not _is_normal_positive(rounded):
         raise invalid_argument(
             f"epsilon must be > 0, finite and a normal float32 (>= {SMALLEST_NORMAL_FLOAT32:.6g}), got {rounded:.6g}"
         )
     return float(rounded)
+
+
+def epsilon_supported(epsilon: float) -> bool:
+    """Whether `check_epsilon` accepts epsilon."""
+    return _is_normal_positive(_as_float32(epsilon))
+
+
+def _is_normal_positive(rounded: np.float32) -> bool:
+    return bool(np.isfinite(rounded) and rounded >= SMALLEST_NORMAL_FLOAT32)
 
 
 def _as_float32(value: float) -> np.float32:
