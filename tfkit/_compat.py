@@ -277,6 +277,20 @@ def _probe_keras_dense_state():
 
 
 @_feature(
+    "keras_dense_quantize",
+    "keras.layers.Dense.quantize(mode, type_check, config) (Keras refuses to quantize a subclass of Dense "
+    "unless type_check=False)",
+    "quantizing tfkit.layers.Dense (layer.quantize, model.quantize, a quantized dtype policy), which then "
+    "computes as Keras's quantized Dense",
+    "tfkit.layers.Dense cannot be quantized (NotImplementedError; model.quantize warns and leaves it as it is)",
+)
+def _probe_keras_dense_quantize():
+    import keras
+
+    return _callable(keras.layers.Dense.quantize, "Dense.quantize", "mode", "type_check", "config")
+
+
+@_feature(
     "environ_data",
     "os.environ._data",
     "the fast TFKIT_BACKEND read (from os.environ's own dict, on every op call)",
@@ -438,6 +452,19 @@ def plain_dense(layer) -> bool:
         return False
     lora, mode = _dense_state(layer)
     return lora is False and mode is None
+
+
+def quantize_dense(layer, drop_in: type, mode, type_check: bool, config) -> None:
+    """Quantizes `layer`, an instance of `drop_in` (a subclass of
+    keras.layers.Dense that computes quantized exactly as Keras's Dense), with
+    Keras's Dense.quantize. Keras's type check refuses subclasses of
+    keras.layers.Dense; here it refuses subclasses of `drop_in` instead."""
+    quantize = get("keras_dense_quantize")
+    if quantize is None:
+        raise NotImplementedError(
+            f"Layer {type(layer).__name__} cannot be quantized: this Keras's Dense.quantize is not the one tfkit knows"
+        )
+    quantize(layer, mode, type_check=type_check and type(layer) is not drop_in, config=config)
 
 
 def environ_reader(name: str) -> Callable[[], str | None]:

@@ -51,6 +51,47 @@ def test_weights_load_either_way(tmp_path):
     np.testing.assert_allclose(model(x).numpy(), theirs(x).numpy(), rtol=1e-5, atol=1e-5)
 
 
+def test_defaults_and_config_are_keras():
+    assert tfkit.layers.Dense(4, name="d").get_config() == keras.layers.Dense(4, name="d").get_config()
+
+
+QUANTIZATIONS = [
+    ("int8", None),
+    ("int4", None),
+    ("int4", keras.quantizers.Int4QuantizationConfig(block_size=8)),
+    ("float8", None),
+]
+
+
+@pytest.mark.parametrize("mode,config", QUANTIZATIONS)
+@pytest.mark.parametrize("activation", ["gelu", None])
+def test_a_quantized_dense_computes_saves_and_loads_as_keras(mode, config, activation, tmp_path):
+    theirs, ours = twin_dense(activation)
+    for layer in (theirs, ours):
+        layer.quantize(mode, config=config)
+    assert ours.dtype_policy.name == theirs.dtype_policy.name
+    assert [w.path.split("/")[-1] for w in ours.weights] == [w.path.split("/")[-1] for w in theirs.weights]
+    x = tf.random.normal([8, 16])
+    np.testing.assert_array_equal(ours(x).numpy(), theirs(x).numpy())
+    model = keras.Sequential([keras.Input([16]), ours])
+    model.save(tmp_path / "quantized.keras")
+    loaded = keras.models.load_model(tmp_path / "quantized.keras")
+    assert type(loaded.layers[0]) is tfkit.layers.Dense
+    np.testing.assert_array_equal(loaded(x).numpy(), theirs(x).numpy())
+
+
+def test_model_quantize_quantizes_tfkit_dense_but_not_its_subclasses():
+    class MyDense(tfkit.layers.Dense):
+        pass
+
+    model = keras.Sequential([keras.Input([16]), tfkit.layers.Dense(8), MyDense(4)])
+    with pytest.warns(UserWarning, match="MyDense does not have a `quantize` method"):
+        model.quantize("int8")
+    assert [layer.dtype_policy.name for layer in model.layers] == ["int8_from_float32", "float32"]
+    model.layers[1].quantize("int8", type_check=False)
+    assert model.layers[1].dtype_policy.name == "int8_from_float32"
+
+
 @pytest.mark.parametrize("activation", ["silu", "gelu", "gelu_tanh"])
 def test_gated_dense_is_a_projection_then_a_gated_activation(activation):
     layer = tfkit.layers.GatedDense(6, activation=activation)

@@ -29,6 +29,7 @@ FEATURES = {
     "keras_call_context": "current_call_ctx",
     "variable_accessed": "variable_accessed",
     "keras_dense_state": "lora_enabled",
+    "keras_dense_quantize": "Dense.quantize",
     "environ_data": "os.environ._data",
     "op_names": "GetPythonWrappers",
     "op_registry": "op_def_registry.get",
@@ -60,6 +61,9 @@ import keras
 
 class Dense(keras.layers.Dense):
     """A Keras whose Dense has neither LoRA nor quantization (nor their attributes)."""
+
+    def quantize(self, mode=None):
+        raise NotImplementedError("no quantization")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -346,6 +350,13 @@ expected = tf.nn.relu(inputs @ dense.kernel + dense.bias)
 results["dense"] = float(tf.reduce_max(tf.abs(out - expected)))
 results["fused"] = len(fused)
 
+# keras_dense_quantize: tfkit.layers.Dense is not quantized.
+try:
+    dense.quantize("int8")
+    results["quantize"] = "quantized"
+except NotImplementedError as err:
+    results["quantize"] = str(err)
+
 # op_names: tfkit's copy of the rule.
 results["op_name"] = tfkit.build.python_op_name("Tfkit>EmbeddingBagGrad")
 results["library_has_it"] = hasattr(tfkit.load_library(), results["op_name"])
@@ -360,6 +371,7 @@ report(**results)
         "variable_accessed",
         "environ_data",
         "keras_dense_state",
+        "keras_dense_quantize",
         "op_names",
     )
     assert found["xla_seen"] == [False]
@@ -372,6 +384,7 @@ report(**results)
     assert found["bag_grad"] < 1e-5 and found["bag_grad_traced"] < 1e-5
     assert found["env_reference"] == "reference" and found["env_unset"] == "auto"
     assert found["dense"] < 1e-5 and found["fused"] == 0
+    assert found["quantize"].startswith("Layer Dense cannot be quantized"), found["quantize"]
     assert found["op_name"] == "tfkit_embedding_bag_grad" and found["library_has_it"]
 
 
@@ -406,13 +419,17 @@ fused = []
 from tfkit.layers import activation as activation_layers
 bias_activation = activation_layers.activation_ops.bias_activation
 activation_layers.activation_ops.bias_activation = lambda *a, **k: fused.append(1) or bias_activation(*a, **k)
-tfkit.layers.Dense(3, activation="relu")(tf.ones([2, 5]))
-report(xla_seen=seen, wrapped=eager_wrapped, supports_jit=layer.supports_jit, fused=len(fused))
+dense = tfkit.layers.Dense(3, activation="relu")
+dense(tf.ones([2, 5]))
+dense.quantize("int8")
+report(xla_seen=seen, wrapped=eager_wrapped, supports_jit=layer.supports_jit, fused=len(fused),
+       quantized=dense.dtype_policy.name)
 """
     )
     assert_off(found)
     assert found["xla_seen"] == [True] and found["wrapped"] == 0
     assert found["supports_jit"] is False and found["fused"] == 1
+    assert found["quantized"] == "int8_from_float32"
 
 
 def test_compat_imports_no_internal_at_the_call_sites():

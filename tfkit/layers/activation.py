@@ -26,12 +26,14 @@ _FUSED = {
 class Dense(keras.layers.Dense):
     """`keras.layers.Dense` whose bias + activation run as one fused op.
 
-    The same constructor arguments, weights (names and shapes) and config as
-    `keras.layers.Dense`, so weights and saved models move between the two.
-    With a bias and one of the activations relu, gelu (exact), silu/swish,
-    sigmoid, tanh or mish, `call` is the matmul and then
-    `tfkit.ops.bias_activation`; anything else (no bias, no or another
-    activation, LoRA, quantization) is exactly Keras's Dense.
+    The same constructor arguments, defaults, weights (names and shapes) and
+    config as `keras.layers.Dense`, so weights and saved models move between
+    the two. With a bias and one of the activations relu, gelu (exact),
+    silu/swish, sigmoid, tanh or mish, `call` is the matmul and then
+    `tfkit.ops.bias_activation`. Everything else is Keras's Dense
+    computation: no bias, no or another activation, LoRA, and quantization
+    (`quantize` and quantized dtype policies: int8, int4, float8, GPTQ, AWQ,
+    which Keras refuses for other subclasses of its Dense).
     """
 
     def call(self, inputs, training=None):
@@ -39,6 +41,9 @@ class Dense(keras.layers.Dense):
         if fused is None or self.bias is None or not _compat.plain_dense(self):
             return super().call(inputs, training=training)
         return activation_ops.bias_activation(keras.ops.matmul(inputs, self.kernel), self.bias, activation=fused)
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        _compat.quantize_dense(self, Dense, mode, type_check, config)
 
 
 @keras.saving.register_keras_serializable(package="tfkit")
