@@ -31,7 +31,7 @@ struct Matrix {
 
 Matrix AsMatrix(const Tensor& x) {
   const int64_t cols = x.dim_size(x.dims() - 1);
-  return {StatsShape(x.shape()).num_elements(), cols};
+  return {RowCount(x), cols};
 }
 
 template <typename Device, typename T>
@@ -178,7 +178,7 @@ absl::Status GatedShapes(const Tensor& x, TensorShape* y, Matrix* half) {
   ::tfkit::kernels::Dims y_dims;
   TF_RETURN_IF_ERROR(RuleStatus(math::GatedShapeError(DimsOf(x.shape()), &y_dims)));
   TF_RETURN_IF_ERROR(TensorShape::BuildTensorShape(y_dims, y));
-  *half = {StatsShape(x.shape()).num_elements(), y_dims.back()};
+  *half = {RowCount(x), y_dims.back()};
   return absl::OkStatus();
 }
 

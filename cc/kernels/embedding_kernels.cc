@@ -48,6 +48,17 @@ absl::Status Shapes(const Tensor& ids, const Tensor& splits, const Tensor& param
                                         DimsOf(weights.shape()), shape));
 }
 
+// The shape [bags, dim] of y (and dy), named `name`.
+absl::Status BagsShape(const char* name, const BagShape& shape, TensorShape* y) {
+  return CountedShape(absl::StrCat(name, " ([bags, dim]: the bags of row_splits, the dim of params)"),
+                      {shape.bags, shape.dim}, y);
+}
+
+// d_values' shape, [ids, dim].
+absl::Status DValuesShape(const BagShape& shape, TensorShape* d_values) {
+  return CountedShape("d_values ([n, dim]: the n indices, the dim of params)", {shape.ids, shape.dim}, d_values);
+}
+
 template <typename Device, typename T, typename Index>
 struct Functor;
 
@@ -191,8 +202,10 @@ class EmbeddingBagOp : public EmbeddingBagKernel<Device, T, Index, kResource> {
     Table table;
     BagShape shape;
     OP_REQUIRES_OK(ctx, this->Bags(ctx, &table, &shape));
+    TensorShape y_shape;
+    OP_REQUIRES_OK(ctx, BagsShape("y", shape, &y_shape));
     Tensor* y = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({shape.bags, shape.dim}), &y));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, y_shape, &y));
     if (y->NumElements() == 0) return;
     Functor<Device, T, Index>::Forward(ctx, ctx->input(0).flat<Index>().data(),
                                        ctx->input(1).flat<int64_t>().data(), table.tensor().flat<T>().data(),
@@ -210,10 +223,13 @@ class EmbeddingBagGradOp : public EmbeddingBagKernel<Device, T, Index, kResource
     BagShape shape;
     OP_REQUIRES_OK(ctx, this->Bags(ctx, &table, &shape));
     const Tensor& dy = ctx->input(4);
-    OP_REQUIRES_OK(ctx, CheckShape("dy", dy, TensorShape({shape.bags, shape.dim})));
+    TensorShape dy_shape, d_values_shape;
+    OP_REQUIRES_OK(ctx, BagsShape("dy", shape, &dy_shape));
+    OP_REQUIRES_OK(ctx, CheckShape("dy", dy, dy_shape));
+    OP_REQUIRES_OK(ctx, DValuesShape(shape, &d_values_shape));
     Tensor* d_values = nullptr;
     Tensor* d_weights = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({shape.ids, shape.dim}), &d_values));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, d_values_shape, &d_values));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, ctx->input(3).shape(), &d_weights));
     if (shape.ids == 0) return;
     Functor<Device, T, Index>::Backward(ctx, dy.flat<T>().data(), ctx->input(0).flat<Index>().data(),

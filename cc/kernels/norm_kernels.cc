@@ -41,7 +41,7 @@ template <typename T>
 NormArgs<T> RowsAndCols(const Tensor& x) {
   NormArgs<T> a;
   a.cols = x.dim_size(x.dims() - 1);
-  a.rows = StatsShape(x.shape()).num_elements();
+  a.rows = RowCount(x);
   return a;
 }
 
@@ -130,12 +130,13 @@ class NormOp : public OpKernel {
     OP_REQUIRES_OK(ctx, CheckRankAtLeast1("x", x));
     OP_REQUIRES_OK(ctx, CheckLastDimParam("gamma", ctx->input(1), x));
     if (kCenter) OP_REQUIRES_OK(ctx, CheckLastDimParam("beta", ctx->input(2), x));
+    TensorShape stats_shape;
+    OP_REQUIRES_OK(ctx, StatsShape("x", x.shape(), &stats_shape));
     NormArgs<T> a = RowsAndCols<T>(x);
     a.epsilon = epsilon_;
     a.x = x.flat<T>().data();
     a.gamma = ctx->input(1).flat<T>().data();
     if (kCenter) a.beta = ctx->input(2).flat<T>().data();
-    const TensorShape stats_shape = StatsShape(x.shape());
     Tensor* y = nullptr;
     Tensor* mean = nullptr;
     Tensor* rstd = nullptr;
@@ -167,11 +168,12 @@ class NormGradOp : public OpKernel {
     OP_REQUIRES_OK(ctx, CheckRankAtLeast1("x", x));
     OP_REQUIRES_OK(ctx, CheckSameShape("dy", dy, "x", x));
     OP_REQUIRES_OK(ctx, CheckLastDimParam("gamma", gamma, x));
+    TensorShape stats_shape;
+    OP_REQUIRES_OK(ctx, StatsShape("x", x.shape(), &stats_shape));
     NormArgs<T> a = RowsAndCols<T>(x);
     a.dy = dy.flat<T>().data();
     a.x = x.flat<T>().data();
     a.gamma = gamma.flat<T>().data();
-    const TensorShape stats_shape = StatsShape(x.shape());
     // LayerNormGrad: mean, rstd, dmean, drstd at 3..6; RMSNormGrad: rstd,
     // drstd at 3..4.
     const int rstd_index = kCenter ? 4 : 3;

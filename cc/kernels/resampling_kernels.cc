@@ -25,14 +25,14 @@ struct Functor;
 template <typename T>
 struct Functor<CPUDevice, T> {
   static void Resample(OpKernelContext* ctx, const T* data, const T* warp, const ResamplerShape& shape, T* out) {
-    ShardRows(ctx, shape.batch * shape.points, 12 * shape.channels + 40, [&](int64_t begin, int64_t end) {
+    ShardRows(ctx, shape.rows, 12 * shape.channels + 40, [&](int64_t begin, int64_t end) {
       math::ResampleRows<T, Acc<T>>(data, warp, shape, begin, end, out);
     });
   }
 
   static void Grad(OpKernelContext* ctx, const T* data, const T* warp, const T* grad, const ResamplerShape& shape,
                    T* grad_data, T* grad_warp) {
-    ShardRows(ctx, shape.batch * shape.points, 20 * shape.channels + 40, [&](int64_t begin, int64_t end) {
+    ShardRows(ctx, shape.rows, 20 * shape.channels + 40, [&](int64_t begin, int64_t end) {
       math::WarpGradRows<T, Acc<T>>(data, warp, grad, shape, begin, end, grad_warp);
     });
     const int64_t unit_cost = shape.points * (8 * math::kChannelBlock + 40);
@@ -56,7 +56,8 @@ struct Functor<GPUDevice, T> {
     Acc<T>* sums = reinterpret_cast<Acc<T>*>(grad_data);
     Tensor workspace;
     if (!std::is_same<T, Acc<T>>::value) {
-      const int64_t size = shape.batch * shape.height * shape.width * shape.channels;
+      int64_t size = 0;
+      OP_REQUIRES_OK(ctx, ElementCount("data", {shape.batch, shape.height, shape.width, shape.channels}, &size));
       OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<Acc<T>>::v(), TensorShape({size}),
                                              &workspace));
       sums = workspace.flat<Acc<T>>().data();
@@ -84,7 +85,8 @@ absl::Status Shapes(const Tensor& data, const Tensor& warp, Boundary boundary, R
   TF_RETURN_IF_ERROR(
       RuleStatus(math::ResamplerShapeError(DimsOf(data.shape()), DimsOf(warp.shape()), shape, &samples_dims)));
   shape->boundary = boundary;
-  return TensorShape::BuildTensorShape(samples_dims, samples);
+  return CountedShape("output ([batch, ..., channels]: the points of warp, the channels of data)", samples_dims,
+                      samples);
 }
 
 template <typename Device, typename T>

@@ -22,11 +22,10 @@ struct Functor<CPUDevice, T> {
   static void Rotate(OpKernelContext* ctx, const T* x, const Acc<T>* positions, const Acc<T>* inv_freq,
                      const RotaryShape& shape, Acc<T> sign, Acc<T>* cos_table, Acc<T>* sin_table, T* y) {
     const int64_t half = shape.dim / 2;
-    const int64_t table_rows = (shape.per_batch_positions ? shape.batch : 1) * shape.seq;
-    ShardRows(ctx, table_rows, 40 * half, [&](int64_t begin, int64_t end) {
+    ShardRows(ctx, shape.table_rows, 40 * half, [&](int64_t begin, int64_t end) {
       math::RotaryTableRows(positions, inv_freq, half, begin, end, cos_table, sin_table);
     });
-    ShardRows(ctx, shape.batch * shape.seq, 6 * shape.heads * shape.dim, [&](int64_t begin, int64_t end) {
+    ShardRows(ctx, shape.rows, 6 * shape.heads * shape.dim, [&](int64_t begin, int64_t end) {
       math::RotaryRows(x, cos_table, sin_table, shape, sign, begin, end, y);
     });
   }
@@ -73,7 +72,8 @@ class RotaryOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x.shape(), &y));
     if (x.NumElements() == 0) return;
     Tensor tables;
-    const int64_t table_size = (shape.per_batch_positions ? shape.batch : 1) * shape.seq * (shape.dim / 2);
+    int64_t table_size = 0;
+    OP_REQUIRES_OK(ctx, ElementCount("the angle tables", {shape.table_rows, shape.dim / 2}, &table_size));
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<Acc<T>>::v(), TensorShape({2, table_size}),
                                            &tables));
     Acc<T>* cos_table = tables.flat<Acc<T>>().data();

@@ -9,12 +9,15 @@
 // - Dims: a shape as sizes, `kUnknownDim` where a shape function does not
 //   know a size yet. A rule returns the empty string when the shapes agree,
 //   else the message of the InvalidArgument error (or Python ValueError) to
-//   raise, which names the argument and what was expected.
+//   raise, which names the argument and what was expected. The element
+//   counts every family shares are here too.
 #ifndef TFKIT_KERNELS_COMMON_RULES_H_
 #define TFKIT_KERNELS_COMMON_RULES_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -81,14 +84,41 @@ inline std::string DimsString(const Dims& dims) {
   return s + "]";
 }
 
-// The product of dims[begin, end) (unknown if one is).
-inline int64_t DimProduct(const Dims& dims, size_t begin, size_t end) {
-  int64_t product = 1;
-  for (size_t i = begin; i < end; ++i) {
-    if (!DimKnown(dims[i])) return kUnknownDim;
-    product *= dims[i];
+// The product of `dims` into *product: 0 if a size is 0, else kUnknownDim
+// if one is unknown. False where it does not fit in int64 (as the sizes of
+// a tensor with no elements, or a part of them, may not).
+inline bool DimProduct(const Dims& dims, int64_t* product) {
+  *product = 1;
+  if (std::find(dims.begin(), dims.end(), 0) != dims.end()) {
+    *product = 0;
+  } else if (!std::all_of(dims.begin(), dims.end(), DimKnown)) {
+    *product = kUnknownDim;
+  } else {
+    for (int64_t dim : dims) {
+      if (*product > std::numeric_limits<int64_t>::max() / dim) return false;
+      *product *= dim;
+    }
   }
-  return product;
+  return true;
+}
+
+// The number of elements of `dims` into *count, or the error when it does
+// not fit in int64; `what` names them ("x", "the rows of x").
+inline std::string CountError(const std::string& what, const Dims& dims, int64_t* count) {
+  if (DimProduct(dims, count)) return "";
+  return what + " must have at most " + std::to_string(std::numeric_limits<int64_t>::max()) +
+         " elements (int64), got the sizes " + DimsString(dims);
+}
+
+// The number of elements of the part dims[begin, end) of a shape, which
+// `what` names ("the rows of x"): 0 when the shape has none (and the part's
+// sizes may multiply past int64); the error where a static shape's count
+// does not fit in int64. `name` names the whole shape.
+inline std::string PartCountError(const char* name, const std::string& what, const Dims& dims, size_t begin,
+                                  size_t end, int64_t* count) {
+  std::string error = CountError(name, dims, count);
+  if (error.empty() && *count != 0) error = CountError(what, Dims(dims.begin() + begin, dims.begin() + end), count);
+  return error;
 }
 
 }  // namespace kernels

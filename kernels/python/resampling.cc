@@ -23,7 +23,7 @@ py::array Resample(py::handle data_in, py::handle warp_in, const std::string& bo
     const T *dp = In<T>(data), *wp = In<T>(warp);
     T* op = Out<T>(out);
     py::gil_scoped_release unlocked;
-    resampling::ResampleRows<T, Acc<T>>(dp, wp, shape, 0, shape.batch * shape.points, op);
+    resampling::ResampleRows<T, Acc<T>>(dp, wp, shape, 0, shape.rows, op);
     return out;
   });
 }
@@ -42,7 +42,7 @@ std::tuple<py::array, py::array> ResampleGrad(py::handle data_in, py::handle war
     T *gdp = Out<T>(grad_data), *gwp = Out<T>(grad_warp);
     {
       py::gil_scoped_release unlocked;
-      resampling::WarpGradRows<T, Acc<T>>(dp, wp, gp, shape, 0, shape.batch * shape.points, gwp);
+      resampling::WarpGradRows<T, Acc<T>>(dp, wp, gp, shape, 0, shape.rows, gwp);
       resampling::DataGradUnitRange<T, Acc<T>>(wp, gp, shape, 0, resampling::DataGradUnits(shape), gdp);
     }
     return std::make_tuple(grad_data, grad_warp);

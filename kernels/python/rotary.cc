@@ -26,11 +26,10 @@ py::array Rotate(const char* x_name, py::handle x_in, py::handle positions_in, p
     const T *xp = In<T>(x), *pp = In<T>(positions), *fp = In<T>(inv_freq);
     T* yp = Out<T>(y);
     py::gil_scoped_release unlocked;
-    const int64_t half = shape.dim / 2, rows = positions.shape(0) * shape.seq;
-    std::vector<T> cos_table(rows * half), sin_table(rows * half);
-    rotary::RotaryTableRows(pp, fp, half, 0, rows, cos_table.data(), sin_table.data());
-    rotary::RotaryRows(xp, cos_table.data(), sin_table.data(), shape, static_cast<T>(sign), 0,
-                       shape.batch * shape.seq, yp);
+    const int64_t half = shape.dim / 2;
+    std::vector<T> cos_table(shape.table_rows * half), sin_table(shape.table_rows * half);
+    rotary::RotaryTableRows(pp, fp, half, 0, shape.table_rows, cos_table.data(), sin_table.data());
+    rotary::RotaryRows(xp, cos_table.data(), sin_table.data(), shape, static_cast<T>(sign), 0, shape.rows, yp);
     return y;
   });
 }

@@ -21,10 +21,10 @@ void Rotate(const char* x_name, py::handle x_in, py::handle positions_in, py::ha
   WithStorageType(x.dtype, [&](auto type) {
     using T = decltype(type);
     using U = Acc<T>;
-    Workspace<U> tables(2 * positions.shape[0] * shape.seq * (shape.dim / 2), StreamOf(stream));
+    const int64_t table_size = shape.table_rows * (shape.dim / 2);
+    Workspace<U> tables(2 * table_size, StreamOf(stream));
     CheckLaunch(rotary::LaunchRotary(StreamOf(stream), Ptr<T>(x), Ptr<U>(positions), Ptr<U>(inv_freq), shape,
-                                     static_cast<U>(sign), tables.ptr,
-                                     tables.ptr + positions.shape[0] * shape.seq * (shape.dim / 2), Ptr<T>(y)),
+                                     static_cast<U>(sign), tables.ptr, tables.ptr + table_size, Ptr<T>(y)),
                 "rotary_embedding");
   });
 }

@@ -25,7 +25,7 @@ template <typename T, typename U>
 __global__ void ResampleKernel(const T* __restrict__ data, const T* __restrict__ warp, ResamplerShape shape,
                                T* __restrict__ out) {
   const int64_t pixels = shape.height * shape.width;
-  for (int64_t i = GridStart(); i < shape.batch * shape.points * shape.channels; i += GridStep()) {
+  for (int64_t i = GridStart(); i < shape.rows * shape.channels; i += GridStep()) {
     const int64_t row = i / shape.channels, c = i % shape.channels;
     Taps<U> taps;
     U value = 0;
@@ -42,7 +42,7 @@ template <typename T, typename U>
 __global__ void WarpGradKernel(const T* __restrict__ data, const T* __restrict__ warp, const T* __restrict__ grad,
                                ResamplerShape shape, T* __restrict__ grad_warp) {
   const int64_t pixels = shape.height * shape.width, channels = shape.channels;
-  for (int64_t row = GridStart(); row < shape.batch * shape.points; row += GridStep()) {
+  for (int64_t row = GridStart(); row < shape.rows; row += GridStep()) {
     Taps<U> taps;
     if (!PointTaps(warp, row, shape, &taps)) {
       grad_warp[2 * row] = grad_warp[2 * row + 1] = Store<T>(U(0));
@@ -68,7 +68,7 @@ template <typename T, typename U>
 __global__ void DataGradAtomicKernel(const T* __restrict__ warp, const T* __restrict__ grad, ResamplerShape shape,
                                      U* __restrict__ sums) {
   const int64_t pixels = shape.height * shape.width;
-  for (int64_t i = GridStart(); i < shape.batch * shape.points * shape.channels; i += GridStep()) {
+  for (int64_t i = GridStart(); i < shape.rows * shape.channels; i += GridStep()) {
     const int64_t row = i / shape.channels, c = i % shape.channels;
     Taps<U> taps;
     if (!PointTaps(warp, row, shape, &taps)) continue;
@@ -108,7 +108,7 @@ __global__ void StoreKernel(const U* __restrict__ sums, int64_t n, T* __restrict
 
 template <typename T>
 cudaError_t LaunchResample(cudaStream_t stream, const T* data, const T* warp, const ResamplerShape& shape, T* out) {
-  const int64_t n = shape.batch * shape.points * shape.channels;
+  const int64_t n = shape.rows * shape.channels;
   if (n == 0) return cudaSuccess;
   ResampleKernel<DeviceT<T>, Acc<T>><<<ElementBlocks(n), kElementThreads, 0, stream>>>(
       reinterpret_cast<const DeviceT<T>*>(data), reinterpret_cast<const DeviceT<T>*>(warp), shape,
@@ -123,7 +123,7 @@ cudaError_t LaunchResampleGrad(cudaStream_t stream, const T* data, const T* warp
   using D = DeviceT<T>;
   const D* warp_d = reinterpret_cast<const D*>(warp);
   const D* grad_d = reinterpret_cast<const D*>(grad);
-  const int64_t rows = shape.batch * shape.points;
+  const int64_t rows = shape.rows;
   const int64_t data_size = shape.batch * shape.height * shape.width * shape.channels;
   if (rows > 0) {
     WarpGradKernel<D, Acc<T>><<<ElementBlocks(rows), kElementThreads, 0, stream>>>(

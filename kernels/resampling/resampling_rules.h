@@ -32,8 +32,24 @@ struct ResamplerShape {
   int64_t width = 0;
   int64_t channels = 0;
   int64_t points = 0;  // sample points per batch item
+  int64_t rows = 0;    // batch * points
   Boundary boundary = Boundary::kZeros;
 };
+
+// The sizes the loops multiply: the points, and an image with no elements
+// taken as 0 x 0 pixels (it samples the same zeros), so that no product of
+// the sizes of data or warp can pass int64 where they have no elements.
+inline std::string CountsError(const Dims& data, const Dims& warp, ResamplerShape* shape) {
+  int64_t data_elements = 0;
+  std::string error = CountError("data", data, &data_elements);
+  const bool no_pixels = data_elements == 0;
+  shape->height = no_pixels ? 0 : data[1];
+  shape->width = no_pixels ? 0 : data[2];
+  shape->channels = data[3];
+  if (error.empty()) error = PartCountError("warp", "the points of warp", warp, 1, warp.size() - 1, &shape->points);
+  if (error.empty()) error = PartCountError("warp", "the points of warp", warp, 0, warp.size() - 1, &shape->rows);
+  return error;
+}
 
 // data [batch, height, width, channels] and warp [batch, d1, ..., dn, 2]
 // give samples [batch, d1, ..., dn, channels]. Fills *shape (all but the
@@ -50,10 +66,8 @@ inline std::string ResamplerShapeError(const Dims& data, const Dims& warp, Resam
            "), got warp " + DimsString(warp) + " and data " + DimsString(data);
   }
   shape->batch = DimKnown(data[0]) ? data[0] : warp[0];
-  shape->height = data[1];
-  shape->width = data[2];
-  shape->channels = data[3];
-  shape->points = DimProduct(warp, 1, warp.size() - 1);
+  const std::string count_error = CountsError(data, warp, shape);
+  if (!count_error.empty()) return count_error;
   *samples = warp;
   samples->front() = shape->batch;
   samples->back() = shape->channels;

@@ -52,8 +52,8 @@ template <typename T>
 cudaError_t LaunchRotary(cudaStream_t stream, const T* x, const Acc<T>* positions, const Acc<T>* inv_freq,
                          const RotaryShape& shape, Acc<T> sign, Acc<T>* cos_table, Acc<T>* sin_table, T* y) {
   const int64_t half = shape.dim / 2;
-  const int64_t table_size = (shape.per_batch_positions ? shape.batch : 1) * shape.seq * half;
-  const int64_t pairs = shape.batch * shape.seq * shape.heads * half;
+  const int64_t table_size = shape.table_rows * half;
+  const int64_t pairs = shape.rows * shape.heads * half;
   if (pairs == 0) return cudaSuccess;
   TableKernel<<<ElementBlocks(table_size), kElementThreads, 0, stream>>>(positions, inv_freq, table_size, half,
                                                                        cos_table, sin_table);

@@ -18,6 +18,8 @@ struct RotaryShape {
   int64_t seq = 0;
   int64_t heads = 0;
   int64_t dim = 0;
+  int64_t rows = 0;        // batch * seq (0 when x has no elements)
+  int64_t table_rows = 0;  // of the angle tables: positions' batch * seq
   bool per_batch_positions = false;  // positions are [batch, seq], else [1, seq]
   bool interleaved = false;
 };
@@ -34,8 +36,12 @@ inline std::string RotaryShapeError(const char* x_name, const Dims& x, const Dim
   shape->batch = x[0];
   shape->seq = x[1];
   shape->dim = x.back();
-  const int64_t elements = DimProduct(x, 0, x.size());
-  shape->heads = elements == 0 ? 0 : DimProduct(x, 2, x.size() - 1);
+  std::string count_error =
+      PartCountError(x_name, std::string("the heads of ") + x_name, x, 2, x.size() - 1, &shape->heads);
+  if (count_error.empty()) {
+    count_error = PartCountError(x_name, std::string("the (batch, sequence) rows of ") + x_name, x, 0, 2, &shape->rows);
+  }
+  if (!count_error.empty()) return count_error;
   if (DimKnown(shape->dim) && shape->dim % 2 != 0) {
     return std::string(x_name) + "'s feature dimension must be even (pairs of features are rotated), got shape " +
            DimsString(x);
@@ -46,6 +52,7 @@ inline std::string RotaryShapeError(const char* x_name, const Dims& x, const Dim
            DimString(shape->seq) + "] (the sequence, per batch row or for all), got shape " + DimsString(positions);
   }
   shape->per_batch_positions = positions[0] != 1 || shape->batch == 1;
+  shape->table_rows = shape->per_batch_positions ? shape->rows : shape->seq;
   const int64_t half = DimKnown(shape->dim) ? shape->dim / 2 : kUnknownDim;
   if (inv_freq.size() != 1 || !DimsAgree(inv_freq[0], half)) {
     return "inv_freq must have shape [" + DimString(half) + "] (half the feature dimension), got shape " +

@@ -164,6 +164,23 @@ def test_odd_gated_width_is_an_error_naming_x_in_graphs_too(backend):
         activation.gated_activation(tf.ones([2, 5]), backend=backend)
 
 
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_an_empty_x_whose_other_sizes_multiply_past_int64(mode):
+    """x [0, 2**62, 4]: no elements, and rows of 2**62 * 0."""
+    library = tfkit.load_library()
+
+    def all_ops(x, bias):
+        y = library.tfkit_bias_activation(x, bias)
+        dx, dbias = library.tfkit_bias_activation_grad(x, x, bias)
+        gated = library.tfkit_gated_activation(x)
+        return y, dx, dbias, gated, library.tfkit_gated_activation_grad(gated, x)
+
+    run = tf.function(all_ops) if mode == "graph" else all_ops
+    y, dx, dbias, gated, gated_dx = run(tf.zeros([0, 2**62, 4]), tf.ones([4]))
+    assert y.shape == dx.shape == gated_dx.shape == (0, 2**62, 4) and gated.shape == (0, 2**62, 2)
+    np.testing.assert_array_equal(dbias.numpy(), np.zeros([4]))
+
+
 def test_dbias_is_accurate_over_many_rows():
     """dbias sums 2**20 rows: in fixed blocks summed in double, it matches
     float64 where a float32 running sum would drift."""

@@ -2,6 +2,8 @@
 reference, dense and ragged bags, empty bags, weights, the sparse params
 gradient, opcheck, bad ids and bad inputs."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -118,9 +120,7 @@ def test_opcheck_low_precision_unweighted(dtype):
     checks = ["eager_vs_graph", "reference", "xla"]
     tolerance = {tf.float16: 4e-2, tf.bfloat16: 2.4e-1}.get(dtype)
     args = [make_ids([3, 5]), make_params(dtype)]
-    report = opcheck(
-        embedding.embedding_bag, args, {"combiner": "mean"}, checks=checks, atol=tolerance, rtol=tolerance
-    )
+    report = opcheck(embedding.embedding_bag, args, {"combiner": "mean"}, checks=checks, atol=tolerance, rtol=tolerance)
     assert all(r.status == "passed" for r in report.results.values()), report
 
 
@@ -313,6 +313,29 @@ def test_a_variable_table_checks_ids_and_dtype():
     with pytest.raises(tf.errors.InvalidArgumentError, match="params must have dtype double"):
         splits, no_weights = tf.constant([0, 1], tf.int64), tf.zeros([0], tf.float64)
         library.tfkit_resource_embedding_bag([1], splits, table.handle, no_weights)
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_bags_whose_rows_would_pass_int64_elements(mode):
+    """A table [0, 2**62] (no elements) and four empty bags: y [4, 2**62]
+    cannot be counted in int64; the ops refuse it instead of crashing (in a
+    graph of unknown shapes: the kernel's checks)."""
+    library = _loader.load_library()
+    ids, splits, weights = tf.zeros([0], tf.int32), tf.zeros([5], tf.int64), tf.zeros([0])
+    params = tf.zeros([0, 2**62])
+    variable = tf.Variable(params)
+    calls = {
+        "y": lambda params, dy: library.tfkit_embedding_bag(ids, splits, params, weights),
+        "dy": lambda params, dy: library.tfkit_embedding_bag_grad(ids, splits, params, weights, dy),
+        "y of the variable": lambda params, dy: library.tfkit_resource_embedding_bag(
+            ids, splits, variable.handle, weights
+        ),
+    }
+    for name, call in calls.items():
+        says = f"{name.split()[0]} ([bags, dim]: the bags of row_splits, the dim of params) must have at most"
+        run = tf.function(call, input_signature=[tf.TensorSpec(None)] * 2) if mode == "graph" else call
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(says)):
+            run(params, tf.zeros([4, 0]))
 
 
 GPUS = tf.config.list_physical_devices("GPU")

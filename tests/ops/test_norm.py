@@ -246,6 +246,25 @@ def test_grad_ops_validate_their_inputs():
             library.tfkit_rms_norm_grad(x, x, gamma, *args)
 
 
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_an_empty_x_whose_other_sizes_multiply_past_int64(op, mode):
+    """x [0, 2**62, 4]: no elements, and rows of 2**62 * 0; the statistics are [0, 2**62]."""
+    library = tfkit.load_library()
+
+    def forward_and_back(x, gamma):
+        if op == "layer_norm":
+            y, mean, rstd = library.tfkit_layer_norm(x, gamma, gamma, U=tf.float32)
+            return y, mean, *library.tfkit_layer_norm_grad(x, x, gamma, mean, rstd, mean, rstd)
+        y, rstd = library.tfkit_rms_norm(x, gamma, U=tf.float32)
+        return y, rstd, *library.tfkit_rms_norm_grad(x, x, gamma, rstd, rstd)
+
+    run = tf.function(forward_and_back) if mode == "graph" else forward_and_back
+    y, stats, dx, dgamma, *_ = run(tf.zeros([0, 2**62, 4]), tf.ones([4]))
+    assert y.shape == dx.shape == (0, 2**62, 4) and stats.shape == (0, 2**62)
+    np.testing.assert_array_equal(dgamma.numpy(), np.zeros([4]))
+
+
 FORWARDING_SCRIPT = """
 import numpy as np, tensorflow as tf, tfkit
 x = tf.random.normal([512, 1024])

@@ -2,6 +2,8 @@
 versions of TensorFlow Addons' documented semantics, borders and non-finite
 points, opcheck, the deterministic data gradient, bad inputs."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -250,6 +252,30 @@ def test_grad_op_checks_its_output_gradient():
     library = tfkit.load_library()
     with pytest.raises(tf.errors.InvalidArgumentError, match="grad_output must have shape"):
         library.tfkit_resampler_grad(tf.ones([1, 3, 3, 2]), tf.ones([1, 4, 2]), tf.ones([1, 4, 3]))
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_empty_inputs_whose_other_sizes_multiply_past_int64(mode):
+    """No elements and sizes whose product passes int64: warp [0, 2**62,
+    2**62, 2] samples nothing, data [1, 2**62, 0, 1] (no pixels) samples
+    zeros, and samples [1, 4, 2**62] of data [1, 0, 0, 2**62] cannot be
+    counted (in a graph of unknown shapes: the kernel's checks)."""
+    library = tfkit.load_library()
+
+    def both(data, warp, grad):
+        return library.tfkit_resampler(data, warp), *library.tfkit_resampler_grad(data, warp, grad)
+
+    run = tf.function(both, input_signature=[tf.TensorSpec(None)] * 3) if mode == "graph" else both
+    warp = tf.zeros([0, 2**62, 2**62, 2])
+    samples, grad_data, grad_warp = run(tf.zeros([0, 3, 3, 1]), warp, tf.zeros([0, 2**62, 2**62, 1]))
+    assert samples.shape == (0, 2**62, 2**62, 1) and grad_data.shape == (0, 3, 3, 1) and grad_warp.shape == warp.shape
+    samples, grad_data, grad_warp = run(tf.zeros([1, 2**62, 0, 1]), tf.ones([1, 4, 2]), tf.ones([1, 4, 1]))
+    np.testing.assert_array_equal(samples.numpy(), np.zeros([1, 4, 1]))
+    np.testing.assert_array_equal(grad_warp.numpy(), np.zeros([1, 4, 2]))
+    assert grad_data.shape == (1, 2**62, 0, 1)
+    says = "output ([batch, ..., channels]: the points of warp, the channels of data) must have at most"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(says)):
+        run(tf.zeros([1, 0, 0, 2**62]), tf.ones([1, 4, 2]), tf.ones([1]))
 
 
 def test_data_gradient_is_accurate_and_deterministic():

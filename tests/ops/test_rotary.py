@@ -1,6 +1,8 @@
 """The rotary family: rotary_embedding against NumPy float64 and keras_hub's
 RotaryEmbedding, opcheck, positions and axes, bad inputs."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -159,6 +161,23 @@ def test_the_kernel_checks_shapes_known_only_at_run_time():
         rope(tf.ones([2, 5, 7]), tf.zeros([1, 5]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="positions must have shape"):
         rope(tf.ones([2, 5, 8]), tf.zeros([3, 5]))
+
+
+RAW_OPS = {"x": "tfkit_rotary_embedding", "dy": "tfkit_rotary_embedding_grad"}
+
+
+@pytest.mark.parametrize("x_name", RAW_OPS)
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_empty_inputs_whose_other_sizes_multiply_past_int64(x_name, mode):
+    """x [2**31, 2**31, 0, 2]: positions must be [1, 2**31] or [2**31, 2**31];
+    x [0, 2**62, 2**62, 2] with positions [0, 2**62]: an empty result (in a
+    graph of unknown shapes: the kernel's checks)."""
+    op = getattr(tfkit.load_library(), RAW_OPS[x_name])
+    run = tf.function(op, input_signature=[tf.TensorSpec(None)] * 3) if mode == "graph" else op
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape("positions must have shape [1, 2147483648]")):
+        run(tf.zeros([2**31, 2**31, 0, 2]), tf.zeros([1, 1]), tf.ones([1]))
+    y = run(tf.zeros([0, 2**62, 2**62, 2]), tf.zeros([0, 2**62]), tf.ones([1]))
+    assert y.shape == (0, 2**62, 2**62, 2)
 
 
 def test_start_index_tensor_does_not_retrace():

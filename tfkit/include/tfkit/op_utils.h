@@ -5,7 +5,8 @@
 //   "" or an error message; RuleStatus makes it a Status, DimsOf and
 //   ShapeOfDims carry shapes to and from it.
 // - Input checks: every failure is an InvalidArgument error that names the
-//   argument and what was expected.
+//   argument and what was expected. ElementCount counts the elements of
+//   sizes whose product may not fit in int64.
 // - ShardRows: runs a row-range function over the CPU device's thread pool;
 //   ShardOver: the same as a callable.
 // - CheckCudaLaunch (GOOGLE_CUDA builds): turns a launcher's cudaError_t
@@ -24,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/common/rules.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -104,6 +106,34 @@ inline absl::Status CheckLastDimParam(const char* name,
                     "), got shape ", param.shape().DebugString());
 }
 
+// The number of elements of `dims` (a shape, or a part of one, which
+// `what` names): an InvalidArgument where it does not fit in int64, as the
+// sizes of a tensor with no elements may not. Every product of sizes an
+// OpKernel forms is counted here.
+inline absl::Status ElementCount(const std::string& what, const kernels::Dims& dims, int64_t* count) {
+  return RuleStatus(kernels::CountError(what, dims, count));
+}
+
+// The TensorShape of `dims`, once ElementCount has counted them.
+inline absl::Status CountedShape(const std::string& what, const kernels::Dims& dims, tensorflow::TensorShape* shape) {
+  int64_t count = 0;
+  TF_RETURN_IF_ERROR(ElementCount(what, dims, &count));
+  return tensorflow::TensorShape::BuildTensorShape(dims, shape);
+}
+
+// The rows of x viewed as a matrix over its last axis (rank >= 1): 0 when
+// x has no elements, whatever its other sizes.
+inline int64_t RowCount(const tensorflow::Tensor& x) {
+  return x.NumElements() == 0 ? 0 : x.NumElements() / x.dim_size(x.dims() - 1);
+}
+
+// The shape of x's per-row statistics, x's without its last axis (rank >= 1).
+inline absl::Status StatsShape(const char* x_name, const tensorflow::TensorShape& x, tensorflow::TensorShape* stats) {
+  kernels::Dims dims = DimsOf(x);
+  dims.pop_back();
+  return CountedShape(absl::StrCat(x_name, "'s rows (its shape without the last dimension)"), dims, stats);
+}
+
 // An attr that must be a finite float > 0 (a scale, a limit, a width).
 inline absl::Status CheckPositiveFinite(const char* name, float value) {
   if (std::isfinite(value) && value > 0.0f) return absl::OkStatus();
@@ -114,13 +144,6 @@ inline absl::Status CheckPositiveFinite(const char* name, float value) {
 inline absl::Status CheckFinite(const char* name, float value) {
   if (std::isfinite(value)) return absl::OkStatus();
   return InvalidArg(name, " must be a finite float, got ", value);
-}
-
-// x's shape without its last axis: the shape of per-row statistics.
-inline tensorflow::TensorShape StatsShape(const tensorflow::TensorShape& x) {
-  tensorflow::TensorShape stats = x;
-  stats.RemoveLastDims(1);
-  return stats;
 }
 
 // Calls fn(begin, end) over [0, rows) split across the CPU device's threads;
