@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,18 @@ def run_python(code: str, env: dict | None = None, timeout: int = 300) -> subpro
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=ROOT
     )
+
+
+def kernel_and_shape_function_errors(call) -> tuple[str, str]:
+    """The messages of the InvalidArgumentError `call()` raises eagerly (an
+    OpKernel's check) and of the ValueError it raises while building a graph
+    (the op's shape function), without TensorFlow's framing."""
+    with pytest.raises(tf.errors.InvalidArgumentError) as eager:
+        call()
+    with tf.Graph().as_default(), pytest.raises(ValueError) as graph:
+        call()
+    kernel = re.sub(r"^\{\{function_node [^}]*\}\} | \[Op:[^\]]*\].*$", "", eager.value.message)
+    return kernel, str(graph.value).split(" for '{{node ")[0]
 
 
 @pytest.fixture(autouse=True)

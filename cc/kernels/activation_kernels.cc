@@ -209,9 +209,7 @@ class GatedActivationGradOp : public ActivationOpBase {
     TensorShape y_shape;
     Matrix half;
     OP_REQUIRES_OK(ctx, GatedShapes(x, &y_shape, &half));
-    OP_REQUIRES(ctx, dy.shape() == y_shape,
-                InvalidArg("dy must have shape ", y_shape.DebugString(), " (x's with its last dimension halved), got ",
-                           dy.shape().DebugString()));
+    OP_REQUIRES_OK(ctx, RuleStatus(math::GatedGradShapeError(DimsOf(dy.shape()), DimsOf(x.shape()))));
     Tensor* dx = nullptr;
     OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({1}, 0, x.shape(), &dx));
     Functor<Device, T>::GatedGrad(ctx, act_, dy.flat<T>().data(), x.flat<T>().data(), half, dx->flat<T>().data());

@@ -14,13 +14,15 @@ using ::tensorflow::shape_inference::ShapeHandle;
 using ::tfkit::kernels::Dims;
 namespace activation = ::tfkit::kernels::activation;
 
-// x: rank >= 1; bias: [last dim of x]. Sets *y to x's shape refined by bias's.
+// x: rank >= 1; bias: [last dim of x] (the OpKernels' checks). Sets *y to
+// x's shape refined by bias's.
 absl::Status BiasShape(InferenceContext* c, int x_index, int bias_index, ShapeHandle* y) {
-  ShapeHandle x, bias;
-  TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(x_index), 1, &x));
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(bias_index), 1, &bias));
+  const ShapeHandle x = c->input(x_index);
+  const ShapeHandle bias = c->input(bias_index);
+  TF_RETURN_IF_ERROR(CheckRankAtLeast1(c, "x", x));
+  TF_RETURN_IF_ERROR(CheckLastDimParam(c, "bias", bias, x));
   *y = x;
-  if (!c->RankKnown(x)) return absl::OkStatus();
+  if (!c->RankKnown(x) || !c->RankKnown(bias)) return absl::OkStatus();
   DimensionHandle last = c->Dim(x, -1);
   TF_RETURN_IF_ERROR(c->Merge(last, c->Dim(bias, 0), &last));
   ShapeHandle leading;
@@ -30,7 +32,6 @@ absl::Status BiasShape(InferenceContext* c, int x_index, int bias_index, ShapeHa
 
 // x: rank >= 1 with an even last dimension 2h; *y: x's shape with h last.
 absl::Status GatedShape(InferenceContext* c, ShapeHandle x, ShapeHandle* y) {
-  TF_RETURN_IF_ERROR(c->WithRankAtLeast(x, 1, &x));
   *y = c->UnknownShape();
   if (!c->RankKnown(x)) return absl::OkStatus();
   Dims y_dims;
@@ -68,6 +69,7 @@ REGISTER_OP("Tfkit>BiasActivationGrad")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle x;
       TF_RETURN_IF_ERROR(BiasShape(c, 1, 2, &x));
+      TF_RETURN_IF_ERROR(CheckSameShape(c, "dy", c->input(0), "x", c->input(1)));
       TF_RETURN_IF_ERROR(c->Merge(x, c->input(0), &x));
       c->set_output(0, x);
       c->set_output(1, c->input(2));
@@ -98,7 +100,10 @@ REGISTER_OP("Tfkit>GatedActivationGrad")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle y;
       TF_RETURN_IF_ERROR(GatedShape(c, c->input(1), &y));
-      TF_RETURN_IF_ERROR(c->Merge(y, c->input(0), &y));
+      if (c->RankKnown(c->input(0)) && c->RankKnown(c->input(1))) {
+        TF_RETURN_IF_ERROR(
+            RuleStatus(activation::GatedGradShapeError(DimsOf(c, c->input(0)), DimsOf(c, c->input(1)))));
+      }
       c->set_output(0, c->input(1));
       return absl::OkStatus();
     });

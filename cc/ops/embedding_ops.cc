@@ -20,11 +20,6 @@ ShapeHandle TableShape(InferenceContext* c, bool resource) {
   return handle == nullptr || handle->empty() ? c->UnknownShapeOfRank(2) : (*handle)[0].shape;
 }
 
-// A shape of `rank` unknown sizes where the rank is unknown, else `shape`.
-ShapeHandle WithKnownRank(InferenceContext* c, ShapeHandle shape, int rank) {
-  return c->RankKnown(shape) ? shape : c->UnknownShapeOfRank(rank);
-}
-
 // ids [n], row_splits [bags + 1], params [vocab, dim], weights [n] or [0]:
 // embedding::BagShapeError's rule.
 absl::Status CheckInputs(InferenceContext* c, bool resource, ShapeHandle* params, DimensionHandle* bags) {
@@ -48,10 +43,10 @@ absl::Status EmbeddingBagShape(InferenceContext* c) {
 
 template <bool kResource>
 absl::Status EmbeddingBagGradShape(InferenceContext* c) {
-  ShapeHandle params, dy;
+  ShapeHandle params;
   DimensionHandle bags;
   TF_RETURN_IF_ERROR(CheckInputs(c, kResource, &params, &bags));
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(4), 2, &dy));
+  TF_RETURN_IF_ERROR(CheckShape(c, "dy", c->input(4), c->Matrix(bags, c->Dim(params, 1))));
   c->set_output(0, c->Matrix(c->Dim(c->input(0), 0), c->Dim(params, 1)));
   c->set_output(1, c->input(3));
   return absl::OkStatus();

@@ -12,19 +12,24 @@ using ::tensorflow::shape_inference::DimensionHandle;
 using ::tensorflow::shape_inference::InferenceContext;
 using ::tensorflow::shape_inference::ShapeHandle;
 
-// x: rank >= 1; each parameter input: [last dim of x]. Sets *y to x's shape
-// refined by the parameters and *stats to x's shape without its last axis.
-absl::Status NormShapes(InferenceContext* c, int x_index,
-                        std::initializer_list<int> param_indices,
-                        ShapeHandle* y, ShapeHandle* stats) {
-  ShapeHandle x;
-  TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(x_index), 1, &x));
-  DimensionHandle last = c->UnknownDim();
-  if (c->RankKnown(x)) last = c->Dim(x, -1);
-  for (int index : param_indices) {
-    ShapeHandle param;
-    TF_RETURN_IF_ERROR(c->WithRank(c->input(index), 1, &param));
-    TF_RETURN_IF_ERROR(c->Merge(last, c->Dim(param, 0), &last));
+// An input by its index and its name in messages.
+struct Input {
+  int index;
+  const char* name;
+};
+
+// x: rank >= 1; each parameter: [last dim of x] (the OpKernels' checks).
+// Sets *y to x's shape refined by the parameters and *stats to x's shape
+// without its last axis.
+absl::Status NormShapes(InferenceContext* c, int x_index, std::initializer_list<Input> params, ShapeHandle* y,
+                        ShapeHandle* stats) {
+  const ShapeHandle x = c->input(x_index);
+  TF_RETURN_IF_ERROR(CheckRankAtLeast1(c, "x", x));
+  DimensionHandle last = c->RankKnown(x) ? c->Dim(x, -1) : c->UnknownDim();
+  for (const Input& param : params) {
+    const ShapeHandle shape = c->input(param.index);
+    TF_RETURN_IF_ERROR(CheckLastDimParam(c, param.name, shape, x));
+    if (c->RankKnown(shape)) TF_RETURN_IF_ERROR(c->Merge(last, c->Dim(shape, 0), &last));
   }
   *y = x;
   *stats = c->UnknownShape();
@@ -44,7 +49,7 @@ absl::Status EpsilonIsValid(InferenceContext* c) {
 absl::Status LayerNormShape(InferenceContext* c) {
   TF_RETURN_IF_ERROR(EpsilonIsValid(c));
   ShapeHandle y, stats;
-  TF_RETURN_IF_ERROR(NormShapes(c, 0, {1, 2}, &y, &stats));
+  TF_RETURN_IF_ERROR(NormShapes(c, 0, {{1, "gamma"}, {2, "beta"}}, &y, &stats));
   c->set_output(0, y);
   c->set_output(1, stats);
   c->set_output(2, stats);
@@ -54,23 +59,33 @@ absl::Status LayerNormShape(InferenceContext* c) {
 absl::Status RMSNormShape(InferenceContext* c) {
   TF_RETURN_IF_ERROR(EpsilonIsValid(c));
   ShapeHandle y, stats;
-  TF_RETURN_IF_ERROR(NormShapes(c, 0, {1}, &y, &stats));
+  TF_RETURN_IF_ERROR(NormShapes(c, 0, {{1, "gamma"}}, &y, &stats));
   c->set_output(0, y);
   c->set_output(1, stats);
   return absl::OkStatus();
 }
 
 // Grad ops: dy and x share a shape; the statistics and their incoming
-// gradients are per row; outputs are dx and one grad per param.
-absl::Status NormGradShape(InferenceContext* c, int num_params) {
-  ShapeHandle dx, stats, merged;
-  TF_RETURN_IF_ERROR(NormShapes(c, 1, {2}, &dx, &stats));
+// gradients (`stats`) are per row; outputs are dx and one grad per param.
+absl::Status NormGradShape(InferenceContext* c, std::initializer_list<Input> stats, int num_params) {
+  ShapeHandle dx, stats_shape, merged;
+  TF_RETURN_IF_ERROR(NormShapes(c, 1, {{2, "gamma"}}, &dx, &stats_shape));
+  TF_RETURN_IF_ERROR(CheckSameShape(c, "dy", c->input(0), "x", c->input(1)));
+  for (const Input& stat : stats) TF_RETURN_IF_ERROR(CheckShape(c, stat.name, c->input(stat.index), stats_shape));
   TF_RETURN_IF_ERROR(c->Merge(c->input(0), dx, &merged));
   c->set_output(0, merged);
   ShapeHandle param_shape = c->Vector(c->UnknownDim());
   if (c->RankKnown(merged)) param_shape = c->Vector(c->Dim(merged, -1));
   for (int i = 1; i <= num_params; ++i) c->set_output(i, param_shape);
   return absl::OkStatus();
+}
+
+absl::Status LayerNormGradShape(InferenceContext* c) {
+  return NormGradShape(c, {{3, "mean"}, {4, "rstd"}, {5, "dmean"}, {6, "drstd"}}, 2);
+}
+
+absl::Status RMSNormGradShape(InferenceContext* c) {
+  return NormGradShape(c, {{3, "rstd"}, {4, "drstd"}}, 1);
 }
 
 }  // namespace
@@ -106,7 +121,7 @@ REGISTER_OP("Tfkit>LayerNormGrad")
     .Output("dbeta: T")
     .Attr(kFloatTypesAttr)
     .Attr("U: {float, double}")
-    .SetShapeFn([](InferenceContext* c) { return NormGradShape(c, 2); });
+    .SetShapeFn(LayerNormGradShape);
 
 REGISTER_OP("Tfkit>RMSNorm")
     .Input("x: T")
@@ -133,6 +148,6 @@ REGISTER_OP("Tfkit>RMSNormGrad")
     .Output("dgamma: T")
     .Attr(kFloatTypesAttr)
     .Attr("U: {float, double}")
-    .SetShapeFn([](InferenceContext* c) { return NormGradShape(c, 1); });
+    .SetShapeFn(RMSNormGradShape);
 
 }  // namespace tfkit

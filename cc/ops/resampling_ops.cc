@@ -8,7 +8,6 @@
 namespace tfkit {
 namespace {
 
-using ::tensorflow::shape_inference::DimensionHandle;
 using ::tensorflow::shape_inference::InferenceContext;
 using ::tensorflow::shape_inference::ShapeHandle;
 using ::tfkit::kernels::Dims;
@@ -16,19 +15,14 @@ namespace resampling = ::tfkit::kernels::resampling;
 
 // data: [batch, height, width, channels]; warp: [batch, d1, ..., dn, 2].
 // Sets *samples to [batch, d1, ..., dn, channels] (resampling's shape rule).
+// Where warp's rank is unknown, only data is checked and *samples is unknown.
 absl::Status SampleShape(InferenceContext* c, ShapeHandle* samples) {
-  ShapeHandle data, warp;
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 4, &data));
-  TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(1), 2, &warp));
-  if (!c->RankKnown(warp)) {
-    *samples = c->UnknownShape();
-    return absl::OkStatus();
-  }
+  const ShapeHandle warp = c->input(1);
   resampling::ResamplerShape shape;
   Dims samples_dims;
-  TF_RETURN_IF_ERROR(
-      RuleStatus(resampling::ResamplerShapeError(DimsOf(c, data), DimsOf(c, warp), &shape, &samples_dims)));
-  *samples = ShapeOfDims(c, samples_dims);
+  TF_RETURN_IF_ERROR(RuleStatus(resampling::ResamplerShapeError(
+      DimsOf(c, WithKnownRank(c, c->input(0), 4)), DimsOf(c, WithKnownRank(c, warp, 2)), &shape, &samples_dims)));
+  *samples = c->RankKnown(warp) ? ShapeOfDims(c, samples_dims) : c->UnknownShape();
   return absl::OkStatus();
 }
 
@@ -40,9 +34,9 @@ absl::Status ResamplerShapeFn(InferenceContext* c) {
 }
 
 absl::Status ResamplerGradShapeFn(InferenceContext* c) {
-  ShapeHandle samples, grad;
+  ShapeHandle samples;
   TF_RETURN_IF_ERROR(SampleShape(c, &samples));
-  TF_RETURN_IF_ERROR(c->Merge(c->input(2), samples, &grad));
+  TF_RETURN_IF_ERROR(CheckShape(c, "grad_output", c->input(2), samples));
   c->set_output(0, c->input(0));
   c->set_output(1, c->input(1));
   return absl::OkStatus();

@@ -12,18 +12,15 @@ using ::tensorflow::shape_inference::InferenceContext;
 using ::tensorflow::shape_inference::ShapeHandle;
 namespace rotary = ::tfkit::kernels::rotary;
 
-// x: [batch, seq, ..., dim] with an even dim; positions: [1 or batch, seq];
-// inv_freq: [dim / 2] (the family's shape rule). The output has x's shape.
-absl::Status RotaryShape(InferenceContext* c) {
-  ShapeHandle x, positions, inv_freq;
-  TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(0), 3, &x));
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 2, &positions));
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 1, &inv_freq));
-  if (c->RankKnown(x)) {
-    rotary::RotaryShape shape;
-    TF_RETURN_IF_ERROR(RuleStatus(
-        rotary::RotaryShapeError("x", DimsOf(c, x), DimsOf(c, positions), DimsOf(c, inv_freq), &shape)));
-  }
+// x (named `x_name`): [batch, seq, ..., dim] with an even dim; positions:
+// [1 or batch, seq]; inv_freq: [dim / 2] (the family's shape rule). The
+// output has x's shape.
+absl::Status RotaryShape(InferenceContext* c, const char* x_name) {
+  const ShapeHandle x = c->input(0);
+  rotary::RotaryShape shape;
+  TF_RETURN_IF_ERROR(RuleStatus(rotary::RotaryShapeError(
+      x_name, DimsOf(c, WithKnownRank(c, x, 3)), DimsOf(c, WithKnownRank(c, c->input(1), 2)),
+      DimsOf(c, WithKnownRank(c, c->input(2), 1)), &shape)));
   c->set_output(0, x);
   return absl::OkStatus();
 }
@@ -38,7 +35,7 @@ REGISTER_OP("Tfkit>RotaryEmbedding")
     .Attr("interleaved: bool = false")
     .Attr(kFloatTypesAttr)
     .Attr("U: {float, double}")
-    .SetShapeFn(RotaryShape)
+    .SetShapeFn([](InferenceContext* c) { return RotaryShape(c, "x"); })
     .Doc(R"doc(
 Rotates each pair of features of x by positions[s] * inv_freq[j]: the pairs
 (j, j + dim/2), or (2j, 2j + 1) when interleaved. x is [batch, seq, ..., dim],
@@ -53,6 +50,6 @@ REGISTER_OP("Tfkit>RotaryEmbeddingGrad")
     .Attr("interleaved: bool = false")
     .Attr(kFloatTypesAttr)
     .Attr("U: {float, double}")
-    .SetShapeFn(RotaryShape);
+    .SetShapeFn([](InferenceContext* c) { return RotaryShape(c, "dy"); });
 
 }  // namespace tfkit

@@ -1,7 +1,7 @@
 // The activation family's rules, written once for the op registrations, the
 // shape functions, the OpKernels and the kernels module: the activations'
 // names (the ops' `activation` attr, in the order of the Activation enum)
-// and the gated ops' shape rule.
+// and the gated ops' shape rules.
 #ifndef TFKIT_KERNELS_ACTIVATION_ACTIVATION_RULES_H_
 #define TFKIT_KERNELS_ACTIVATION_ACTIVATION_RULES_H_
 
@@ -42,6 +42,13 @@ inline std::string GatedShapeError(const Dims& x, Dims* y) {
   }
   y->back() = DimKnown(last) ? last / 2 : kUnknownDim;
   return "";
+}
+
+// The gated grad ops: dy has y's shape, x's with its last dimension halved.
+inline std::string GatedGradShapeError(const Dims& dy, const Dims& x) {
+  Dims y;
+  const std::string error = GatedShapeError(x, &y);
+  return error.empty() ? ShapeError("dy", dy, y, "x's with its last dimension halved") : error;
 }
 
 }  // namespace activation

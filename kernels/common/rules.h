@@ -9,8 +9,8 @@
 // - Dims: a shape as sizes, `kUnknownDim` where a shape function does not
 //   know a size yet. A rule returns the empty string when the shapes agree,
 //   else the message of the InvalidArgument error (or Python ValueError) to
-//   raise, which names the argument and what was expected. The element
-//   counts every family shares are here too.
+//   raise, which names the argument and what was expected. The checks every
+//   family shares (ranks, shapes, element counts) are here too.
 #ifndef TFKIT_KERNELS_COMMON_RULES_H_
 #define TFKIT_KERNELS_COMMON_RULES_H_
 
@@ -119,6 +119,39 @@ inline std::string PartCountError(const char* name, const std::string& what, con
   std::string error = CountError(name, dims, count);
   if (error.empty() && *count != 0) error = CountError(what, Dims(dims.begin() + begin, dims.begin() + end), count);
   return error;
+}
+
+// Whether two shapes can be the same: one rank, sizes that agree.
+inline bool ShapesAgree(const Dims& a, const Dims& b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), DimsAgree);
+}
+
+// The input checks every family shares (tfkit/op_utils.h's Check* calls
+// them on tensors in OpKernels and on static shapes in shape functions).
+inline std::string RankAtLeastError(const char* name, const Dims& t, size_t rank) {
+  if (t.size() >= rank) return "";
+  return std::string(name) + " must have rank >= " + std::to_string(rank) + ", got shape " + DimsString(t);
+}
+
+// `why`, if given, says where the expected shape comes from.
+inline std::string ShapeError(const char* name, const Dims& t, const Dims& expected, const std::string& why = "") {
+  if (ShapesAgree(t, expected)) return "";
+  return std::string(name) + " must have shape " + DimsString(expected) + (why.empty() ? "" : " (" + why + ")") +
+         ", got shape " + DimsString(t);
+}
+
+inline std::string SameShapeError(const char* name, const Dims& t, const char* other_name, const Dims& other) {
+  if (ShapesAgree(t, other)) return "";
+  return std::string(name) + " must have the shape of " + other_name + " " + DimsString(other) + ", got shape " +
+         DimsString(t);
+}
+
+// A per-feature parameter of x: shape [the last dimension of x].
+inline std::string LastDimParamError(const char* name, const Dims& param, const Dims& x) {
+  const int64_t last = x.empty() ? kUnknownDim : x.back();
+  if (param.size() == 1 && DimsAgree(param[0], last)) return "";
+  return std::string(name) + " must have shape [" + DimString(last) + "] (the last dimension of x " + DimsString(x) +
+         "), got shape " + DimsString(param);
 }
 
 }  // namespace kernels

@@ -42,9 +42,10 @@ struct BagShape {
 inline std::string BagShapeError(const Dims& ids, const Dims& splits, const Dims& params, const Dims& weights,
                                  BagShape* shape) {
   if (ids.size() != 1) return "indices must be flat ids [n], got shape " + DimsString(ids);
-  if (splits.size() != 1 || (DimKnown(splits[0]) && splits[0] < 1)) {
-    return "row_splits must have shape [bags + 1], got shape " + DimsString(splits);
+  if (splits.size() == 1 && splits[0] == 0) {
+    return "row_splits must not be empty: it has shape [bags + 1], [1] (a single 0) for no bags, got shape [0]";
   }
+  if (splits.size() != 1) return "row_splits must have shape [bags + 1], got shape " + DimsString(splits);
   if (params.size() != 2) return "params must have shape [vocabulary, dim], got shape " + DimsString(params);
   shape->ids = ids[0];
   shape->bags = DimKnown(splits[0]) ? splits[0] - 1 : kUnknownDim;

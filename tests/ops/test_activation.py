@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import tfkit
-from tests.conftest import assert_close, run_python, to_numpy64
+from tests.conftest import assert_close, kernel_and_shape_function_errors, run_python, to_numpy64
 from tfkit.ops import activation
 from tfkit.ops.activation import ACTIVATIONS
 from tfkit.testing import opcheck
@@ -164,6 +164,49 @@ def test_odd_gated_width_is_an_error_naming_x_in_graphs_too(backend):
         activation.gated_activation(tf.ones([2, 5]), backend=backend)
 
 
+# Each raw op with a bad static shape: the message its OpKernel gives, which
+# its shape function must give too (not TensorFlow's "Dimensions must be equal").
+STATIC_SHAPE_ERRORS = [
+    (
+        "bias must have shape [8] (the last dimension of x [2,8]), got shape [7]",
+        lambda lib: lib.tfkit_bias_activation(tf.ones([2, 8]), tf.ones([7])),
+    ),
+    (
+        "bias must have shape [8] (the last dimension of x [2,8]), got shape [1,8]",
+        lambda lib: lib.tfkit_bias_activation(tf.ones([2, 8]), tf.ones([1, 8])),
+    ),
+    ("x must have rank >= 1, got shape []", lambda lib: lib.tfkit_bias_activation(tf.constant(1.0), tf.ones([1]))),
+    (
+        "dy must have the shape of x [2,8], got shape [2,7]",
+        lambda lib: lib.tfkit_bias_activation_grad(tf.ones([2, 7]), tf.ones([2, 8]), tf.ones([8])),
+    ),
+    (
+        "bias must have shape [8] (the last dimension of x [2,8]), got shape [9]",
+        lambda lib: lib.tfkit_bias_activation_grad(tf.ones([2, 8]), tf.ones([2, 8]), tf.ones([9])),
+    ),
+    (
+        "the last dimension of x must be even (2 * units: the halves [a, b]), got shape [2,5]",
+        lambda lib: lib.tfkit_gated_activation(tf.ones([2, 5])),
+    ),
+    ("x must have rank >= 1, got shape []", lambda lib: lib.tfkit_gated_activation(tf.constant(1.0))),
+    (
+        "dy must have shape [2,4] (x's with its last dimension halved), got shape [2,8]",
+        lambda lib: lib.tfkit_gated_activation_grad(tf.ones([2, 8]), tf.ones([2, 8])),
+    ),
+    (
+        "the last dimension of x must be even (2 * units: the halves [a, b]), got shape [3]",
+        lambda lib: lib.tfkit_gated_activation_grad(tf.ones([1]), tf.ones([3])),
+    ),
+]
+
+
+@pytest.mark.parametrize("says,call", STATIC_SHAPE_ERRORS, ids=[case[0] for case in STATIC_SHAPE_ERRORS])
+def test_shape_functions_name_the_argument_as_the_kernels_do(says, call):
+    library = tfkit.load_library()
+    kernel, shape_function = kernel_and_shape_function_errors(lambda: call(library))
+    assert kernel == shape_function == says
+
+
 @pytest.mark.parametrize("mode", ["eager", "graph"])
 def test_an_empty_x_whose_other_sizes_multiply_past_int64(mode):
     """x [0, 2**62, 4]: no elements, and rows of 2**62 * 0."""
@@ -210,7 +253,7 @@ def test_every_cpu_build_of_the_loops_matches_numpy(isa):
     the widest the CPU has; TFKIT_CPU_ISA caps it, so each build is checked."""
     code = """
 import numpy as np, tensorflow as tf
-from tests.conftest import assert_close, run_python, to_numpy64
+from tests.conftest import assert_close, kernel_and_shape_function_errors, run_python, to_numpy64
 from tests.ops.test_activation import ACTIVATIONS, make_inputs, numpy_activation
 from tfkit.ops import activation
 for dtype in (tf.float32, tf.float64, tf.bfloat16):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import assert_close, to_numpy64
+from tests.conftest import assert_close, kernel_and_shape_function_errors, to_numpy64
 from tfkit import _loader
 from tfkit.ops import embedding
 from tfkit.testing import opcheck
@@ -313,6 +313,66 @@ def test_a_variable_table_checks_ids_and_dtype():
     with pytest.raises(tf.errors.InvalidArgumentError, match="params must have dtype double"):
         splits, no_weights = tf.constant([0, 1], tf.int64), tf.zeros([0], tf.float64)
         library.tfkit_resource_embedding_bag([1], splits, table.handle, no_weights)
+
+
+EMPTY_SPLITS = "row_splits must not be empty: it has shape [bags + 1], [1] (a single 0) for no bags, got shape [0]"
+NO_WEIGHTS = [0]
+# Each raw op with bad static shapes (ids, row_splits, params, weights, dy):
+# the message its OpKernel gives, which its shape function must give too.
+STATIC_SHAPE_ERRORS = [
+    (EMPTY_SPLITS, [0], [0], [3, 2], NO_WEIGHTS, [0, 2]),
+    ("row_splits must have shape [bags + 1], got shape [2,1]", [1], [2, 1], [3, 2], NO_WEIGHTS, [1, 2]),
+    ("indices must be flat ids [n], got shape [1,1]", [1, 1], [2], [3, 2], NO_WEIGHTS, [1, 2]),
+    ("params must have shape [vocabulary, dim], got shape [3,2,1]", [1], [2], [3, 2, 1], NO_WEIGHTS, [1, 2]),
+    ("weights must have the shape of indices [2] (or [0] for none), got shape [3]", [2], [2], [3, 2], [3], [1, 2]),
+]
+
+
+def raw_bag_call(op, ids, splits, params, weights, dy):
+    """The raw op `op` with zeros of the given shapes (and dy for a grad op)."""
+    library = _loader.load_library()
+    args = [tf.zeros(ids, tf.int32), tf.zeros(splits, tf.int64), tf.zeros(params), tf.zeros(weights)]
+    if op.endswith("grad"):
+        args.append(tf.zeros(dy))
+    return getattr(library, op)(*args)
+
+
+@pytest.mark.parametrize("op", ["tfkit_embedding_bag", "tfkit_embedding_bag_grad"])
+@pytest.mark.parametrize(
+    "says,ids,splits,params,weights,dy", STATIC_SHAPE_ERRORS, ids=[c[0] for c in STATIC_SHAPE_ERRORS]
+)
+def test_shape_functions_name_the_argument_as_the_kernels_do(op, says, ids, splits, params, weights, dy):
+    kernel, shape_function = kernel_and_shape_function_errors(
+        lambda: raw_bag_call(op, ids, splits, params, weights, dy)
+    )
+    assert kernel == shape_function == says
+
+
+def test_the_grad_ops_shape_function_checks_dy_as_the_kernel_does():
+    library = _loader.load_library()
+    call = lambda: library.tfkit_embedding_bag_grad(  # noqa: E731
+        tf.zeros([1], tf.int32), tf.constant([0, 1], tf.int64), tf.zeros([3, 2]), tf.zeros([0]), tf.zeros([1, 3])
+    )
+    kernel, shape_function = kernel_and_shape_function_errors(call)
+    assert kernel == shape_function == "dy must have shape [1,2], got shape [1,3]"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_empty_row_splits_says_so(backend):
+    """A ragged indices whose row splits are empty (not a valid RaggedTensor,
+    made without validation): statically, and at run time in a graph."""
+    empty = lambda ids, splits: tf.RaggedTensor.from_row_splits(ids, splits, validate=False)  # noqa: E731
+    ids, splits = tf.zeros([0], tf.int32), tf.zeros([0], tf.int64)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(EMPTY_SPLITS)):
+        embedding.embedding_bag(empty(ids, splits), make_params(tf.float32), backend=backend)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int64)])
+    def unknown_length(ids, splits):
+        return embedding.embedding_bag(empty(ids, splits), make_params(tf.float32), backend=backend)
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(EMPTY_SPLITS.split(", got")[0])):
+        unknown_length(ids, splits)
+    assert unknown_length(tf.constant([1]), tf.constant([0, 1], tf.int64)).shape == (1, DIM)
 
 
 @pytest.mark.parametrize("mode", ["eager", "graph"])

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tfkit
-from tests.conftest import assert_close, run_python, to_numpy64
+from tests.conftest import assert_close, kernel_and_shape_function_errors, run_python, to_numpy64
 from tfkit.ops import norm
 from tfkit.testing import opcheck
 
@@ -244,6 +244,70 @@ def test_grad_ops_validate_their_inputs():
     ]:
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
             library.tfkit_rms_norm_grad(x, x, gamma, *args)
+
+
+def layer_norm_grad_args(x, gamma, stats, /, **changes):
+    """LayerNormGrad's inputs for a well-formed call, with `changes` by name."""
+    args = {"dy": x, "x": x, "gamma": gamma, "mean": stats, "rstd": stats, "dmean": stats, "drstd": stats}
+    return {**args, **changes}
+
+
+def rms_norm_grad_args(x, gamma, stats, /, **changes):
+    return {**{"dy": x, "x": x, "gamma": gamma, "rstd": stats, "drstd": stats}, **changes}
+
+
+# Each raw op with a bad static shape: the message its OpKernel gives, which
+# its shape function must give too (not TensorFlow's "Dimensions must be equal").
+STATIC_SHAPE_ERRORS = [
+    (
+        "gamma must have shape [8] (the last dimension of x [2,8]), got shape [7]",
+        lambda lib: lib.tfkit_layer_norm(tf.ones([2, 8]), tf.ones([7]), tf.ones([8]), U=tf.float32),
+    ),
+    (
+        "beta must have shape [8] (the last dimension of x [2,8]), got shape [2,8]",
+        lambda lib: lib.tfkit_layer_norm(tf.ones([2, 8]), tf.ones([8]), tf.ones([2, 8]), U=tf.float32),
+    ),
+    (
+        "x must have rank >= 1, got shape []",
+        lambda lib: lib.tfkit_rms_norm(tf.constant(1.0), tf.ones([1]), U=tf.float32),
+    ),
+    (
+        "gamma must have shape [8] (the last dimension of x [3,8]), got shape [9]",
+        lambda lib: lib.tfkit_rms_norm(tf.ones([3, 8]), tf.ones([9]), U=tf.float32),
+    ),
+    *[
+        (
+            f"{name} must have {want}, got shape {got}",
+            lambda lib, name=name, value=value: lib.tfkit_layer_norm_grad(
+                **layer_norm_grad_args(tf.ones([2, 8]), tf.ones([8]), tf.ones([2]), **{name: value()})
+            ),
+        )
+        for name, value, want, got in [
+            ("dy", lambda: tf.ones([2, 7]), "the shape of x [2,8]", "[2,7]"),
+            ("gamma", lambda: tf.ones([7]), "shape [8] (the last dimension of x [2,8])", "[7]"),
+            ("mean", lambda: tf.ones([3]), "shape [2]", "[3]"),
+            ("rstd", lambda: tf.ones([2, 1]), "shape [2]", "[2,1]"),
+            ("dmean", lambda: tf.ones([]), "shape [2]", "[]"),
+            ("drstd", lambda: tf.ones([1]), "shape [2]", "[1]"),
+        ]
+    ],
+    *[
+        (
+            f"{name} must have shape [2], got shape [3]",
+            lambda lib, name=name: lib.tfkit_rms_norm_grad(
+                **rms_norm_grad_args(tf.ones([2, 8]), tf.ones([8]), tf.ones([2]), **{name: tf.ones([3])})
+            ),
+        )
+        for name in ("rstd", "drstd")
+    ],
+]
+
+
+@pytest.mark.parametrize("says,call", STATIC_SHAPE_ERRORS, ids=[case[0] for case in STATIC_SHAPE_ERRORS])
+def test_shape_functions_name_the_argument_as_the_kernels_do(says, call):
+    library = tfkit.load_library()
+    kernel, shape_function = kernel_and_shape_function_errors(lambda: call(library))
+    assert kernel == shape_function == says
 
 
 @pytest.mark.parametrize("op", OPS)

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import tfkit
-from tests.conftest import assert_close, to_numpy64
+from tests.conftest import assert_close, kernel_and_shape_function_errors, to_numpy64
 from tfkit.ops import resampling as ops
 from tfkit.testing import opcheck
 
@@ -252,6 +252,34 @@ def test_grad_op_checks_its_output_gradient():
     library = tfkit.load_library()
     with pytest.raises(tf.errors.InvalidArgumentError, match="grad_output must have shape"):
         library.tfkit_resampler_grad(tf.ones([1, 3, 3, 2]), tf.ones([1, 4, 2]), tf.ones([1, 4, 3]))
+
+
+# Each raw op with bad static shapes: the message its OpKernel gives, which
+# its shape function must give too (not TensorFlow's "Dimensions must be equal").
+STATIC_SHAPE_ERRORS = [
+    ("data must have rank 4 ([batch, height, width, channels]), got shape [3,3,2]", [3, 3, 2], [1, 4, 2], None),
+    ("warp must have shape [batch, ..., 2] (the x, y of each point), got shape [1,4,3]", [1, 3, 3, 2], [1, 4, 3], None),
+    ("warp must have shape [batch, ..., 2] (the x, y of each point), got shape [2]", [1, 3, 3, 2], [2], None),
+    (
+        "warp's batch dimension (2) must equal data's (1), got warp [2,4,2] and data [1,3,3,2]",
+        [1, 3, 3, 2],
+        [2, 4, 2],
+        None,
+    ),
+    ("grad_output must have shape [1,4,2], got shape [1,4,3]", [1, 3, 3, 2], [1, 4, 2], [1, 4, 3]),
+    ("grad_output must have shape [1,4,2], got shape [4,2]", [1, 3, 3, 2], [1, 4, 2], [4, 2]),
+]
+
+
+@pytest.mark.parametrize("says,data,warp,grad", STATIC_SHAPE_ERRORS, ids=[case[0] for case in STATIC_SHAPE_ERRORS])
+def test_shape_functions_name_the_argument_as_the_kernels_do(says, data, warp, grad):
+    library = tfkit.load_library()
+    calls = [lambda: library.tfkit_resampler_grad(tf.ones(data), tf.ones(warp), tf.ones(grad or [1]))]
+    if grad is None:
+        calls.append(lambda: library.tfkit_resampler(tf.ones(data), tf.ones(warp)))
+    for call in calls:
+        kernel, shape_function = kernel_and_shape_function_errors(call)
+        assert kernel == shape_function == says
 
 
 @pytest.mark.parametrize("mode", ["eager", "graph"])

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tfkit
-from tests.conftest import assert_close, to_numpy64
+from tests.conftest import assert_close, kernel_and_shape_function_errors, to_numpy64
 from tests.ops.keras_hub_rope import keras_hub_rotary_embedding
 from tfkit.ops import rotary
 from tfkit.testing import opcheck
@@ -164,6 +164,36 @@ def test_the_kernel_checks_shapes_known_only_at_run_time():
 
 
 RAW_OPS = {"x": "tfkit_rotary_embedding", "dy": "tfkit_rotary_embedding_grad"}
+
+
+# Each raw op with bad static shapes: the message its OpKernel gives, which
+# its shape function must give too, naming the op's own first input.
+STATIC_SHAPE_ERRORS = [
+    (
+        "{x}'s feature dimension must be even (pairs of features are rotated), got shape [1,2,1,5]",
+        [1, 2, 1, 5],
+        [1, 2],
+        [2],
+    ),
+    ("{x} must have rank >= 3 ([batch, sequence, ..., features]), got shape [2,4]", [2, 4], [1, 2], [2]),
+    (
+        "positions must have shape [1, 2] or [3, 2] (the sequence, per batch row or for all), got shape [2,2]",
+        [3, 2, 4],
+        [2, 2],
+        [2],
+    ),
+    ("inv_freq must have shape [2] (half the feature dimension), got shape [3]", [1, 2, 4], [1, 2], [3]),
+]
+
+
+@pytest.mark.parametrize("x_name", RAW_OPS)
+@pytest.mark.parametrize("says,x,positions,inv_freq", STATIC_SHAPE_ERRORS, ids=[c[0] for c in STATIC_SHAPE_ERRORS])
+def test_shape_functions_name_the_argument_as_the_kernels_do(x_name, says, x, positions, inv_freq):
+    op = getattr(tfkit.load_library(), RAW_OPS[x_name])
+    kernel, shape_function = kernel_and_shape_function_errors(
+        lambda: op(tf.ones(x), tf.zeros(positions), tf.ones(inv_freq))
+    )
+    assert kernel == shape_function == says.format(x=x_name)
 
 
 @pytest.mark.parametrize("x_name", RAW_OPS)

@@ -23,6 +23,8 @@ __all__ = ["COMBINERS", "embedding_bag", "embedding_bag_reference"]
 
 COMBINERS = ("sum", "mean", "sqrtn")
 _INDEX_DTYPES = (tf.int32, tf.int64)
+# kernels/embedding/embedding_rules.h's message for an empty row_splits.
+_EMPTY_SPLITS = "row_splits must not be empty: it has shape [bags + 1], [1] (a single 0) for no bags"
 
 
 def _prepare_embedding_bag(indices, params, weights=None, combiner: str = "sum"):
@@ -126,6 +128,8 @@ def _ragged_bags(indices: tf.RaggedTensor):
     if ids.shape.rank != 1:
         raise _checks.invalid_argument(f"ragged indices must have scalar ids, got flat values of shape {ids.shape}")
     splits = indices.nested_row_splits
+    if any(s.shape[0] == 0 for s in splits):
+        raise _checks.invalid_argument(f"{_EMPTY_SPLITS}, got shape [0]")
     row_splits = tf.cast(splits[-1], tf.int64)
     batch_shape = tf.shape(row_splits, out_type=tf.int64)[:1] - 1
     outer = list(splits[:-1])
@@ -201,7 +205,8 @@ def _embedding_bag_composite(
     ids, row_splits, params, weights, batch_shape, *outer, combiner, weighted, static_batch_shape
 ):
     acc = _checks.accumulator_dtype(params.dtype)
-    num_bags = tf.shape(row_splits)[0] - 1
+    with tf.control_dependencies(_runtime_splits_asserts(row_splits)):
+        num_bags = tf.shape(row_splits)[0] - 1
     bag_of_id = _segment_ids(row_splits, tf.shape(ids)[0])
     rows = tf.cast(tf.gather(params, ids), acc)
     w = tf.cast(weights, acc) if weighted else tf.ones(tf.shape(ids), acc)
@@ -220,6 +225,13 @@ def _embedding_bag_composite(
             denominator = tf.where(nonzero, denominator, tf.zeros_like(denominator))
         bags = summed * tf.math.divide_no_nan(tf.ones_like(denominator), denominator)[:, tf.newaxis]
     return _assemble(tf.cast(bags, params.dtype), batch_shape, outer, static_batch_shape)
+
+
+def _runtime_splits_asserts(row_splits: tf.Tensor) -> list:
+    """The kernels' check of an empty row_splits, at run time where its length is unknown."""
+    if row_splits.shape[0] is not None:
+        return []
+    return [tf.debugging.assert_positive(tf.size(row_splits), message=_EMPTY_SPLITS)]
 
 
 def _segment_ids(row_splits: tf.Tensor, n: tf.Tensor) -> tf.Tensor:

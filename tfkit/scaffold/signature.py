@@ -292,6 +292,8 @@ def _op_snippets(sig: Signature) -> dict[str, str]:
         "op_inputs": "\n".join(f'    .Input("{name}: T")' for name in sig.inputs),
         "op_attrs": "\n".join(f'    .Attr("{a.name}: {a.kind} = {a.literal}")' for a in sig.attrs),
         "grad_inputs": "\n".join(f'    .Input("{name}: T")' for name in ["dy", *sig.grad_reads]),
+        "op_input_names": ", ".join(f'"{name}"' for name in sig.inputs),
+        "grad_input_names": ", ".join(f'"{name}"' for name in ["dy", *sig.grad_reads]),
         "grad_outputs": "\n".join(f'    .Output("{name}: T")' for name in grads),
         "attr_gets": "\n".join(kernel_gets) if kernel_gets else "    (void)ctx;",
         "attr_members": "\n".join(f"  {a.member_type} {a.name}_ = {{}};" for a in sig.attrs),

@@ -5,8 +5,10 @@
 //   "" or an error message; RuleStatus makes it a Status, DimsOf and
 //   ShapeOfDims carry shapes to and from it.
 // - Input checks: every failure is an InvalidArgument error that names the
-//   argument and what was expected. ElementCount counts the elements of
-//   sizes whose product may not fit in int64.
+//   argument and what was expected; each check runs on a tensor (OpKernels)
+//   and on a static shape (shape functions) with the same rule and message
+//   (kernels/common/rules.h). ElementCount counts the elements of sizes
+//   whose product may not fit in int64.
 // - ShardRows: runs a row-range function over the CPU device's thread pool;
 //   ShardOver: the same as a callable.
 // - CheckCudaLaunch (GOOGLE_CUDA builds): turns a launcher's cudaError_t
@@ -72,38 +74,61 @@ inline tensorflow::shape_inference::ShapeHandle ShapeOfDims(tensorflow::shape_in
   return c->MakeShape(handles);
 }
 
-inline absl::Status CheckRankAtLeast1(const char* name,
-                                      const tensorflow::Tensor& t) {
-  if (t.dims() >= 1) return absl::OkStatus();
-  return InvalidArg(name, " must have rank >= 1, got shape ",
-                    t.shape().DebugString());
+inline absl::Status CheckRankAtLeast1(const char* name, const tensorflow::Tensor& t) {
+  return RuleStatus(kernels::RankAtLeastError(name, DimsOf(t.shape()), 1));
 }
 
 inline absl::Status CheckShape(const char* name, const tensorflow::Tensor& t,
                                const tensorflow::TensorShape& expected) {
-  if (t.shape() == expected) return absl::OkStatus();
-  return InvalidArg(name, " must have shape ", expected.DebugString(),
-                    ", got shape ", t.shape().DebugString());
+  return RuleStatus(kernels::ShapeError(name, DimsOf(t.shape()), DimsOf(expected)));
 }
 
-inline absl::Status CheckSameShape(const char* name, const tensorflow::Tensor& t,
-                                   const char* other_name,
+inline absl::Status CheckSameShape(const char* name, const tensorflow::Tensor& t, const char* other_name,
                                    const tensorflow::Tensor& other) {
-  if (t.shape() == other.shape()) return absl::OkStatus();
-  return InvalidArg(name, " must have the shape of ", other_name, " ",
-                    other.shape().DebugString(), ", got shape ",
-                    t.shape().DebugString());
+  return RuleStatus(kernels::SameShapeError(name, DimsOf(t.shape()), other_name, DimsOf(other.shape())));
 }
 
 // A per-feature parameter: shape [last dimension of x].
-inline absl::Status CheckLastDimParam(const char* name,
-                                      const tensorflow::Tensor& param,
-                                      const tensorflow::Tensor& x) {
-  const int64_t last = x.dim_size(x.dims() - 1);
-  if (param.dims() == 1 && param.dim_size(0) == last) return absl::OkStatus();
-  return InvalidArg(name, " must have shape [", last,
-                    "] (the last dimension of x ", x.shape().DebugString(),
-                    "), got shape ", param.shape().DebugString());
+inline absl::Status CheckLastDimParam(const char* name, const tensorflow::Tensor& param, const tensorflow::Tensor& x) {
+  return RuleStatus(kernels::LastDimParamError(name, DimsOf(param.shape()), DimsOf(x.shape())));
+}
+
+// The same checks in shape functions, on static shapes: an unknown size
+// agrees with any, and a shape of unknown rank is not checked.
+inline absl::Status CheckRankAtLeast1(tensorflow::shape_inference::InferenceContext* c, const char* name,
+                                      tensorflow::shape_inference::ShapeHandle t) {
+  if (!c->RankKnown(t)) return absl::OkStatus();
+  return RuleStatus(kernels::RankAtLeastError(name, DimsOf(c, t), 1));
+}
+
+inline absl::Status CheckShape(tensorflow::shape_inference::InferenceContext* c, const char* name,
+                               tensorflow::shape_inference::ShapeHandle t,
+                               tensorflow::shape_inference::ShapeHandle expected) {
+  if (!c->RankKnown(t) || !c->RankKnown(expected)) return absl::OkStatus();
+  return RuleStatus(kernels::ShapeError(name, DimsOf(c, t), DimsOf(c, expected)));
+}
+
+inline absl::Status CheckSameShape(tensorflow::shape_inference::InferenceContext* c, const char* name,
+                                   tensorflow::shape_inference::ShapeHandle t, const char* other_name,
+                                   tensorflow::shape_inference::ShapeHandle other) {
+  if (!c->RankKnown(t) || !c->RankKnown(other)) return absl::OkStatus();
+  return RuleStatus(kernels::SameShapeError(name, DimsOf(c, t), other_name, DimsOf(c, other)));
+}
+
+inline absl::Status CheckLastDimParam(tensorflow::shape_inference::InferenceContext* c, const char* name,
+                                      tensorflow::shape_inference::ShapeHandle param,
+                                      tensorflow::shape_inference::ShapeHandle x) {
+  if (!c->RankKnown(param)) return absl::OkStatus();
+  const kernels::Dims x_dims = c->RankKnown(x) ? DimsOf(c, x) : kernels::Dims{kernels::kUnknownDim};
+  return RuleStatus(kernels::LastDimParamError(name, DimsOf(c, param), x_dims));
+}
+
+// `shape`, or `rank` unknown sizes where its rank is unknown: what a rule
+// that reads the sizes of a shape of that rank is given.
+inline tensorflow::shape_inference::ShapeHandle WithKnownRank(tensorflow::shape_inference::InferenceContext* c,
+                                                              tensorflow::shape_inference::ShapeHandle shape,
+                                                              int rank) {
+  return c->RankKnown(shape) ? shape : c->UnknownShapeOfRank(rank);
 }
 
 // The number of elements of `dims` (a shape, or a part of one, which
