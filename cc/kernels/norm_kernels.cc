@@ -119,6 +119,7 @@ template <typename Device, typename T, bool kCenter>
 class NormOp : public OpKernel {
  public:
   explicit NormOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, CheckAccumulationType(ctx, kCenter ? "mean and rstd (attr U)" : "rstd (attr U)", "x"));
     float epsilon;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon", &epsilon));
     OP_REQUIRES_OK(ctx, RuleStatus(cpu::EpsilonError(epsilon)));
@@ -159,7 +160,9 @@ class NormOp : public OpKernel {
 template <typename Device, typename T, bool kCenter>
 class NormGradOp : public OpKernel {
  public:
-  using OpKernel::OpKernel;
+  explicit NormGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, CheckAccumulationType(ctx, kCenter ? "mean, rstd, dmean and drstd" : "rstd and drstd", "x"));
+  }
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& dy = ctx->input(0);
@@ -208,12 +211,9 @@ class NormGradOp : public OpKernel {
   }
 };
 
-#define TFKIT_REGISTER_NORM_KERNEL(OP, DEVICE, T, ...)                      \
-  REGISTER_KERNEL_BUILDER(Name(OP)                                          \
-                              .Device(DEVICE)                               \
-                              .TypeConstraint<T>("T")                       \
-                              .TypeConstraint<Acc<T>>("U"),                 \
-                          __VA_ARGS__)
+// For every U: a U other than Acc<T> finds the kernel, which refuses it.
+#define TFKIT_REGISTER_NORM_KERNEL(OP, DEVICE, T, ...) \
+  REGISTER_KERNEL_BUILDER(Name(OP).Device(DEVICE).TypeConstraint<T>("T"), __VA_ARGS__)
 
 #define TFKIT_REGISTER_KERNELS(DEVICE, DEV, T)                                   \
   TFKIT_REGISTER_NORM_KERNEL("Tfkit>LayerNorm", DEVICE, T,                    \

@@ -59,6 +59,7 @@ template <typename Device, typename T, int kSign>
 class RotaryOp : public OpKernel {
  public:
   explicit RotaryOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, CheckAccumulationType(ctx, "positions and inv_freq", kXName));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("interleaved", &interleaved_));
   }
 
@@ -67,7 +68,7 @@ class RotaryOp : public OpKernel {
     const Tensor& positions = ctx->input(1);
     const Tensor& inv_freq = ctx->input(2);
     RotaryShape shape;
-    OP_REQUIRES_OK(ctx, Shapes(kSign > 0 ? "x" : "dy", x, positions, inv_freq, interleaved_, &shape));
+    OP_REQUIRES_OK(ctx, Shapes(kXName, x, positions, inv_freq, interleaved_, &shape));
     Tensor* y = nullptr;
     OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x.shape(), &y));
     if (x.NumElements() == 0) return;
@@ -83,16 +84,15 @@ class RotaryOp : public OpKernel {
   }
 
  private:
+  static constexpr const char* kXName = kSign > 0 ? "x" : "dy";
   bool interleaved_ = false;
 };
 
-#define TFKIT_REGISTER_KERNELS(DEVICE, DEV, T)                                                            \
-  REGISTER_KERNEL_BUILDER(                                                                               \
-      Name("Tfkit>RotaryEmbedding").Device(DEVICE).TypeConstraint<T>("T").TypeConstraint<Acc<T>>("U"), \
-      RotaryOp<DEV, T, 1>);                                                                              \
-  REGISTER_KERNEL_BUILDER(                                                                               \
-      Name("Tfkit>RotaryEmbeddingGrad").Device(DEVICE).TypeConstraint<T>("T").TypeConstraint<Acc<T>>("U"), \
-      RotaryOp<DEV, T, -1>);
+// For every U: a U other than Acc<T> finds the kernel, which refuses it.
+#define TFKIT_REGISTER_KERNELS(DEVICE, DEV, T)                                                                    \
+  REGISTER_KERNEL_BUILDER(Name("Tfkit>RotaryEmbedding").Device(DEVICE).TypeConstraint<T>("T"), RotaryOp<DEV, T, 1>); \
+  REGISTER_KERNEL_BUILDER(Name("Tfkit>RotaryEmbeddingGrad").Device(DEVICE).TypeConstraint<T>("T"),                \
+                          RotaryOp<DEV, T, -1>);
 
 TFKIT_REGISTER_FLOAT_KERNELS()
 #undef TFKIT_REGISTER_KERNELS

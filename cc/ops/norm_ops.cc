@@ -47,6 +47,7 @@ absl::Status EpsilonIsValid(InferenceContext* c) {
 }
 
 absl::Status LayerNormShape(InferenceContext* c) {
+  TF_RETURN_IF_ERROR(CheckAccumulationType(c, "mean and rstd (attr U)", "x"));
   TF_RETURN_IF_ERROR(EpsilonIsValid(c));
   ShapeHandle y, stats;
   TF_RETURN_IF_ERROR(NormShapes(c, 0, {{1, "gamma"}, {2, "beta"}}, &y, &stats));
@@ -57,6 +58,7 @@ absl::Status LayerNormShape(InferenceContext* c) {
 }
 
 absl::Status RMSNormShape(InferenceContext* c) {
+  TF_RETURN_IF_ERROR(CheckAccumulationType(c, "rstd (attr U)", "x"));
   TF_RETURN_IF_ERROR(EpsilonIsValid(c));
   ShapeHandle y, stats;
   TF_RETURN_IF_ERROR(NormShapes(c, 0, {{1, "gamma"}}, &y, &stats));
@@ -66,8 +68,11 @@ absl::Status RMSNormShape(InferenceContext* c) {
 }
 
 // Grad ops: dy and x share a shape; the statistics and their incoming
-// gradients (`stats`) are per row; outputs are dx and one grad per param.
-absl::Status NormGradShape(InferenceContext* c, std::initializer_list<Input> stats, int num_params) {
+// gradients (`stats`, of dtype U) are per row; outputs are dx and one grad
+// per param.
+absl::Status NormGradShape(InferenceContext* c, const char* stats_names, std::initializer_list<Input> stats,
+                           int num_params) {
+  TF_RETURN_IF_ERROR(CheckAccumulationType(c, stats_names, "x"));
   ShapeHandle dx, stats_shape, merged;
   TF_RETURN_IF_ERROR(NormShapes(c, 1, {{2, "gamma"}}, &dx, &stats_shape));
   TF_RETURN_IF_ERROR(CheckSameShape(c, "dy", c->input(0), "x", c->input(1)));
@@ -81,11 +86,11 @@ absl::Status NormGradShape(InferenceContext* c, std::initializer_list<Input> sta
 }
 
 absl::Status LayerNormGradShape(InferenceContext* c) {
-  return NormGradShape(c, {{3, "mean"}, {4, "rstd"}, {5, "dmean"}, {6, "drstd"}}, 2);
+  return NormGradShape(c, "mean, rstd, dmean and drstd", {{3, "mean"}, {4, "rstd"}, {5, "dmean"}, {6, "drstd"}}, 2);
 }
 
 absl::Status RMSNormGradShape(InferenceContext* c) {
-  return NormGradShape(c, {{3, "rstd"}, {4, "drstd"}}, 1);
+  return NormGradShape(c, "rstd and drstd", {{3, "rstd"}, {4, "drstd"}}, 1);
 }
 
 }  // namespace

@@ -13,9 +13,10 @@ using ::tensorflow::shape_inference::ShapeHandle;
 namespace rotary = ::tfkit::kernels::rotary;
 
 // x (named `x_name`): [batch, seq, ..., dim] with an even dim; positions:
-// [1 or batch, seq]; inv_freq: [dim / 2] (the family's shape rule). The
-// output has x's shape.
+// [1 or batch, seq]; inv_freq: [dim / 2], positions and inv_freq of T's
+// accumulation type (the family's rules). The output has x's shape.
 absl::Status RotaryShape(InferenceContext* c, const char* x_name) {
+  TF_RETURN_IF_ERROR(CheckAccumulationType(c, "positions and inv_freq", x_name));
   const ShapeHandle x = c->input(0);
   rotary::RotaryShape shape;
   TF_RETURN_IF_ERROR(RuleStatus(rotary::RotaryShapeError(

@@ -1,5 +1,7 @@
 """The norm family ops: forward, gradients, graph tracing, bad inputs."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -308,6 +310,40 @@ def test_shape_functions_name_the_argument_as_the_kernels_do(says, call):
     library = tfkit.load_library()
     kernel, shape_function = kernel_and_shape_function_errors(lambda: call(library))
     assert kernel == shape_function == says
+
+
+def statistics_dtype_calls(library, dtype, wrong):
+    """Each op of the family called with T = dtype and U = wrong."""
+    x, gamma = tf.ones([2, 4], dtype), tf.ones([4], dtype)
+    stats = tf.ones([2], wrong)
+    return {
+        "mean and rstd (attr U)": lambda: library.tfkit_layer_norm(x, gamma, gamma, U=wrong),
+        "rstd (attr U)": lambda: library.tfkit_rms_norm(x, gamma, U=wrong),
+        "mean, rstd, dmean and drstd": lambda: library.tfkit_layer_norm_grad(**layer_norm_grad_args(x, gamma, stats)),
+        "rstd and drstd": lambda: library.tfkit_rms_norm_grad(**rms_norm_grad_args(x, gamma, stats)),
+    }
+
+
+TF_DTYPE_NAMES = {tf.float16: "half", tf.bfloat16: "bfloat16", tf.float32: "float", tf.float64: "double"}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+@pytest.mark.parametrize(
+    "what", ["mean and rstd (attr U)", "rstd (attr U)", "mean, rstd, dmean and drstd", "rstd and drstd"]
+)
+def test_statistics_of_another_dtype_than_the_accumulators_are_refused(what, dtype):
+    """The raw ops with U not x's accumulation dtype: an InvalidArgumentError
+    eagerly (a kernel that refuses it, not "Could not find device"), the same
+    message from the shape function in a graph."""
+    library = tfkit.load_library()
+    wrong = tf.float32 if dtype == tf.float64 else tf.float64
+    call = lambda: statistics_dtype_calls(library, dtype, wrong)[what]()  # noqa: E731
+    kernel, shape_function = kernel_and_shape_function_errors(call)
+    expected, got = ("double", "float") if dtype == tf.float64 else ("float", "double")
+    says = f"{what} must have dtype {expected} for x of dtype {TF_DTYPE_NAMES[dtype]} (double for double x, float for"
+    assert kernel == shape_function == f"{says} the other types), got {got}"
+    with pytest.raises(ValueError, match=re.escape(kernel)):
+        tf.function(call)()
 
 
 @pytest.mark.parametrize("op", OPS)

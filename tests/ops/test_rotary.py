@@ -196,6 +196,33 @@ def test_shape_functions_name_the_argument_as_the_kernels_do(x_name, says, x, po
     assert kernel == shape_function == says.format(x=x_name)
 
 
+TF_DTYPE_NAMES = {tf.float16: "half", tf.bfloat16: "bfloat16", tf.float32: "float", tf.float64: "double"}
+
+
+@pytest.mark.parametrize("x_name", RAW_OPS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+def test_positions_of_another_dtype_than_the_accumulators_are_refused(x_name, dtype):
+    """float64 positions with a float32 x (and the like): an
+    InvalidArgumentError eagerly (not "Could not find device"), the same
+    message from the shape function in a graph."""
+    op = getattr(tfkit.load_library(), RAW_OPS[x_name])
+    wrong = tf.float32 if dtype == tf.float64 else tf.float64
+    call = lambda: op(tf.ones([1, 2, 1, 4], dtype), tf.zeros([1, 2], wrong), tf.ones([2], wrong))  # noqa: E731
+    kernel, shape_function = kernel_and_shape_function_errors(call)
+    expected, got = ("double", "float") if dtype == tf.float64 else ("float", "double")
+    dtype_name = TF_DTYPE_NAMES[dtype]
+    assert (
+        kernel
+        == shape_function
+        == (
+            f"positions and inv_freq must have dtype {expected} for {x_name} of dtype {dtype_name} (double for double "
+            f"{x_name}, float for the other types), got {got}"
+        )
+    )
+    with pytest.raises(ValueError, match=re.escape(kernel)):
+        tf.function(call)()
+
+
 @pytest.mark.parametrize("x_name", RAW_OPS)
 @pytest.mark.parametrize("mode", ["eager", "graph"])
 def test_empty_inputs_whose_other_sizes_multiply_past_int64(x_name, mode):

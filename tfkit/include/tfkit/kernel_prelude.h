@@ -32,6 +32,15 @@ using GPUDevice = Eigen::GpuDevice;
 template <typename T>
 using Acc = ::tfkit::kernels::Acc<T>;
 
+// The kernels compute in Acc<T>, the type CheckAccumulationType (op_utils.h)
+// requires of an op's attr U.
+template <typename T>
+constexpr bool kAccIsAccumulationType =
+    AccumulationType(::tensorflow::DataTypeToEnum<T>::value) == ::tensorflow::DataTypeToEnum<Acc<T>>::value;
+static_assert(kAccIsAccumulationType<Eigen::half> && kAccIsAccumulationType<Eigen::bfloat16> &&
+                  kAccIsAccumulationType<float> && kAccIsAccumulationType<double>,
+              "Acc<T> and AccumulationType agree");
+
 }  // namespace tfkit
 
 #define TFKIT_REGISTER_KERNELS_ON_CPU_(T) TFKIT_REGISTER_KERNELS(::tensorflow::DEVICE_CPU, ::tfkit::CPUDevice, T)

@@ -8,7 +8,8 @@
 //   argument and what was expected; each check runs on a tensor (OpKernels)
 //   and on a static shape (shape functions) with the same rule and message
 //   (kernels/common/rules.h). ElementCount counts the elements of sizes
-//   whose product may not fit in int64.
+//   whose product may not fit in int64; CheckAccumulationType checks an
+//   op's attr U against its T.
 // - ShardRows: runs a row-range function over the CPU device's thread pool;
 //   ShardOver: the same as a callable.
 // - CheckCudaLaunch (GOOGLE_CUDA builds): turns a launcher's cudaError_t
@@ -32,6 +33,7 @@
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
+#include "tensorflow/core/framework/types.h"
 #include "tensorflow/core/util/work_sharder.h"
 
 #if GOOGLE_CUDA
@@ -157,6 +159,28 @@ inline absl::Status StatsShape(const char* x_name, const tensorflow::TensorShape
   kernels::Dims dims = DimsOf(x);
   dims.pop_back();
   return CountedShape(absl::StrCat(x_name, "'s rows (its shape without the last dimension)"), dims, stats);
+}
+
+// The accumulation type of T, the one an op's attr U must be: double for
+// double, float for the other float types (Acc<T>, kernels/common/types.h).
+constexpr tensorflow::DataType AccumulationType(tensorflow::DataType t) {
+  return t == tensorflow::DT_DOUBLE ? tensorflow::DT_DOUBLE : tensorflow::DT_FLOAT;
+}
+
+// Attr U must be attr T's accumulation type; `name` names what has type U,
+// `x_name` the first input of type T. `context` is an InferenceContext
+// (shape functions) or an OpKernelConstruction (kernels registered for
+// every U, so that a mismatched pair finds a kernel that refuses it).
+template <typename Context>
+absl::Status CheckAccumulationType(Context* context, const char* name, const char* x_name) {
+  tensorflow::DataType t, u;
+  TF_RETURN_IF_ERROR(context->GetAttr("T", &t));
+  TF_RETURN_IF_ERROR(context->GetAttr("U", &u));
+  const tensorflow::DataType expected = AccumulationType(t);
+  if (u == expected) return absl::OkStatus();
+  return InvalidArg(name, " must have dtype ", tensorflow::DataTypeString(expected), " for ", x_name, " of dtype ",
+                    tensorflow::DataTypeString(t), " (double for double ", x_name, ", float for the other types), got ",
+                    tensorflow::DataTypeString(u));
 }
 
 // An attr that must be a finite float > 0 (a scale, a limit, a width).
