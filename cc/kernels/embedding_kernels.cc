@@ -145,6 +145,8 @@ absl::Status ReadBags(OpKernelContext* ctx, const Tensor& params, BagShape* shap
   return Functor<Device, T, Index>::Check(ctx, ids.flat<Index>().data(), splits.flat<int64_t>().data(), *shape);
 }
 
+constexpr char kInitializedVariable[] = "params must be the handle of an initialized resource variable";
+
 // params (input 2): a tensor, or a resource variable's tensor read in place
 // under the variable's shared lock for as long as this lives (as
 // ResourceGather reads it), so a large table is never copied.
@@ -155,9 +157,10 @@ class Table {
       tensor_ = &ctx->input(2);
       return absl::OkStatus();
     }
-    TF_RETURN_IF_ERROR(::tensorflow::LookupResource(ctx, ::tensorflow::HandleFromInput(ctx, 2), &variable_));
+    TF_RETURN_IF_ERROR(RuleStatus(math::HandleShapeError(DimsOf(ctx->input(2).shape()))));
+    TF_RETURN_IF_ERROR(LookUp(ctx));
     TF_RETURN_IF_ERROR(compat::LockShared(variable_.get(), &lock_));
-    if (!variable_->is_initialized) return absl::FailedPreconditionError("params is an uninitialized variable");
+    if (!variable_->is_initialized) return InvalidArg(kInitializedVariable, ", got an uninitialized one");
     tensor_ = variable_->tensor();
     if (tensor_->dtype() != dtype) {
       return InvalidArg("params must have dtype ", ::tensorflow::DataTypeString(dtype), " (the dtype of weights), got ",
@@ -168,6 +171,12 @@ class Table {
   const Tensor& tensor() const { return *tensor_; }
 
  private:
+  absl::Status LookUp(OpKernelContext* ctx) {
+    const absl::Status found = ::tensorflow::LookupResource(ctx, ::tensorflow::HandleFromInput(ctx, 2), &variable_);
+    if (found.ok()) return found;
+    return InvalidArg(kInitializedVariable, ": ", found.message());
+  }
+
   ::tensorflow::core::RefCountPtr<::tensorflow::Var> variable_;
   std::optional<::tensorflow::tf_shared_lock> lock_;
   const Tensor* tensor_ = nullptr;

@@ -13,17 +13,24 @@ using ::tensorflow::shape_inference::InferenceContext;
 using ::tensorflow::shape_inference::ShapeHandle;
 namespace embedding = ::tfkit::kernels::embedding;
 
-// params' shape: the input's, or a resource variable's where it is known.
-ShapeHandle TableShape(InferenceContext* c, bool resource) {
-  if (!resource) return c->input(2);
+// params' shape: the input's, or a resource variable's where it is known
+// (the input is then the variable's handle, a scalar).
+absl::Status TableShape(InferenceContext* c, bool resource, ShapeHandle* table) {
+  *table = c->input(2);
+  if (!resource) return absl::OkStatus();
+  if (c->RankKnown(c->input(2))) {
+    TF_RETURN_IF_ERROR(RuleStatus(embedding::HandleShapeError(DimsOf(c, c->input(2)))));
+  }
   const auto* handle = c->input_handle_shapes_and_types(2);
-  return handle == nullptr || handle->empty() ? c->UnknownShapeOfRank(2) : (*handle)[0].shape;
+  *table = handle == nullptr || handle->empty() ? c->UnknownShapeOfRank(2) : (*handle)[0].shape;
+  return absl::OkStatus();
 }
 
 // ids [n], row_splits [bags + 1], params [vocab, dim], weights [n] or [0]:
 // embedding::BagShapeError's rule.
 absl::Status CheckInputs(InferenceContext* c, bool resource, ShapeHandle* params, DimensionHandle* bags) {
-  *params = WithKnownRank(c, TableShape(c, resource), 2);
+  TF_RETURN_IF_ERROR(TableShape(c, resource, params));
+  *params = WithKnownRank(c, *params, 2);
   embedding::BagShape shape;
   TF_RETURN_IF_ERROR(RuleStatus(embedding::BagShapeError(
       DimsOf(c, WithKnownRank(c, c->input(0), 1)), DimsOf(c, WithKnownRank(c, c->input(1), 1)), DimsOf(c, *params),

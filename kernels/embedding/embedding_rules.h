@@ -1,7 +1,7 @@
 // The embedding family's rules, written once for the op registrations, the
 // OpKernels and the kernels module: the combiners' names (the ops'
 // `combiner` attr, in the order of the Combiner enum), the bags' shape rule
-// and the messages for a bad id or split.
+// and the messages for a bad id, split or variable handle.
 #ifndef TFKIT_KERNELS_EMBEDDING_EMBEDDING_RULES_H_
 #define TFKIT_KERNELS_EMBEDDING_EMBEDDING_RULES_H_
 
@@ -57,6 +57,11 @@ inline std::string BagShapeError(const Dims& ids, const Dims& splits, const Dims
   }
   shape->weighted = shape->ids > 0 && weights[0] == shape->ids;
   return "";
+}
+
+// params of the resource ops: a variable's handle, a scalar.
+inline std::string HandleShapeError(const Dims& params) {
+  return ShapeError("params", params, {}, "the handle of a resource variable");
 }
 
 inline std::string BadIdError(int64_t position, int64_t value, int64_t vocab) {

@@ -375,6 +375,54 @@ def test_an_empty_row_splits_says_so(backend):
     assert unknown_length(tf.constant([1]), tf.constant([0, 1], tf.int64)).shape == (1, DIM)
 
 
+def resource_bag(handle, grad=False):
+    """The resource op (or its grad op) on `handle` with one bag of id 0."""
+    library = _loader.load_library()
+    args = [tf.constant([0]), tf.constant([0, 1], tf.int64), handle, tf.zeros([0])]
+    if grad:
+        return library.tfkit_resource_embedding_bag_grad(*args, tf.zeros([1, DIM]))
+    return library.tfkit_resource_embedding_bag(*args)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_the_resource_ops_name_params_for_a_missing_or_wrong_variable(grad, mode):
+    """The handle of no variable (made, never assigned) and of a lookup table:
+    InvalidArgumentError naming params."""
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer([1], [2]), -1)
+    handles = [
+        lambda: tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=[VOCAB, DIM], shared_name="tfkit_never_assigned"),
+        lambda: table.resource_handle,
+    ]
+    for handle in handles:
+        call = lambda handle=handle: resource_bag(handle(), grad)  # noqa: E731
+        says = "params must be the handle of an initialized resource variable: "
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(says)):
+            (tf.function(call) if mode == "graph" else call)()
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_the_resource_ops_refuse_a_tensor_of_no_handle(grad):
+    """An empty tensor of handles, of a rank known only at run time (eagerly,
+    TensorFlow refuses it before the op): never read out of bounds."""
+    variable = tf.Variable(make_params(tf.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int32)])
+    def first_handles(n):
+        handles = tf.reshape(tf.stack([variable.handle])[:n], tf.fill([n + 1], n))  # [0] for n = 0
+        return resource_bag(handles, grad)
+
+    says = "params must have shape [] (the handle of a resource variable), got shape [0]"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(says)):
+        first_handles(tf.constant(0))
+
+
+def test_the_resource_ops_shape_function_checks_the_handle():
+    handle = lambda: tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=[VOCAB, DIM], shared_name="tfkit_two")  # noqa: E731
+    kernel, shape_function = kernel_and_shape_function_errors(lambda: resource_bag(tf.stack([handle(), handle()])))
+    assert kernel == shape_function == "params must have shape [] (the handle of a resource variable), got shape [2]"
+
+
 @pytest.mark.parametrize("mode", ["eager", "graph"])
 def test_bags_whose_rows_would_pass_int64_elements(mode):
     """A table [0, 2**62] (no elements) and four empty bags: y [4, 2**62]
