@@ -26,7 +26,7 @@ export TFKIT_BAZEL_DISK_CACHE := $(BAZEL_DISK_CACHE)
 
 CPU_VARIANT := build/cpu/_tfkit_ops.so
 
-.PHONY: setup build build-cpu cpu-variant test sanitize demo bench info clean
+.PHONY: setup build build-cpu cpu-variant test sanitize fuzz demo bench info clean
 
 setup: $(VENV)/.installed
 	@tools/setup_bazel.sh
@@ -59,9 +59,14 @@ test: cpu-variant build
 	$(PY) -m pytest -q -m serial tests || [ $$? = 5 ]
 	$(PY) tools/sanitize.py $(PYTEST_PARALLEL)
 
-# tfkit's op library built with ASan + UBSan, and the op tests run against it.
+# tfkit's op library built with ASan + UBSan, and the op tests and the fuzz
+# suite run against it (FUZZ_EXAMPLES=N cases per op, default 200).
 sanitize: setup
 	$(PY) tools/sanitize.py $(PYTEST_PARALLEL)
+
+# The fuzz suite alone, against the library `make build` made.
+fuzz: build
+	$(PY) -m pytest -q tests/fuzz
 
 demo: build
 	$(PY) examples/digits_classifier.py
