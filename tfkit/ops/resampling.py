@@ -134,16 +134,23 @@ def _sample_composite(data, warp, *, boundary):
     x0, ax, x_ok = _axis(points[..., 0], width, boundary)
     y0, ay, y_ok = _axis(points[..., 1], height, boundary)
     image = tf.reshape(tf.cast(data, acc), [shape[0], height, width, shape[3]])  # rank 4 where traced unknown
-    total = 0
-    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-        xi, yi = x0 + dx, y0 + dy
-        inside = x_ok & y_ok & (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
-        where = tf.stack([tf.where(inside, yi, 0), tf.where(inside, xi, 0)], axis=-1)
-        weight = (ax if dx else 1 - ax) * (ay if dy else 1 - ay)
-        # Zero before the product: a NaN in the pixel gathered for an outside
-        # neighbour reaches neither the result nor the warp's gradient.
-        value = tf.gather_nd(image, where, batch_dims=1)
-        total += weight[..., tf.newaxis] * tf.where(inside[..., tf.newaxis], value, tf.zeros_like(value))
+
+    def sample():
+        total = 0
+        for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            xi, yi = x0 + dx, y0 + dy
+            inside = x_ok & y_ok & (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
+            where = tf.stack([tf.where(inside, yi, 0), tf.where(inside, xi, 0)], axis=-1)
+            weight = (ax if dx else 1 - ax) * (ay if dy else 1 - ay)
+            # Zero before the product: a NaN in the pixel gathered for an
+            # outside neighbour reaches neither the result nor the warp's gradient.
+            value = tf.gather_nd(image, where, batch_dims=1)
+            total += weight[..., tf.newaxis] * tf.where(inside[..., tf.newaxis], value, tf.zeros_like(value))
+        return total
+
+    # An image with no elements samples zeros (gather_nd refuses to read it).
+    empty = tf.zeros(tf.stack([shape[0], tf.shape(points)[1], shape[3]]), acc)
+    total = tf.cond(tf.size(image) > 0, sample, lambda: empty)
     out_shape = tf.concat([warp_shape[:-1], shape[3:]], axis=0)
     return tf.cast(tf.reshape(total, out_shape), data.dtype)
 
