@@ -19,7 +19,9 @@ sizes or types:
   shape [0] or [2], or a handle to a mutex;
 - huge: sizes of 2**31 and more in inputs that still hold no element (so a
   product of sizes can overflow int64 while the data is empty); an output
-  too large to allocate makes ResourceExhausted the honest answer.
+  too large to allocate makes ResourceExhausted the honest answer. Or, only
+  traced, sizes no tensor can have with the first dimension unknown (which
+  TensorFlow lets a shape function see).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from hypothesis import strategies as st
 from tests.fuzz.schema import Derived, Group, OneOf, Size, Spec, bind, instantiate
 
 MODES = ("eager", "graph", "graph_unknown")
+# Traced only, never run: the inputs' first dimension unknown, the others
+# any size (no tensor can have them), for the shape functions.
+TRACED = "graph_partial"
 HUGE = (2**31, 2**32, 2**40, 2**62)
 # An output of at least this many bytes can't be allocated (the check's
 # memory cap, ASan's allocation limit and the machine all refuse it).
@@ -56,9 +61,10 @@ class Expect:
     """What a case must do.
 
     kind: "valid" (return the reference's result), "invalid" (raise one of
-      `honest`, naming one of `involved`) or "exhausted" (an output can't
+      `honest`, naming one of `involved`), "exhausted" (an output can't
       be allocated: ResourceExhausted, or an InvalidArgumentError naming
-      one of `involved`).
+      one of `involved`) or "traced" (traced only: the shape functions
+      accept the shapes, or refuse them naming one of `involved`).
     what: the change made to the valid case, for messages.
     """
 
@@ -97,6 +103,18 @@ def _names(spec: Spec, args) -> frozenset[str]:
     """The names of these arguments and their aliases (and any attribute names given)."""
     by_name = {arg.name: arg for arg in spec.inputs}
     return frozenset(n for a in args for n in (by_name[a].names if a in by_name else (a,)))
+
+
+def signature(case: Case) -> list[tf.TensorSpec]:
+    """A traced-only case's inputs: the first dimension unknown."""
+    specs = []
+    for arg in case.spec.inputs:
+        shape = case.shapes[arg.name]
+        if arg.role == "handle":
+            specs.append(tf.TensorSpec([], tf.resource))
+        else:
+            specs.append(tf.TensorSpec([None, *shape[1:]] if shape else [], case.dtypes[arg.name]))
+    return specs
 
 
 # Sizes ----------------------------------------------------------------------
@@ -158,15 +176,17 @@ def _overflows(shape) -> bool:
     return False
 
 
-def _huge(draw, spec: Spec, dims: dict) -> tuple[dict, bool]:
-    """Sizes of 2**31 and more where every input still has no element;
-    returns the sizes and whether an output can't be allocated."""
+def _huge(draw, spec: Spec, dims: dict, traced: bool = False) -> tuple[dict, bool]:
+    """Sizes of 2**31 and more where every input still has no element (or,
+    `traced`, any sizes); returns the sizes and whether an output can't be
+    allocated."""
     slots = [(n, None) for n, k in spec.dims.items() if isinstance(k, Size)]
     slots += [(n, i) for n, k in spec.dims.items() if isinstance(k, Group) for i in range(len(dims[n]))]
     chosen = draw(st.lists(st.sampled_from(slots), min_size=1, max_size=3, unique=True))
     huge = {slot: draw(st.sampled_from(HUGE)) for slot in chosen}
-    if draw(st.booleans()):  # every dimension of the groups 2**31, e.g. x [2**31, 2**31, 0]
-        huge = {**{slot: HUGE[0] for slot in slots if slot[1] is not None}, **huge}
+    if draw(st.booleans()):  # every dimension of the groups, e.g. x [2**31, 2**31, 0]
+        every = 2**40 if traced else HUGE[0]  # traced: their product past int64
+        huge = {**{slot: every for slot in slots if slot[1] is not None}, **huge}
     # The sizes that keep them empty.
     zeros = draw(st.lists(st.sampled_from(slots), min_size=1, max_size=2, unique=True))
     small = dims
@@ -176,7 +196,7 @@ def _huge(draw, spec: Spec, dims: dict) -> tuple[dict, bool]:
         else:
             dims = {**dims, name: (*dims[name][:index], value, *dims[name][index + 1 :])}
     dims = _refresh(spec, dims, small)
-    reverted = True
+    reverted = not traced
     while reverted:  # each round puts back at least one size: it ends
         reverted = False
         for arg, output in [(a, False) for a in spec.inputs] + [(a, True) for a in spec.outputs]:
@@ -187,6 +207,8 @@ def _huge(draw, spec: Spec, dims: dict) -> tuple[dict, bool]:
                 changed = {n for n in set().union(*(_free(spec, item) for item in arg.shape)) if dims[n] != small[n]}
                 dims = _refresh(spec, {**dims, **{n: small[n] for n in changed}}, small)
                 reverted = reverted or bool(changed)
+    if traced:
+        return dims, False
     return dims, any(_elements(instantiate(out.shape, dims)) and _is_huge(out, dims) for out in spec.outputs)
 
 
@@ -316,7 +338,11 @@ def cases(draw, spec: Spec) -> Case:
     kinds += ["handle"] if any(a.role == "handle" for a in spec.inputs) else []
     kind = draw(st.sampled_from(kinds))
     expect = Expect()
-    if kind == "huge":
+    traced = kind == "huge" and draw(st.booleans())
+    if traced:
+        dims, _ = _huge(draw, spec, dims, traced=True)
+        expect = Expect("traced", spec.names, what="huge sizes, the first dimension unknown")
+    elif kind == "huge":
         dims, exhausted = _huge(draw, spec, dims)
         if exhausted:
             expect = Expect("exhausted", spec.names, what="huge: an output can't be allocated")
@@ -332,7 +358,7 @@ def cases(draw, spec: Spec) -> Case:
         attrs, types, expect = _change_attr(draw, spec, attrs, types)
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     specials = draw(st.lists(_special_values(spec), max_size=3))
-    values = _values(spec, dims, shapes, dtypes, rng, specials)
+    values = dict.fromkeys(shapes) if traced else _values(spec, dims, shapes, dtypes, rng, specials)
     handle = "variable"
     if kind == "value":
         values, expect = _change_values(draw, spec, values, dims, dtypes)
@@ -341,7 +367,7 @@ def cases(draw, spec: Spec) -> Case:
         honest = NO_VARIABLE if handle in ("uninitialised", "nameless") else Expect.honest
         params = next(a.name for a in spec.inputs if a.role == "handle")
         expect = Expect("invalid", _names(spec, [params]), honest, what=f"handle: {handle}")
-    mode = draw(st.sampled_from(MODES))
+    mode = TRACED if traced else draw(st.sampled_from(MODES))
     return Case(spec, mode, dims, shapes, dtypes, types, attrs, values, handle, expect)
 
 

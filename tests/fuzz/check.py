@@ -9,7 +9,9 @@ ResourceExhausted for an output that can't be allocated); where
 TensorFlow's Python layer checks an input before any kernel runs (the op
 definition's dtype lists; a shape function, whose refusal tf.function
 raises as a ValueError while tracing), a TypeError or ValueError naming the
-argument. Never a crash, never another error, never a different answer.
+argument. A case traced only (sizes no tensor can have) is traced without
+a crash, or refused that way. Never a crash, never another error, never a
+different answer.
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ class Inputs:
         self.tensors: dict[str, tf.Tensor] = {}
         self.reference: dict = {}
         self.tables: dict[str, tf.Tensor] = {}
-        for arg in case.spec.inputs:
+        for arg in case.spec.inputs if case.mode != cases.TRACED else ():
             shape, dtype, values = case.shapes[arg.name], case.dtypes[arg.name], case.values[arg.name]
             if arg.role.startswith("stat:"):
                 self.tensors[arg.name] = self._statistic(arg, shape, dtype)
@@ -234,6 +236,14 @@ def call(case: Case, inputs: Inputs) -> tuple[list | None, BaseException | None,
         path.write_text(f"# {case!r}\n{repro.script(case, inputs)}\n")
     fn = getattr(_loader.load_library(), build.python_op_name(case.spec.op))
     kwargs = case.kwargs()
+    if case.mode == cases.TRACED:
+        with tf.device("/CPU:0"), watchdog(case, inputs):
+            traced = tf.function(lambda *a: fn(*a, **kwargs), input_signature=cases.signature(case), autograph=False)
+            try:
+                traced.get_concrete_function()
+            except Exception as err:
+                return None, err, "trace"
+            return [], None, "trace"
     args = [inputs.tensors[arg.name] for arg in case.spec.inputs]
     with tf.device("/CPU:0"), memory_cap(), watchdog(case, inputs):
         if case.mode == "eager":
@@ -242,8 +252,8 @@ def call(case: Case, inputs: Inputs) -> tuple[list | None, BaseException | None,
             except Exception as err:
                 return None, err, "run"
         unknown = case.mode == "graph_unknown"
-        signature = [tf.TensorSpec([None] * t.shape.rank if unknown else t.shape, t.dtype) for t in args]
-        traced = tf.function(lambda *a: fn(*a, **kwargs), input_signature=signature, autograph=False)
+        specs = [tf.TensorSpec([None] * t.shape.rank if unknown else t.shape, t.dtype) for t in args]
+        traced = tf.function(lambda *a: fn(*a, **kwargs), input_signature=specs, autograph=False)
         try:
             concrete = traced.get_concrete_function()
         except Exception as err:
@@ -266,6 +276,8 @@ def holds(case: Case, inputs: Inputs) -> str:
     error's type name) or raises a FuzzFailure."""
     outputs, err, stage = call(case, inputs)
     expect = case.expect
+    if expect.kind == "traced" and err is None:
+        return "traced"
     if expect.kind == "valid":
         if err is not None:
             raise RefusedValid(f"{case.expect.what}: raised {_describe(err)}")

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tests.fuzz.cases import Case
+from tests.fuzz.cases import TRACED, Case, signature
 from tfkit import build
 
 _HEADER = [
@@ -57,13 +57,19 @@ def script(case: Case, inputs) -> str:
     """Python that repeats the case's call of the raw op (values included)."""
     lines = list(_HEADER)
     names = [arg.name for arg in case.spec.inputs]
+    kwargs = "".join(f", {k}={_value(v)}" for k, v in case.kwargs().items())
+    call = f"lib.{build.python_op_name(case.spec.op)}({{}}{kwargs})"
+    if case.mode == TRACED:  # no tensor can have the sizes: traced only
+        specs = ", ".join(f"tf.TensorSpec({list(s.shape)}, tf.{s.dtype.name})" for s in signature(case))
+        lines.append(f"signature = [{specs}]")
+        lines.append(f"f = tf.function(lambda *a: {call.format('*a')}, input_signature=signature, autograph=False)")
+        lines.append("print(f.get_concrete_function().structured_outputs)")
+        return "\n".join(lines)
     for arg in case.spec.inputs:
         if arg.role == "handle":
             lines += _handle(case, arg.name, inputs.tables[arg.name])
         else:
             lines.append(f"{arg.name} = {_literal(inputs.tensors[arg.name])}")
-    kwargs = "".join(f", {k}={_value(v)}" for k, v in case.kwargs().items())
-    call = f"lib.{build.python_op_name(case.spec.op)}({{}}{kwargs})"
     if case.mode == "eager":
         lines.append(f"print({call.format(', '.join(names))})")
         return "\n".join(lines)
