@@ -3,9 +3,9 @@
 A case starts valid: sizes drawn from the op's table row (zero sizes
 included), a type combination the op has kernels for, accepted attribute
 values, and values that may hold NaN, infinities, -0, subnormals or the
-smallest normal number (all valid inputs). Then at most one of these makes it wrong, or
-(where the table says the change still fits) leaves it valid with other
-sizes or types:
+smallest normal number (all valid inputs). Then at most one of these makes
+it wrong, or (where the table says the change still fits) leaves it valid
+with other sizes or types:
 
 - shape: one input's size changed, a dimension dropped or added, or the
   input made a scalar;
@@ -15,8 +15,8 @@ sizes or types:
 - value: an out-of-range id, or row splits that do not start at 0, decrease
   or do not end at the number of ids;
 - handle: the table's resource variable replaced by a handle of a variable
-  never created, one destroyed, one without a name, a handle tensor of
-  shape [0] or [2], or a handle to a mutex;
+  never created, one without a name, a handle tensor of shape [0] or [2],
+  or a handle to a mutex;
 - huge: sizes of 2**31 and more in inputs that still hold no element (so a
   product of sizes can overflow int64 while the data is empty); an output
   too large to allocate makes ResourceExhausted the honest answer. Or, only
