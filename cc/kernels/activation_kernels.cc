@@ -21,7 +21,7 @@ namespace math = ::tfkit::kernels::activation;
 
 // A row of `cols` elements costs about this many operations per element
 // (the transcendental functions dominate).
-int64_t RowCost(int64_t cols) { return 40 * std::max<int64_t>(cols, 1); }
+int64_t RowCost(int64_t cols) { return RowCostOf(40, std::max<int64_t>(cols, 1)); }
 
 // Rows and columns of x viewed as a matrix over its last axis.
 struct Matrix {
@@ -76,7 +76,7 @@ struct Functor<CPUDevice, T> {
 
   static void GatedGrad(OpKernelContext* ctx, Activation act, const T* dy, const T* x, Matrix half, T* dx) {
     WithActivation(act, [&](auto a) {
-      ShardRows(ctx, half.rows, 2 * RowCost(half.cols), [&](int64_t begin, int64_t end) {
+      ShardRows(ctx, half.rows, RowCostOf(2, RowCost(half.cols)), [&](int64_t begin, int64_t end) {
         math::GatedActivationGradRows<decltype(a)::value>(dy, x, half.cols, begin, end, dx);
       });
     });

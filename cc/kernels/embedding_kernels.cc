@@ -74,7 +74,7 @@ struct Functor<CPUDevice, T, Index> {
 
   static void Forward(OpKernelContext* ctx, const Index* ids, const int64_t* splits, const T* params,
                       const T* weights, const BagShape& shape, T* y) {
-    const int64_t cost = 2 * shape.dim * std::max<int64_t>(1, shape.ids / std::max<int64_t>(1, shape.bags));
+    const int64_t cost = RowCostOf(2 * std::max<int64_t>(1, shape.ids / std::max<int64_t>(1, shape.bags)), shape.dim);
     ShardRows(ctx, shape.bags, cost, [&](int64_t begin, int64_t end) {
       std::vector<BagSum<T>> sum(shape.dim);
       math::EmbeddingBagRows(ids, splits, params, weights, shape, begin, end, sum.data(), y);
@@ -83,7 +83,7 @@ struct Functor<CPUDevice, T, Index> {
 
   static void Backward(OpKernelContext* ctx, const T* dy, const Index* ids, const int64_t* splits, const T* params,
                        const T* weights, const BagShape& shape, T* d_values, T* d_weights) {
-    const int64_t cost = 4 * shape.dim * std::max<int64_t>(1, shape.ids / std::max<int64_t>(1, shape.bags));
+    const int64_t cost = RowCostOf(4 * std::max<int64_t>(1, shape.ids / std::max<int64_t>(1, shape.bags)), shape.dim);
     ShardRows(ctx, shape.bags, cost, [&](int64_t begin, int64_t end) {
       std::vector<BagSum<T>> dots;
       math::EmbeddingBagGradRows(dy, ids, splits, params, weights, shape, begin, end, &dots, d_values, d_weights);

@@ -77,7 +77,7 @@ struct NormFunctor<CPUDevice, T, kCenter> {
         outs);
   }
 
-  static int64_t RowCost(int64_t cols) { return 8 * std::max<int64_t>(cols, 1); }
+  static int64_t RowCost(int64_t cols) { return RowCostOf(8, std::max<int64_t>(cols, 1)); }
 };
 
 #if GOOGLE_CUDA

@@ -35,7 +35,7 @@ struct Functor<CPUDevice, T> {
     ShardRows(ctx, shape.rows, 20 * shape.channels + 40, [&](int64_t begin, int64_t end) {
       math::WarpGradRows<T, Acc<T>>(data, warp, grad, shape, begin, end, grad_warp);
     });
-    const int64_t unit_cost = shape.points * (8 * math::kChannelBlock + 40);
+    const int64_t unit_cost = RowCostOf(shape.points, 8 * math::kChannelBlock + 40);
     ShardRows(ctx, math::DataGradUnits(shape), unit_cost, [&](int64_t begin, int64_t end) {
       math::DataGradUnitRange<T, Acc<T>>(warp, grad, shape, begin, end, grad_data);
     });
