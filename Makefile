@@ -28,7 +28,7 @@ CPU_VARIANT := build/cpu/_tfkit_ops.so
 
 .PHONY: setup build build-cpu cpu-variant test sanitize fuzz demo bench info clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.editable
 	@tools/setup_bazel.sh
 
 # keras-hub is only the rotary family's test oracle: without its (tokenizer)
@@ -37,6 +37,12 @@ $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps keras-hub==0.32.0
+	touch $@
+
+# tfkit itself, editable: `.venv/bin/python any_script.py` imports this
+# checkout's tfkit from anywhere, and `.venv/bin/tfkit` is its command line.
+$(VENV)/.editable: $(VENV)/.installed setup.py pyproject.toml
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 # The op library, with CUDA kernels when a CUDA toolkit is found.
@@ -78,7 +84,9 @@ demo: build
 bench: build
 	for bench in benchmarks/bench_*.py; do $(PY) $$bench || exit 1; done
 
-info: build
+# Reads only: builds and installs nothing.
+info:
+	@test -x $(PY) || { echo "make info: no $(VENV) here; make setup (or make build) makes it" >&2; exit 2; }
 	$(PY) -m tfkit info
 
 clean:

@@ -1,7 +1,11 @@
 """Builds tfkit's wheel: the Python package plus the op library (built with
 Bazel where a Bazel is found, else with tfkit.build's compiler path), its
 public C++ headers and the Bazel macro and configure rules op projects use.
-The wheel requires the TensorFlow release the library was built for."""
+The wheel requires the TensorFlow release the library was built for; the
+extra `serve` adds the model server's dependencies.
+
+An editable install (`pip install -e .`, which `make setup` runs) builds
+nothing: the checkout's `make build` puts the library in place."""
 
 from __future__ import annotations
 
@@ -49,6 +53,8 @@ def build_op_library() -> Path:
 class BuildWithOpLibrary(build_py):
     def run(self):
         super().run()
+        if getattr(self, "editable_mode", False):
+            return
         package = Path(self.build_lib) / "tfkit"
         shutil.copy2(build_op_library(), package / LIBRARY)
         for name in BAZEL_FILES:
@@ -70,15 +76,22 @@ class BinaryDistribution(Distribution):
         return True
 
 
-def tensorflow_requirement() -> str:
+def tensorflow_version() -> str:
     import tensorflow as tf
 
-    return f"tensorflow=={tf.version.VERSION}"
+    return tf.version.VERSION
 
 
+def serve_requirements(tf_version: str) -> list[str]:
+    """`tfkit serve`'s dependencies: the serving API of this TensorFlow release."""
+    release = ".".join(tf_version.split(".")[:2])
+    return ["aiohttp>=3.9", "grpcio>=1.60", f"tensorflow-serving-api=={release}.*"]
+
+
+TF_VERSION = tensorflow_version()
 setup(
     cmdclass={"build_py": BuildWithOpLibrary},
     distclass=BinaryDistribution,
-    install_requires=[tensorflow_requirement()],
-    package_data={"tfkit": ["include/tfkit/*.h", "include/BUILD", "scaffold/family/*"]},
+    install_requires=[f"tensorflow=={TF_VERSION}"],
+    extras_require={"serve": serve_requirements(TF_VERSION)},
 )

@@ -16,7 +16,6 @@ from pathlib import Path
 from types import ModuleType
 
 LIBRARY_NAME = "_tfkit_ops.so"
-REBUILD_COMMAND = "make build"
 _STAMP = re.compile(rb"TFKIT_BUILD_STAMP ([^\x00]*)")
 # The C++ feature tests' results (tfkit/include/tfkit/compat.h).
 _COMPAT = re.compile(rb"TFKIT_COMPAT (\w+)=([01]);")
@@ -28,6 +27,29 @@ _error: OpLibraryError | None = None
 
 class OpLibraryError(RuntimeError):
     """The compiled op library is missing, stale or failed to load."""
+
+
+def _project_of(path: Path) -> Path | None:
+    """The checkout or `tfkit init` project whose `make build` makes the
+    library at `path` (`<root>/<package>/<library>.so`), if it is one."""
+    root = path.resolve().parent.parent
+    return root if (root / "Makefile").is_file() and (root / "cc" / "BUILD").is_file() else None
+
+
+def rebuild_advice(path: Path) -> str:
+    """How to rebuild the library at `path` for this TensorFlow, the way it was installed."""
+    import tensorflow as tf
+
+    project = _project_of(path)
+    if project is not None:
+        return f"Rebuild it with `make build` in {project}."
+    if path.resolve() == Path(__file__).with_name(LIBRARY_NAME).resolve():
+        return (
+            f"This tfkit was installed from a wheel: reinstall a tfkit wheel built for TensorFlow "
+            f"{tf.version.VERSION} (`pip wheel .` in a tfkit checkout builds one), or install from a checkout "
+            "with `make setup && make build`."
+        )
+    return f"Rebuild it against TensorFlow {tf.version.VERSION} the way it was built (tfkit.build or Bazel)."
 
 
 def library_path() -> Path:
@@ -51,15 +73,12 @@ def build_info(path: Path | None = None) -> dict[str, str]:
     path = path or library_path()
     if not path.is_file():
         raise OpLibraryError(
-            f"tfkit's op library was not found at {path}. Build it with "
-            f"`{REBUILD_COMMAND}` (Bazel: bazel build //cc:{LIBRARY_NAME}, then "
-            f"copy bazel-bin/cc/{LIBRARY_NAME} there), or set TFKIT_LIBRARY to "
-            "its path. The reference backend needs no library: "
-            "TFKIT_BACKEND=reference."
+            f"the op library was not found at {path}. {rebuild_advice(path)} Or set TFKIT_LIBRARY "
+            "to the library's path. The reference backend needs no library: TFKIT_BACKEND=reference."
         )
     stamp, _ = _records(path)
     if stamp is None:
-        raise OpLibraryError(f"{path} has no tfkit build stamp; rebuild it with `{REBUILD_COMMAND}`.")
+        raise OpLibraryError(f"{path} has no tfkit build stamp. {rebuild_advice(path)}")
     fields = stamp.decode("ascii", "replace").strip(";").split(";")
     return dict(field.split("=", 1) for field in fields if "=" in field)
 
@@ -92,8 +111,7 @@ def _check_tf_version(path: Path, stamp: dict[str, str]) -> None:
     if built_for != tf.version.VERSION:
         raise OpLibraryError(
             f"{path} was built for TensorFlow {built_for}, but this process runs "
-            f"TensorFlow {tf.version.VERSION}. Rebuild it against the installed "
-            f"TensorFlow with `{REBUILD_COMMAND}`."
+            f"TensorFlow {tf.version.VERSION}. {rebuild_advice(path)}"
         )
 
 
@@ -139,4 +157,4 @@ def _load(path: Path) -> ModuleType:
     try:
         return tf.load_op_library(str(path))
     except Exception as err:  # whatever the dynamic loader or TF raises
-        raise OpLibraryError(f"TensorFlow could not load {path}: {err}. Rebuild it with `{REBUILD_COMMAND}`.") from err
+        raise OpLibraryError(f"TensorFlow could not load {path}: {err}. {rebuild_advice(path)}") from err

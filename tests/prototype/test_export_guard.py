@@ -98,7 +98,7 @@ def test_check_command_exit_codes(tmp_path):
     module.serve.get_concrete_function(tf.TensorSpec([None, 4]))
     tf.saved_model.save(module, str(good))
     bad = saved_with_raw_callback(tmp_path / "bad")
-    script = "import sys; from tfkit.__main__ import main; sys.exit(main(['check', sys.argv[1]]))"
+    script = "import sys; from tfkit_cli import main; sys.exit(main(['check', sys.argv[1]]))"
     outcomes = {}
     for name, path, env in [
         ("good", good, {}),

@@ -14,7 +14,7 @@ import requests
 
 from tests.serving.conftest import MODEL, TIMEOUT, Client, options, outputs_of, read_response, start_predict
 from tfkit import OpLibraryError, library_path, serving
-from tfkit import __main__ as cli
+import tfkit_cli as cli
 from tfkit.serving.launch import ServerProcess
 from tfkit.serving.server import load_op_libraries
 

@@ -22,7 +22,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
 from tests.serving.conftest import MODEL, TIMEOUT, Client, outputs_of, read_response, start_predict
-from tfkit import __main__ as cli
+import tfkit_cli as cli
 from tfkit.serving.launch import ServerProcess
 
 LIMIT = 64 * 1024  # --max_request_bytes

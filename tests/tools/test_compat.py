@@ -118,7 +118,7 @@ def test_every_feature_is_active_here_and_has_a_probe():
 
 
 def test_info_lists_every_feature_as_active():
-    result = run_python("import sys; from tfkit.__main__ import main; sys.exit(main(['info']))")
+    result = run_python("import sys; from tfkit_cli import main; sys.exit(main(['info']))")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"internals        {len(FEATURES)} of {len(FEATURES)} active" in result.stdout, result.stdout
     for name, feature in _compat.FEATURES.items():
@@ -189,7 +189,7 @@ os.environ = dict(os.environ)
         + """
 import contextlib, io
 import tfkit
-from tfkit.__main__ import info
+from tfkit_cli import info
 out = io.StringIO()
 with contextlib.redirect_stdout(out):
     info()

@@ -118,7 +118,7 @@ except tfkit.OpLibraryError as err:
 
 
 def test_info_command():
-    result = run_python("import sys; from tfkit.__main__ import main; sys.exit(main(['info']))")
+    result = run_python("import sys; from tfkit_cli import main; sys.exit(main(['info']))")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert f"tensorflow       {tf.version.VERSION}" in out
