@@ -9,7 +9,6 @@ nothing: the checkout's `make build` puts the library in place."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys

@@ -39,6 +39,29 @@ def run_python(code: str, env: dict | None = None, timeout: int = 300) -> subpro
     )
 
 
+def project_bazel_flags() -> list[str]:
+    """`make` arguments that give an `init` project's Bazel build the disk
+    cache `make test` uses (TFKIT_BAZEL_DISK_CACHE): unchanged actions come
+    from there."""
+    cache = os.environ.get("TFKIT_BAZEL_DISK_CACHE")
+    return [f"BAZEL_FLAGS=--disk_cache={cache}"] if cache else []
+
+
+def missing_from_output(shown: str, printed: str) -> str | None:
+    """The first line of a page's `shown` output that `printed` lacks, or
+    None. Shown lines must appear in order, each as a whole printed line,
+    where `...` stands for any text; a line that is only `...` stands for
+    any lines."""
+    lines = iter(printed.splitlines())
+    for line in shown.splitlines():
+        if line.strip() == "...":
+            continue
+        pattern = re.compile(".*?".join(map(re.escape, line.split("..."))))
+        if not any(pattern.fullmatch(candidate) for candidate in lines):
+            return line
+    return None
+
+
 def kernel_and_shape_function_errors(call) -> tuple[str, str]:
     """The messages of the InvalidArgumentError `call()` raises eagerly (an
     OpKernel's check) and of the ValueError it raises while building a graph

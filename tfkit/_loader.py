@@ -30,26 +30,32 @@ class OpLibraryError(RuntimeError):
 
 
 def _project_of(path: Path) -> Path | None:
-    """The checkout or `tfkit init` project whose `make build` makes the
-    library at `path` (`<root>/<package>/<library>.so`), if it is one."""
+    """The tfkit checkout or `tfkit init` project whose `make build` makes
+    the library at `path` (`<root>/<package>/<library>.so`), if it is one."""
     root = path.resolve().parent.parent
     return root if (root / "Makefile").is_file() and (root / "cc" / "BUILD").is_file() else None
 
 
 def rebuild_advice(path: Path) -> str:
-    """How to rebuild the library at `path` for this TensorFlow, the way it was installed."""
+    """How to rebuild the library at `path` for this TensorFlow, for the way
+    it came: tfkit's own from a checkout or a wheel, a project's, or another."""
     import tensorflow as tf
 
-    project = _project_of(path)
+    if Path(path) == library_path():
+        checkout = _project_of(Path(__file__))
+        if checkout is None:
+            return (
+                f"This tfkit was installed from a wheel: install the tfkit wheel built for TensorFlow "
+                f"{tf.version.VERSION} (`pip wheel .` in a tfkit checkout builds one)."
+            )
+        advice = f"Rebuild it with `make build` in {checkout}."
+        if os.environ.get("TFKIT_LIBRARY"):
+            advice += " TFKIT_LIBRARY names this library: unset it to use the one `make build` writes."
+        return advice
+    project = _project_of(Path(path))
     if project is not None:
         return f"Rebuild it with `make build` in {project}."
-    if path.resolve() == Path(__file__).with_name(LIBRARY_NAME).resolve():
-        return (
-            f"This tfkit was installed from a wheel: reinstall a tfkit wheel built for TensorFlow "
-            f"{tf.version.VERSION} (`pip wheel .` in a tfkit checkout builds one), or install from a checkout "
-            "with `make setup && make build`."
-        )
-    return f"Rebuild it against TensorFlow {tf.version.VERSION} the way it was built (tfkit.build or Bazel)."
+    return f"Rebuild it against TensorFlow {tf.version.VERSION} as it was built (tfkit.build, or Bazel)."
 
 
 def library_path() -> Path:

@@ -81,21 +81,25 @@ def scaffold_command(make, report) -> int:
 
 
 def new_op(name: str, root: str, source: str | None) -> int:
-    return scaffold_command(
-        lambda scaffold: scaffold.new_op(name, root, source),
-        lambda written: "\n".join(f"wrote {path}" for path in written)
-        + f"\nnext: make test (the new family's tests: tests/ops/test_{name}.py), make bench",
-    )
+    def report(written) -> str:
+        tests = next(path for path in written if path.name == f"test_{name}.py")
+        return "\n".join(f"wrote {path}" for path in written) + (
+            f"\nnext: make build (the family joins the same library), then python -m pytest -q {tests}"
+        )
+
+    return scaffold_command(lambda scaffold: scaffold.new_op(name, root, source), report)
 
 
 def init(directory: str, family: str) -> int:
     return scaffold_command(
         lambda scaffold: scaffold.init_project(directory, family),
-        lambda written: f"created {directory} ({len(written)} files): cd {directory} && make test",
+        lambda written: f"created {directory} ({len(written)} files): cd {directory} && make test\n"
+        f"its Makefile runs {sys.executable} (the Python that ran init); "
+        "for another one: make PY=/path/to/python test, or change the Makefile's `PY ?=` line",
     )
 
 
-def main(argv: list[str] | None = None, prog: str = "tfkit") -> int:
+def build_parser(prog: str = "tfkit") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="tfkit command line")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="TensorFlow version, op library, build stamp, devices")
@@ -103,14 +107,19 @@ def main(argv: list[str] | None = None, prog: str = "tfkit") -> int:
         "check", help="inspect a SavedModel: Python-callback ops, custom ops (exit 1 on a problem)"
     )
     check_parser.add_argument("export_dir")
-    new_op_parser = commands.add_parser("new-op", help="generate a new op family (every layer, tests, benchmark)")
+    new_op_parser = commands.add_parser(
+        "new-op", help="generate a new op family (every layer, tests) in a tfkit checkout or an init project"
+    )
     new_op_parser.add_argument("name", help="the family name, e.g. soft_clip")
-    new_op_parser.add_argument("--root", default=".", help="the tfkit checkout (default: .)")
+    new_op_parser.add_argument(
+        "--root", default=".", help="the tfkit checkout or the project `tfkit init` made (default: .)"
+    )
     new_op_parser.add_argument(
         "--from",
         dest="source",
         metavar="MODULE:FUNCTION",
-        help="take the inputs, attributes and docstring from this prototype op (tfkit.prototype.op), and test against it",
+        help="take the inputs, attributes and docstring from this prototype op (tfkit.prototype.op), "
+        "and test against it",
     )
     init_parser = commands.add_parser("init", help="create an op project of one's own in DIR")
     init_parser.add_argument("directory")
@@ -126,7 +135,11 @@ def main(argv: list[str] | None = None, prog: str = "tfkit") -> int:
     commands.add_parser(
         "sanitizer-env", help="print the exports a process needs to load libraries built with sanitize=True"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "tfkit") -> int:
+    args = build_parser(prog).parse_args(argv)
     if args.command == "init":
         return init(args.directory, args.op)
     if args.command == "bazel-dir":

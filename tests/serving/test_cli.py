@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import requests
 
+import tfkit_cli as cli
 from tests.serving.conftest import MODEL, TIMEOUT, Client, options, outputs_of, read_response, start_predict
 from tfkit import OpLibraryError, library_path, serving
-import tfkit_cli as cli
 from tfkit.serving.launch import ServerProcess
 from tfkit.serving.server import load_op_libraries
 

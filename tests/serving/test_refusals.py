@@ -21,8 +21,8 @@ import requests
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
-from tests.serving.conftest import MODEL, TIMEOUT, Client, outputs_of, read_response, start_predict
 import tfkit_cli as cli
+from tests.serving.conftest import MODEL, TIMEOUT, Client, outputs_of, read_response, start_predict
 from tfkit.serving.launch import ServerProcess
 
 LIMIT = 64 * 1024  # --max_request_bytes

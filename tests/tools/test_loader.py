@@ -48,12 +48,25 @@ def test_version_mismatch_is_refused_before_loading(tmp_path):
     with pytest.raises(_loader.OpLibraryError) as err:
         _loader._load(stale_copy(tmp_path))
     message = str(err.value)
-    assert "1.99.9" in message and tf.version.VERSION in message and "make build" in message
+    assert "1.99.9" in message and tf.version.VERSION in message and "Rebuild it against TensorFlow" in message
 
 
 def test_missing_library_says_how_to_build(tmp_path):
-    with pytest.raises(_loader.OpLibraryError, match="make build"):
+    with pytest.raises(_loader.OpLibraryError, match=f"Rebuild it against TensorFlow {tf.version.VERSION}"):
         _loader.build_info(tmp_path / "nothing.so")
+
+
+def test_the_advice_fits_how_the_library_came(tmp_path, monkeypatch):
+    monkeypatch.delenv("TFKIT_LIBRARY", raising=False)
+    assert _loader.rebuild_advice(_loader.library_path()) == f"Rebuild it with `make build` in {ROOT}."
+    project = tmp_path / "my_ops"
+    (project / "cc").mkdir(parents=True)
+    (project / "cc" / "BUILD").write_text("")
+    (project / "Makefile").write_text("")
+    library = project / "my_ops" / "_my_ops_ops.so"
+    assert _loader.rebuild_advice(library) == f"Rebuild it with `make build` in {project}."
+    monkeypatch.setenv("TFKIT_LIBRARY", str(library))
+    assert "unset it" in _loader.rebuild_advice(library)  # tfkit's library, named by TFKIT_LIBRARY
 
 
 def test_library_without_stamp_is_refused(tmp_path):

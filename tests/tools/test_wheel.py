@@ -1,14 +1,18 @@
-"""`pip wheel .` builds a wheel with the op library, headers and Bazel rules,
-which installs into a separate venv and runs outside the source tree."""
+"""`pip wheel .` builds a wheel with the op library, headers, Bazel rules and
+templates, which installs into a separate venv and runs outside the source
+tree: the ops, the `tfkit` command, and an `init` project built both ways."""
 
+import fnmatch
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
 
 import pytest
+import tomllib
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, project_bazel_flags
 
 INSTALLED_CHECK = """
 import importlib.metadata, pathlib, sys
@@ -22,8 +26,49 @@ np.testing.assert_allclose(y.numpy()[0], [-1.3416, -0.4472, 0.4472, 1.3416], ato
 assert (pathlib.Path(tfkit.build.include_dir()) / "tfkit" / "op_utils.h").is_file()
 assert (pathlib.Path(tfkit.build.bazel_dir()) / "cc" / "op_library.bzl").is_file()
 assert (pathlib.Path(tfkit.build.bazel_dir()) / "third_party" / "tf" / "tf_configure.bzl").is_file()
-print("requires", importlib.metadata.requires("tfkit"))
+assert "installed from a wheel" in tfkit._loader.rebuild_advice(tfkit.library_path())
+requires = importlib.metadata.requires("tfkit")
+print("requires", [r for r in requires if "extra ==" not in r])
+print("serve extra", sorted(r.split(";")[0].split(">=")[0].split("==")[0] for r in requires if 'extra == "serve"' in r))
 """
+
+
+def test_package_data_holds_every_file_of_the_package_that_is_not_python():
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["tfkit"]
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "tfkit"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    data = [name.removeprefix("tfkit/") for name in tracked if not name.endswith(".py")]
+    assert "scaffold/project/Makefile.tmpl" in data
+    left_out = [name for name in data if not any(fnmatch.fnmatch(name, pattern) for pattern in patterns)]
+    assert not left_out, f"add these to [tool.setuptools.package-data] in pyproject.toml: {left_out}"
+
+
+def run(command, cwd, env, timeout=900):
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{command}: " + result.stdout[-2000:] + result.stderr[-3000:]
+    return result
+
+
+def check_init_project(venv, folder, env):
+    """`tfkit init` and `tfkit new-op` from the installed wheel, outside the
+    source tree; the project built with tfkit.build and with Bazel (no PY=:
+    its Makefile runs the wheel's Python) passes its tests both ways."""
+    tfkit = str(venv / "bin" / "tfkit")
+    assert run([tfkit, "--help"], folder, env).stdout.startswith("usage: tfkit")
+    run([tfkit, "init", "my_ops"], folder, env)
+    project = folder / "my_ops"
+    assert f"PY ?= {venv / 'bin' / 'python'}" in (project / "Makefile").read_text()
+    run([tfkit, "new-op", "scaled_softmax"], project, env)
+    run(["make", "build-nobazel"], project, env)
+    pytest_command = [str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
+    assert "44 passed" in run(pytest_command, project, env).stdout
+    try:
+        tested = run(["make", "test", *project_bazel_flags()], project, env)
+    finally:
+        subprocess.run(["make", "clean"], cwd=project, env=env, capture_output=True, timeout=300)
+    assert "44 passed" in tested.stdout
 
 
 @pytest.mark.slow
@@ -55,9 +100,20 @@ def test_wheel_installs_into_a_separate_venv_and_runs(tmp_path):
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     (tmp_path / "venv" / site.split(str(venv) + "/")[1] / "deps.pth").write_text(sysconfig.get_paths()["purelib"])
 
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    bazel = shutil.which("bazelisk") or shutil.which("bazel-4") or shutil.which("bazel")
+    path = [str(venv / "bin"), *([os.path.dirname(bazel)] if bazel else []), "/usr/bin", "/bin"]
+    env = {
+        "PATH": os.pathsep.join(path),
+        "HOME": str(tmp_path),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "TFKIT_CACHE_DIR": str(tmp_path / "cache"),
+    }
     result = subprocess.run(
         [str(python), "-c", INSTALLED_CHECK], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "requires ['tensorflow==2.21.0']" in result.stdout
+    assert "serve extra ['aiohttp', 'grpcio', 'tensorflow-serving-api']" in result.stdout
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    check_init_project(venv, outside, env)

@@ -1,4 +1,5 @@
-"""`python -m tfkit new-op NAME`: a complete new op family in tfkit's layout.
+"""`tfkit new-op NAME`: a complete new op family in tfkit's layout (in a tfkit
+checkout, or in a project `tfkit init` made, where the benchmark is left out).
 
 The family is a small, real op to start from: `y = x / (1 + |x| / limit)`, a
 smooth clip with a float attr `limit` and a compiled gradient, in every layer:
@@ -21,6 +22,7 @@ from __future__ import annotations
 import keyword
 import re
 import string
+import sys
 from pathlib import Path
 
 from tfkit.scaffold import signature
@@ -49,7 +51,8 @@ class ScaffoldError(ValueError):
 
 
 def new_op(name: str, root: str | Path = ".", source: str | None = None) -> list[Path]:
-    """Generates the family `name` in the tfkit checkout at `root`.
+    """Generates the family `name` in the tfkit checkout, or the project
+    `tfkit init` made, at `root`.
 
     With `source` ("MODULE:FUNCTION", importable from `root`), the family
     takes the inputs, attributes and docstring of that prototype op, and its
@@ -60,38 +63,58 @@ def new_op(name: str, root: str | Path = ".", source: str | None = None) -> list
       The files written or changed.
 
     Raises:
-      ScaffoldError: `name` is not a lowercase identifier of words of at
-        least two characters, names an existing family or Python keyword, a
-        file to write already exists (nothing is written then), or `source`
-        is not a prototype op whose signature a family can take.
+      ScaffoldError: `root` is neither a tfkit checkout nor an `init`
+        project, `name` is not a lowercase identifier of words of at least
+        two characters, names an existing family or Python keyword, a file
+        to write already exists (nothing is written then), or `source` is
+        not a prototype op whose signature a family can take.
     """
     root = Path(root)
-    if not (root / "cc" / "BUILD").is_file() or not (root / "tfkit" / "ops").is_dir():
-        raise ScaffoldError(f"{root.resolve()} is not a tfkit checkout (no cc/BUILD or tfkit/ops)")
-    _check_name(name, root)
+    package = _package_of(root)
+    ops_dir = root / package / "ops"
+    _check_name(name, root, ops_dir)
     try:
         sig = signature.from_prototype(source, root) if source else signature.soft_clip()
     except signature.SignatureError as err:
         raise ScaffoldError(str(err)) from None
-    values = _values(name, sig=sig)
-    targets = {template: root / path.format(f=name) for template, path in _FILES.items()}
+    values = _values(name, package, sig)
+    files = _FILES if package == "tfkit" else _PROJECT_FAMILY_FILES
+    targets = {template: root / path.format(p=package, f=name) for template, path in files.items()}
     existing = [str(path) for path in targets.values() if path.exists()]
     if existing:
         raise ScaffoldError(f"new-op {name}: refusing to overwrite {existing}")
     written = [_render(_TEMPLATES / f"{template}.tmpl", target, values) for template, target in targets.items()]
-    written.append(_add_to_ops_package(root / "tfkit" / "ops" / "__init__.py", name))
+    written.append(_add_to_ops_package(ops_dir / "__init__.py", package, name))
     return written
 
 
-def _check_name(name: str, root: Path) -> None:
+def _package_of(root: Path) -> str:
+    """The package whose ops/ a new family joins: tfkit in a tfkit checkout,
+    else the package of a project `tfkit init` made (the one with a
+    _library.py beside its ops/)."""
+    if (root / "cc" / "BUILD").is_file():
+        if (root / "tfkit" / "ops").is_dir():
+            return "tfkit"
+        packages = sorted(p.parent.name for p in root.glob("*/_library.py") if (p.parent / "ops").is_dir())
+        if len(packages) == 1:
+            return packages[0]
+    raise ScaffoldError(
+        f"{root.resolve()} is neither a tfkit checkout (cc/BUILD and tfkit/ops/) nor an op project "
+        "`tfkit init` made (cc/BUILD and PACKAGE/ops/ beside PACKAGE/_library.py): run new-op in its top folder, "
+        "or pass --root"
+    )
+
+
+def _check_name(name: str, root: Path, ops_dir: Path) -> None:
     if not _NAME.fullmatch(name) or keyword.iskeyword(name):
         raise ScaffoldError(
             f"new-op: {name!r} is not a valid family name: use lowercase words of letters and digits, at least "
             "two characters each, joined by '_' (e.g. soft_clip)"
         )
-    families = {p.name for p in (root / "kernels").iterdir() if p.is_dir() and p.name != "common"}
-    families |= {p.stem for p in (root / "tfkit" / "ops").glob("*.py") if not p.stem.startswith("_")}
-    exported = (root / "tfkit" / "ops" / "__init__.py").read_text()
+    kernels = root / "kernels"
+    families = {p.name for p in kernels.iterdir() if p.is_dir() and p.name != "common"} if kernels.is_dir() else set()
+    families |= {p.stem for p in ops_dir.glob("*.py") if not p.stem.startswith("_")}
+    exported = (ops_dir / "__init__.py").read_text()
     if name in families or re.search(rf"\b{name}\b", exported):
         raise ScaffoldError(f"new-op: {name!r} clashes with an existing op family or op of that name")
 
@@ -133,9 +156,12 @@ def _render(template: Path, target: Path, values: dict[str, str]) -> Path:
     return target
 
 
-def _add_to_ops_package(init: Path, name: str) -> Path:
+def _add_to_ops_package(init: Path, package: str, name: str) -> Path:
     with open(init, "a") as out:
-        out.write(f'\nfrom tfkit.ops.{name} import {name}, {name}_reference  # noqa: E402\n\n__all__ += ["{name}", "{name}_reference"]\n')
+        out.write(
+            f"\nfrom {package}.ops.{name} import {name}, {name}_reference  # noqa: E402\n\n"
+            f'__all__ += ["{name}", "{name}_reference"]\n'
+        )
     return init
 
 
@@ -167,9 +193,10 @@ def init_project(directory: str | Path, family: str = "soft_clip") -> list[Path]
     """Creates an op project of one's own in `directory` (new or empty).
 
     The project builds with Bazel, loading tfkit's macro and configure rules
-    from the installed tfkit (`python -m tfkit bazel-dir`), or with
-    tfkit.build (`make build-nobazel`), and its first family is made as by
-    `new-op`. Its package is named after the directory.
+    from the installed tfkit (`tfkit bazel-dir`), or with tfkit.build
+    (`make build-nobazel`), and its first family is made as by `new-op`.
+    Its package is named after the directory. Its Makefile runs this
+    Python (the one running `init`), unless `make PY=...` says otherwise.
 
     Raises:
       ScaffoldError: the directory is not empty, or its name or `family` is
@@ -183,8 +210,11 @@ def init_project(directory: str | Path, family: str = "soft_clip") -> list[Path]
         raise ScaffoldError(f"init: {family!r} is not a valid family name (e.g. soft_clip)")
     if directory.exists() and any(directory.iterdir()):
         raise ScaffoldError(f"init: {directory} is not empty")
-    values = _values(family, package)
-    written = [_render(_PROJECT / t, directory / p.format(p=package, f=family), values) for t, p in _PROJECT_FILES.items()]
+    values = {**_values(family, package), "python": sys.executable}
+    written = [
+        _render(_PROJECT / template, directory / path.format(p=package, f=family), values)
+        for template, path in _PROJECT_FILES.items()
+    ]
     for template, path in _PROJECT_FAMILY_FILES.items():
         written.append(_render(_TEMPLATES / f"{template}.tmpl", directory / path.format(p=package, f=family), values))
     from tfkit.build import bazel_dir
