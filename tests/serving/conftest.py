@@ -131,3 +131,17 @@ def read_response(connection: socket.socket) -> tuple[int, dict]:
         response = http.client.HTTPResponse(connection)
         response.begin()
         return response.status, json.loads(response.read())
+
+
+def rest_call(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, str, str]:
+    """(status, error message, the client's address:port) of one REST request to `port`."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    connection.connect()
+    client_host, client_port = connection.sock.getsockname()
+    try:
+        connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())["error"], f"{client_host}:{client_port}"
+    finally:
+        connection.close()
+

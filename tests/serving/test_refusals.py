@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import signal
 import socket
 import threading
@@ -22,7 +23,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
 import tfkit_cli as cli
-from tests.serving.conftest import MODEL, TIMEOUT, Client, outputs_of, read_response, start_predict
+from tests.serving.conftest import MODEL, TIMEOUT, Client, outputs_of, read_response, rest_call, start_predict
 from tfkit.serving.launch import ServerProcess
 
 LIMIT = 64 * 1024  # --max_request_bytes
@@ -388,6 +389,19 @@ def _hold_grpc_call(client: Client, release: threading.Event) -> grpc.Future:
         response_deserializer=predict_pb2.PredictResponse.FromString,
     )
     return stream.future(no_message(), timeout=DRAIN)
+
+
+def test_a_refusal_is_one_line_of_the_servers_log(served):
+    status, reason, peer = rest_call(served.rest_port, "GET", "/v1/models/absent")
+    assert (status, reason) == (404, f"model 'absent' is not served; this server serves ['{MODEL}']")
+    line = re.compile(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING tfkit serve: "
+        + re.escape(f"refused REST 404 GET /v1/models/absent from {peer}: {reason}\n")
+    )
+    deadline = time.monotonic() + TIMEOUT
+    while not any(line.fullmatch(logged) for logged in served.log) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the server writes the line before it answers; the log reader thread may lag
+    assert [logged for logged in served.log if line.fullmatch(logged)] == [served.log[-1]]
 
 
 def test_clients_holding_a_request_open_do_not_hold_the_shutdown_past_the_read_timeout(model_base):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import grpc
+
+log = logging.getLogger("tfkit.serving")
 
 _HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -86,6 +89,45 @@ def resource_exhausted(message: str) -> ServingError:
 
 def unavailable(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.UNAVAILABLE, message)
+
+
+def unimplemented(message: str) -> ServingError:
+    return ServingError(grpc.StatusCode.UNIMPLEMENTED, message)
+
+
+def log_refusal(
+    protocol: str, status: str, call: str, peer: str, reason: str, unexpected: BaseException | None = None
+) -> None:
+    """Logs a request the server refused or failed, in one line:
+
+        refused REST 404 GET /v1/models/nope from 127.0.0.1:50412: model 'nope' is not served ...
+
+    at WARNING; at ERROR with its traceback when `unexpected` (an error in
+    the server itself) is given. Control characters a client sent are
+    escaped, so that each refusal stays one line of bounded length.
+
+    Args:
+      protocol: "REST" or "gRPC".
+      status: the HTTP code or the gRPC status name.
+      call: what was asked: the method and path, or the RPC and model.
+      peer: the client's address:port.
+      reason: the message the client gets.
+      unexpected: the exception behind an internal error, if any.
+    """
+    log.log(
+        logging.ERROR if unexpected else logging.WARNING,
+        "refused %s %s %s from %s: %s",
+        protocol,
+        status,
+        _one_line(call),
+        _one_line(peer),
+        _one_line(_capped(reason)),
+        exc_info=unexpected,
+    )
+
+
+def _one_line(text: str) -> str:
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 class ModelLoadError(RuntimeError):

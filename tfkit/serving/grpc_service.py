@@ -6,8 +6,9 @@ they are. Errors are gRPC statuses (INVALID_ARGUMENT, NOT_FOUND, ...)."""
 from __future__ import annotations
 
 import functools
-import logging
 import threading
+import urllib.parse
+from typing import NoReturn
 
 import grpc
 from tensorflow_serving.apis import (
@@ -17,10 +18,17 @@ from tensorflow_serving.apis import (
 )
 
 from tfkit.serving import codec, protos
-from tfkit.serving.errors import ServingError, echo, echo_names, internal, invalid_argument, not_found
+from tfkit.serving.errors import (
+    ServingError,
+    echo,
+    echo_names,
+    internal,
+    invalid_argument,
+    log_refusal,
+    not_found,
+    unimplemented,
+)
 from tfkit.serving.service import InferenceService
-
-log = logging.getLogger("tfkit.serving")
 
 
 def _statuses(method):
@@ -28,15 +36,37 @@ def _statuses(method):
 
     @functools.wraps(method)
     def wrapper(self, request, context: grpc.ServicerContext):
+        unexpected = None
         try:
             return method(self, request, context)
         except ServingError as err:
-            context.abort(err.code, err.message)
+            failure = err
         except Exception as err:  # never let one request take the server down
-            log.exception("unexpected error in %s", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, internal(f"internal error: {err}").message)
+            failure, unexpected = internal(f"internal error: {err}"), err
+        _refuse(context, _call(method.__name__, request), failure, unexpected)
 
     return wrapper
+
+
+def _call(rpc: str, request) -> str:
+    """The RPC and the model it names, as a refusal's log line shows them."""
+    if "model_spec" not in request.DESCRIPTOR.fields_by_name:
+        return rpc
+    return f"{rpc} model '{echo(request.model_spec.name)}'"
+
+
+def _refuse(
+    context: grpc.ServicerContext, call: str, err: ServingError, unexpected: BaseException | None = None
+) -> NoReturn:
+    """Logs the refusal and ends the RPC with its status."""
+    log_refusal("gRPC", err.code.name, call, _peer(context), err.message, unexpected)
+    context.abort(err.code, err.message)
+
+
+def _peer(context: grpc.ServicerContext) -> str:
+    """The client's address:port, as REST's log writes it ("ipv4:" and "ipv6:" dropped)."""
+    peer = urllib.parse.unquote(context.peer() or "unknown")
+    return peer.split(":", 1)[1] if peer.startswith(("ipv4:", "ipv6:")) else peer
 
 
 def _version(model_spec) -> int | None:
@@ -86,6 +116,18 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         servable = self.service.repository.servable(_name(request.model_spec), _version(request.model_spec))
         return protos.metadata_response(servable)
 
+    @_statuses
+    def Classify(self, request, context):
+        raise unimplemented("Classify is not supported by this server; use Predict")
+
+    @_statuses
+    def Regress(self, request, context):
+        raise unimplemented("Regress is not supported by this server; use Predict")
+
+    @_statuses
+    def MultiInference(self, request, context):
+        raise unimplemented("MultiInference is not supported by this server; use Predict")
+
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     """GetModelStatus (HandleReloadConfigRequest: UNIMPLEMENTED)."""
@@ -98,6 +140,13 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         spec = request.model_spec
         return protos.status_response(self.service.repository, _name(spec), _version(spec))
 
+    @_statuses
+    def HandleReloadConfigRequest(self, request, context):
+        raise unimplemented(
+            "HandleReloadConfigRequest is not supported by this server; its models are set at start "
+            "(MODEL_BASE_PATH or --model_config_file)"
+        )
+
 
 class _Unparsable:
     """Stands for a request message that did not parse."""
@@ -108,7 +157,8 @@ class _Unparsable:
 
 class CallGuard(grpc.ServerInterceptor):
     """Wraps every unary method: a message that does not parse is answered
-    INVALID_ARGUMENT (grpcio's own answer is INTERNAL), and the calls whose
+    INVALID_ARGUMENT (grpcio's own answer is INTERNAL), an unknown method
+    UNIMPLEMENTED (logged, as every refusal is), and the calls whose
     handler runs are counted, so that a shutdown tells them from calls still
     waiting for their message."""
 
@@ -118,7 +168,10 @@ class CallGuard(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        if handler is None or handler.request_streaming or handler.response_streaming:
+        if handler is None:
+            refuse = functools.partial(_no_such_method, handler_call_details.method)
+            return grpc.stream_stream_rpc_method_handler(refuse)
+        if handler.request_streaming or handler.response_streaming:
             return handler
         return grpc.unary_unary_rpc_method_handler(
             self._wrap(handler.unary_unary, handler_call_details.method),
@@ -130,7 +183,7 @@ class CallGuard(grpc.ServerInterceptor):
         def run(request, context: grpc.ServicerContext):
             if isinstance(request, _Unparsable):
                 err = invalid_argument(f"the request is not a valid message for {method}: {request.error}")
-                context.abort(err.code, err.message)
+                _refuse(context, method.rsplit("/", 1)[-1], err)
             with self._changed:
                 self._running += 1
             try:
@@ -146,6 +199,12 @@ class CallGuard(grpc.ServerInterceptor):
         """Waits up to `timeout` seconds for no handler to run; True if none does."""
         with self._changed:
             return self._changed.wait_for(lambda: self._running == 0, timeout)
+
+
+def _no_such_method(method: str, requests, context: grpc.ServicerContext) -> NoReturn:
+    """Refuses a method no service has, before reading its messages (whether
+    the client streams them or sends one)."""
+    _refuse(context, echo(method), ServingError(grpc.StatusCode.UNIMPLEMENTED, f"no such method: {echo(method)}"))
 
 
 def _lenient(deserializer):

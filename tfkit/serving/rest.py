@@ -24,13 +24,12 @@ import zlib
 
 import grpc
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from google.protobuf import json_format
 
 from tfkit.serving import codec, protos
-from tfkit.serving.errors import ServingError, echo, internal, invalid_argument, not_found
+from tfkit.serving.errors import ServingError, echo, internal, invalid_argument, log_refusal, not_found, unimplemented
 from tfkit.serving.service import InferenceService
-
-log = logging.getLogger("tfkit.serving")
 
 # Requests (and responses of as many values) this large are decoded and
 # encoded on the thread pool, so that the event loop keeps serving others.
@@ -69,35 +68,56 @@ def _parse_version(text: str) -> int:
     return int(text)
 
 
-def _error_response(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
 def _json_errors(max_request_bytes: int):
-    """A middleware that turns every failure into {"error": ...} with the right status."""
+    """A middleware that turns every failure into {"error": ...} with the
+    right status, and logs it (one line each)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
+        unexpected = None
         try:
             return await handler(request)
         except ServingError as err:
-            return _error_response(err.http_status, err.message)
+            status, message = err.http_status, err.message
         except web.HTTPRequestEntityTooLarge:
-            return _error_response(
-                413, f"the request body is larger than the server's limit of {max_request_bytes} bytes"
-            )
+            status, message = 413, f"the request body is larger than the server's limit of {max_request_bytes} bytes"
         except web.HTTPException as err:
             if err.status < 400:
                 raise
-            return _error_response(err.status, err.reason)
+            status, message = err.status, err.reason
         except (ConnectionError, OSError) as err:  # the client went away mid-request
-            log.info("client disconnected: %s", err)
-            return _error_response(400, f"the request could not be read: {err}")
+            status, message = 400, f"the request could not be read: {err}"
         except Exception as err:  # never let one request take the server down
-            log.exception("unexpected error serving %s", request.path)
-            return _error_response(500, internal(f"internal error: {err}").message)
+            status, message, unexpected = 500, internal(f"internal error: {err}").message, err
+        log_refusal("REST", str(status), f"{request.method} {echo(request.path)}", _peer(request), message, unexpected)
+        return web.json_response({"error": message}, status=status)
 
     return middleware
+
+
+def _peer(request: web.BaseRequest) -> str:
+    """The client's address:port ("unknown" once its connection is gone)."""
+    peername = request.transport.get_extra_info("peername") if request.transport else None
+    if not peername:
+        return "unknown"
+    host, port = peername[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ProtocolErrorLog(logging.LoggerAdapter):
+    """aiohttp's server logger: a request it cannot parse, which it answers
+    400 itself before any handler runs, is logged as one refusal line
+    (aiohttp's own log of it is a traceback); the rest as aiohttp logs it."""
+
+    def __init__(self):
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+
+    def exception(self, msg, *args, exc_info=True, **kwargs) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            peer = str(args[0]) if args else "unknown"  # aiohttp passes the client's address, without its port
+            log_refusal("REST", str(exc_info.code), "(unparsable request)", peer, exc_info.message)
+        else:
+            super().exception(msg, *args, exc_info=exc_info, **kwargs)
 
 
 class RestApi:
@@ -135,9 +155,7 @@ class RestApi:
         name, version, method = _parse_path(request.match_info["path"])
         if method != "predict":
             if method in ("classify", "regress"):
-                raise ServingError(
-                    grpc.StatusCode.UNIMPLEMENTED, f":{method} is not supported by this server; use :predict"
-                )
+                raise unimplemented(f":{method} is not supported by this server; use :predict")
             raise web.HTTPMethodNotAllowed("POST", ["GET"], reason="use GET for status and metadata")
         with self.service.admit():
             return await self._predict(request, name, version)

@@ -25,7 +25,7 @@ from tfkit.serving import grpc_service
 from tfkit.serving.batching import Batcher
 from tfkit.serving.config import ServerOptions
 from tfkit.serving.repository import ModelRepository
-from tfkit.serving.rest import RestApi
+from tfkit.serving.rest import ProtocolErrorLog, RestApi
 from tfkit.serving.service import InferenceService
 
 log = logging.getLogger("tfkit.serving")
@@ -109,6 +109,7 @@ class ModelServer:
         self._runner = web.AppRunner(
             RestApi(self.service, options.max_request_bytes, read_timeout).app,
             access_log=None,
+            logger=ProtocolErrorLog(),
             shutdown_timeout=options.drain_seconds,
             auto_decompress=False,  # RestApi decompresses within max_request_bytes
             keepalive_timeout=read_timeout,  # also closes a connection whose request head is late
