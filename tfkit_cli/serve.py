@@ -58,7 +58,7 @@ def serve_options(args: argparse.Namespace):
         models=models,
         port=args.port,
         rest_api_port=args.rest_api_port,
-        host=args.host,
+        host=serving.DEFAULT_HOST if args.host is None else args.host,
         batching=batching_parameters(args),
         poll_seconds=args.file_system_poll_wait_seconds,
         op_libraries=[Path(path) for path in args.op_library],
@@ -111,7 +111,12 @@ def add_serve_parser(commands) -> None:
     parser.add_argument("--model_config_file", help="a ModelServerConfig text proto listing several models")
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500; 0: any free port)")
     parser.add_argument("--rest_api_port", type=int, default=8501, help="REST port (default 8501; 0: any free port)")
-    parser.add_argument("--host", default="0.0.0.0", help="the address to listen on (default 0.0.0.0)")
+    parser.add_argument(
+        "--host",
+        help="the address both APIs listen on (default 127.0.0.1: this machine only). The server has no "
+        "authentication: with another address (0.0.0.0: every interface) anyone who can reach the ports can "
+        "run the models, so put it behind an authenticating proxy or a network policy",
+    )
     parser.add_argument(
         "--file_system_poll_wait_seconds", type=float, default=1.0,
         help="seconds between looks for new versions (default 1; 0: only at start)",

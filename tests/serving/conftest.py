@@ -4,8 +4,11 @@ this process on free loopback ports (always stopped), and bounded clients."""
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import socket
+import sys
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -40,7 +43,6 @@ def options(base, **kwargs) -> serving.ServerOptions:
     defaults = {
         "port": 0,
         "rest_api_port": 0,
-        "host": "127.0.0.1",
         "poll_seconds": 0,
         "max_request_bytes": MAX_REQUEST_BYTES,
         "drain_seconds": 10,
@@ -145,3 +147,19 @@ def rest_call(port: int, method: str, path: str, body: bytes | None = None) -> t
     finally:
         connection.close()
 
+
+def listening_addresses(port: int) -> set[str]:
+    """The addresses of the TCP sockets listening on `port`, from Linux's
+    /proc/net/tcp and tcp6 (an IPv4-mapped IPv6 address as IPv4)."""
+    found = set()
+    for table in ("tcp", "tcp6"):
+        path = Path("/proc/net") / table
+        for row in path.read_text().splitlines()[1:] if path.exists() else []:
+            local, state = row.split()[1], row.split()[3]
+            hex_address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                packed = bytes.fromhex(hex_address)  # 32-bit words, each in the host's byte order
+                words = [int.from_bytes(packed[i : i + 4], sys.byteorder) for i in range(0, len(packed), 4)]
+                address = ipaddress.ip_address(b"".join(word.to_bytes(4, "big") for word in words))
+                found.add(str(getattr(address, "ipv4_mapped", None) or address))
+    return found

@@ -4,6 +4,7 @@ requests in flight and exiting 0."""
 
 from __future__ import annotations
 
+import argparse
 import signal
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from tests.serving.conftest import MODEL, TIMEOUT, Client, options, outputs_of, 
 from tfkit import OpLibraryError, library_path, serving
 from tfkit.serving.launch import ServerProcess
 from tfkit.serving.server import load_op_libraries
+from tfkit_cli.serve import add_serve_parser, serve_options
 
 SLOW_BODY = b'{"signature_name": "slow", "instances": [4.0]}'
 
@@ -65,6 +67,21 @@ def test_bad_flags_exit_2(capsys):
     assert cli.main(["serve", "x", "--model_config_file", "y"]) == 2
     assert cli.main(["serve", "x", "--model_base_path", "z"]) == 2
     assert "differ" in capsys.readouterr().err
+
+
+def parsed(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_serve_parser(parser.add_subparsers())
+    return parser.parse_args(["serve", *argv])
+
+
+def test_the_host_is_loopback_unless_given(tmp_path, capsys):
+    assert serve_options(parsed([str(tmp_path)])).host == serving.DEFAULT_HOST == "127.0.0.1"
+    assert serve_options(parsed([str(tmp_path), "--host", "0.0.0.0"])).host == "0.0.0.0"
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"(default {serving.DEFAULT_HOST}: this machine only). The server has no authentication" in help_text
 
 
 def test_model_config_file(tmp_path):

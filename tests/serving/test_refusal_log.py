@@ -1,6 +1,7 @@
 """Each request the server refuses or fails is one line of its log (REST and
 gRPC alike: status, what was asked, the client's address, the reason it was
-given); answered requests log nothing."""
+given); answered requests log nothing. Also: the server listens on loopback
+by default."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import re
 import socket
 import urllib.parse
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -19,6 +21,7 @@ from tests.serving.conftest import (
     MODEL,
     TIMEOUT,
     Client,
+    listening_addresses,
     options,
     read_response,
     rest_call,
@@ -181,3 +184,10 @@ def test_requests_past_max_concurrent_requests_are_one_line_each(model_base, ref
     assert rest == f"refused REST 503 POST {PREDICT} from {peer}: {limit}"
     assert re.fullmatch(f"refused gRPC UNAVAILABLE Predict model '{MODEL}' from {GRPC_PEER}: {re.escape(limit)}", grpc_)
 
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the listening sockets from Linux's /proc")
+def test_the_default_host_is_loopback_only(server):
+    assert serving.ServerOptions(models=[]).host == serving.DEFAULT_HOST == "127.0.0.1"
+    assert server.server.options.host == "127.0.0.1"  # the default: tests/serving/conftest.py sets none
+    assert listening_addresses(server.server.rest_port) == {"127.0.0.1"}
+    assert listening_addresses(server.server.grpc_port) == {"127.0.0.1"}

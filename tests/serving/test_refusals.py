@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import signal
 import socket
@@ -23,7 +24,16 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
 import tfkit_cli as cli
-from tests.serving.conftest import MODEL, TIMEOUT, Client, outputs_of, read_response, rest_call, start_predict
+from tests.serving.conftest import (
+    MODEL,
+    TIMEOUT,
+    Client,
+    listening_addresses,
+    outputs_of,
+    read_response,
+    rest_call,
+    start_predict,
+)
 from tfkit.serving.launch import ServerProcess
 
 LIMIT = 64 * 1024  # --max_request_bytes
@@ -402,6 +412,12 @@ def test_a_refusal_is_one_line_of_the_servers_log(served):
     while not any(line.fullmatch(logged) for logged in served.log) and time.monotonic() < deadline:
         time.sleep(0.05)  # the server writes the line before it answers; the log reader thread may lag
     assert [logged for logged in served.log if line.fullmatch(logged)] == [served.log[-1]]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads the listening sockets from Linux's /proc")
+def test_tfkit_serve_listens_on_loopback_by_default(served):
+    assert listening_addresses(served.rest_port) == {"127.0.0.1"}
+    assert listening_addresses(served.grpc_port) == {"127.0.0.1"}
 
 
 def test_clients_holding_a_request_open_do_not_hold_the_shutdown_past_the_read_timeout(model_base):

@@ -17,12 +17,13 @@ a model, and refuses models a server cannot run (`tfkit.saved_model.check`).
 from __future__ import annotations
 
 from tfkit.serving.batching import BatchingParameters
-from tfkit.serving.config import ServerOptions, read_batching_parameters_file, read_model_config_file
+from tfkit.serving.config import DEFAULT_HOST, ServerOptions, read_batching_parameters_file, read_model_config_file
 from tfkit.serving.errors import ModelLoadError, ServingError
 from tfkit.serving.repository import ModelConfig, ModelRepository
 from tfkit.serving.server import ModelServer, ServerThread, serve
 
 __all__ = [
+    "DEFAULT_HOST",
     "BatchingParameters",
     "ModelConfig",
     "ModelLoadError",

@@ -13,6 +13,9 @@ from tensorflow_serving.config import model_server_config_pb2
 from tfkit.serving.batching import BatchingParameters
 from tfkit.serving.repository import ModelConfig
 
+# Loopback only: the server has no authentication, so listening where others
+# can reach it is the user's choice (--host 0.0.0.0).
+DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_CONCURRENT_REQUESTS = 64
 DEFAULT_REQUEST_READ_TIMEOUT_SECONDS = 30.0
@@ -26,7 +29,8 @@ class ServerOptions:
       models: the models to serve.
       port: the gRPC port (0: any free port).
       rest_api_port: the REST port (0: any free port).
-      host: the address both listen on.
+      host: the address both listen on: loopback by default; another
+        address lets whoever reaches it run the models (no authentication).
       batching: the batching parameters, or None for no batching.
       poll_seconds: how often to look for new versions (<= 0: only at start).
       op_libraries: op libraries to load before any model (e.g. tfkit.build output).
@@ -46,7 +50,7 @@ class ServerOptions:
     models: list[ModelConfig]
     port: int = 8500
     rest_api_port: int = 8501
-    host: str = "0.0.0.0"
+    host: str = DEFAULT_HOST
     batching: BatchingParameters | None = None
     poll_seconds: float = 1.0
     op_libraries: list[Path] = dataclasses.field(default_factory=list)

@@ -19,7 +19,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 
 
 class ServerProcess:
-    """`python -m tfkit serve ARGS --port 0 --rest_api_port 0` on loopback.
+    """`python -m tfkit serve ARGS --port 0 --rest_api_port 0`, on loopback (the default host).
 
     Args:
       args: the serve arguments (model path and flags), without the ports.
@@ -40,8 +40,6 @@ class ServerProcess:
             "0",
             "--rest_api_port",
             "0",
-            "--host",
-            "127.0.0.1",
         ]
         pythonpath = os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
