@@ -40,7 +40,9 @@ names it a legitimate refusal.
   that imports only tfkit and the modules named, gives identical outputs (a
   prototype's export must be refused, leaving nothing behind);
 - bad_inputs: each given bad argument set raises InvalidArgumentError,
-  eagerly and in a graph, in a fresh process that must not crash;
+  eagerly and in a graph, in a fresh process that must not crash (in the
+  graph, a shape function's refusal may be the ValueError TensorFlow raises
+  while building a graph, with the eager error's message);
 - threads: eight threads calling the op at once give the serial results.
 
 Tolerances (against a reference, numeric gradients) come from the one table
@@ -174,7 +176,9 @@ def opcheck(
       atol, rtol: Tolerances for comparisons with the reference (default:
         by dtype, the `reference` column of `tfkit.tolerances.TOLERANCES`).
       bad_inputs: Argument sets `(args, kwargs)` that must each raise
-        InvalidArgumentError.
+        InvalidArgumentError: `op(*args, **kwargs)`, the kwargs complete (not
+        merged with `kwargs`); args are NumPy-convertible, kwargs JSON values
+        or arrays. Skipped unless the op can be imported by name.
       imports: Modules the fresh process imports besides tfkit (default: the
         module that defines the op, where it can be imported).
       raise_on_failure: Whether a failed sub-check raises (the default);
@@ -654,6 +658,7 @@ class _Case:
     def run_fresh_process(self, tmp: Path) -> dict[str, _Result]:
         outcome = {"saved_model": _passed(), "bad_inputs": _passed()}
         job = {"imports": self.imports, "saved_model": None, "op": _import_path(self.op), "bad": []}
+        job["shape_function_refusal"] = _SHAPE_FUNCTION_REFUSAL
         export_dir = tmp / "saved_model"
         module = tf.Module()
         module.f = self.traced("static")
@@ -689,14 +694,25 @@ class _Case:
             else:
                 outcome["saved_model"] = _failed(f"fresh process: {result.get('saved_model')}")
         if job["bad"]:
-            problems = [p for p in result["bad"] if p != "InvalidArgumentError"]
+            problems = [p for p in result["bad"] if p not in ("InvalidArgumentError", _SHAPE_FUNCTION_REFUSAL)]
             if problems:
                 outcome["bad_inputs"] = _failed(f"bad inputs did not raise InvalidArgumentError: {problems}")
             else:
                 sets = len(job["bad"])
-                outcome["bad_inputs"] = _passed(f"{sets} bad argument sets, eager and graph: InvalidArgumentError")
+                detail = f"{sets} bad argument sets, eager and graph: InvalidArgumentError"
+                by_shape_function = result["bad"].count(_SHAPE_FUNCTION_REFUSAL)
+                if by_shape_function:
+                    detail += (
+                        f" ({by_shape_function} in the graph as TensorFlow reports a shape function's refusal: "
+                        "ValueError, with the eager message)"
+                    )
+                outcome["bad_inputs"] = _passed(detail)
         return outcome
 
+
+# What the fresh process records for a bad argument set that a shape function
+# refused in the graph (see _FRESH_SCRIPT).
+_SHAPE_FUNCTION_REFUSAL = "shape function"
 
 _FRESH_SCRIPT = r"""
 import importlib, json, sys
@@ -706,6 +722,16 @@ job = json.loads(open(sys.argv[1]).read())
 for name in job["imports"]:
     importlib.import_module(name)
 out = {"bad": []}
+
+# Whether a graph's ValueError is a shape function's InvalidArgument (as
+# TensorFlow raises it while building a graph) with the eager message.
+def refused_by_shape_function(err, eager_message):
+    if eager_message is None or " for '{{node " not in str(err):
+        return False
+    core = eager_message.split(" [Op:")[0]
+    core = core.split("}} ", 1)[-1] if core.startswith("{{function_node ") else core
+    return bool(core.strip()) and core in str(err).split(" for '{{node ")[0]
+
 if job["saved_model"]:
     loaded = tf.saved_model.load(job["saved_model"])
     args = list(np.load(sys.argv[2] + "/args.npz").values())
@@ -725,13 +751,20 @@ if job["bad"]:
         data = np.load(case["file"])
         args = [data[f"arr_{i}"] for i in range(case["args"])]
         kwargs = {**case["kwargs"], **{name: data["kw_" + name] for name in case["arrays"]}}
+        eager_message = None
         for mode in ("eager", "graph"):
             call = (lambda *a: op(*a, **kwargs))
             try:
                 (tf.function(call) if mode == "graph" else call)(*args)
                 out["bad"].append(f"{mode}: no error")
-            except tf.errors.InvalidArgumentError:
+            except tf.errors.InvalidArgumentError as err:
                 out["bad"].append("InvalidArgumentError")
+                eager_message = err.message if mode == "eager" else eager_message
+            except ValueError as err:
+                if mode == "graph" and refused_by_shape_function(err, eager_message):
+                    out["bad"].append(job["shape_function_refusal"])
+                else:
+                    out["bad"].append(f"{mode}: ValueError: {str(err)[:200]}")
             except Exception as err:
                 out["bad"].append(f"{mode}: {type(err).__name__}: {str(err)[:200]}")
 print("OPCHECK " + json.dumps(out))
@@ -772,8 +805,14 @@ def _import_path(op) -> str | None:
 
 
 def _defining_modules(op) -> list[str]:
+    """The op's module, to import in the fresh process; none for a function
+    of a loaded op library (tf.load_op_library names its module by a hash:
+    it exists in a process only once the library is loaded)."""
     path = _import_path(op)
-    return [path.split(":")[0]] if path else []
+    if not path:
+        return []
+    module = path.split(":")[0]
+    return [] if getattr(sys.modules.get(module), "_IS_TENSORFLOW_PLUGIN", False) else [module]
 
 
 def _as_list(value) -> list:

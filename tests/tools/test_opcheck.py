@@ -233,3 +233,28 @@ def test_an_op_that_raises_fails_every_check_that_runs_it():
     }, report
     for name, result in report.failed.items():
         assert "raised KeyError: 'missing'" in result.detail, (name, result.detail)
+
+
+# a function of a loaded op library, called bare ---------------------------
+
+
+def test_a_library_function_bare_passes_its_shape_functions_refusals():
+    """In a graph TensorFlow raises a shape function's InvalidArgument as a
+    ValueError: accepted with the eager message, any other ValueError fails.
+    The function's module (tf.load_op_library's, named by a hash) is not
+    imported in the fresh process: loading the library makes it."""
+    bias_activation = tfkit._loader.load_library().tfkit_bias_activation
+    bias = tf.ones([5])
+    short_bias = ([X, np.ones([4], np.float32)], {})  # the shape function's refusal
+    unknown_activation = ([X, np.ones([5], np.float32)], {"activation": "nope"})  # the op def's, in the graph
+    report = opcheck(
+        bias_activation,
+        [X, bias],
+        checks=["saved_model", "bad_inputs"],
+        bad_inputs=[short_bias, unknown_activation],
+        raise_on_failure=False,
+    )
+    assert report["saved_model"].detail == "loaded and run in a fresh process importing ['tfkit']"
+    problems = report["bad_inputs"].detail.removeprefix("bad inputs did not raise InvalidArgumentError: ")
+    assert problems.startswith("['graph: ValueError: Attr \\'activation\\' of \\'Tfkit>BiasActivation\\' Op passed")
+    assert problems.count("graph:") == 1 and "bias must have shape" not in problems, problems
