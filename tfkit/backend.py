@@ -24,7 +24,8 @@ from tfkit import _compat
 BACKENDS = ("auto", "compiled", "reference", "prototype")
 ENV_VAR = "TFKIT_BACKEND"
 
-_warned_fallback = False
+# The library errors warn_fallback has warned about.
+_warned_fallback: set[str] = set()
 
 
 class XLACompiledBackendError(tf.errors.InvalidArgumentError, ValueError):
@@ -109,14 +110,14 @@ def xla_error(op_name: str, choice: str) -> XLACompiledBackendError:
     )
 
 
-def warn_fallback(err: Exception, stacklevel: int = 2) -> None:
-    """Warns once per process that the reference backend replaces the library."""
-    global _warned_fallback
-    if _warned_fallback:
+def warn_fallback(err: Exception, stacklevel: int = 2, *, instead: str = "the pure-TensorFlow reference ops") -> None:
+    """Warns that `instead` runs because a library can't load, once per
+    process for each library error (tfkit's own is told at import)."""
+    if str(err) in _warned_fallback:
         return
-    _warned_fallback = True
+    _warned_fallback.add(str(err))
     warnings.warn(
-        f"tfkit: using the pure-TensorFlow reference ops because the compiled library is unavailable: {err}",
+        f"tfkit: using {instead} because the compiled library is unavailable: {err}",
         RuntimeWarning,
         stacklevel=stacklevel + 1,
     )

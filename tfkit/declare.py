@@ -139,17 +139,22 @@ class Op:
             if "reference" in self.implementations:
                 return "reference"
             raise _backend.xla_error(self.name, "auto")
-        for kind in _AUTO_ORDER:
-            if kind not in self.implementations:
-                continue
-            if kind != "compiled":
-                return kind
+        kinds = [kind for kind in _AUTO_ORDER if kind in self.implementations]
+        if kinds[:1] == ["compiled"]:
             try:
                 self._library()
-                return kind
+                return "compiled"
             except _loader.OpLibraryError as err:
-                _backend.warn_fallback(err, stacklevel=4)
-        raise ValueError(f"{self.name} has no implementation that can run: declare a reference or a prototype")
+                if len(kinds) == 1:
+                    raise ValueError(
+                        f"{self.name} has no implementation that can run: its compiled library is unavailable "
+                        f"({err}); declare a reference or a prototype"
+                    ) from err
+                _backend.warn_fallback(err, stacklevel=4, instead=f"{self.name}'s {kinds[1]}")
+                return kinds[1]
+        if not kinds:
+            raise ValueError(f"{self.name} has no implementation that can run: declare a reference or a prototype")
+        return kinds[0]
 
     def __call__(self, *args, backend: str | None = None, **kwargs):
         if self._prepare is not None:

@@ -1,5 +1,7 @@
 """Prototype ops: eager, graphs, Keras, tf.data, gradients, errors, backends."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -114,6 +116,43 @@ def test_an_op_with_a_reference_runs_it_by_default_and_under_xla():
     xla = tf.function(lambda x: sample_ops.cube(x), jit_compile=True)
     np.testing.assert_allclose(xla(X).numpy(), X.numpy() ** 3, rtol=1e-5)
     np.testing.assert_allclose(sample_ops.cube(X, backend="prototype").numpy(), X.numpy() ** 3, rtol=1e-6)
+
+
+def with_compiled_from(library, name: str):
+    """A prototype op `name` (x * 2) with a compiled implementation whose
+    library is `library`."""
+    op = tfkit.prototype.op(name=name)(lambda x: x * 2)
+    op.compiled(library=library)(lambda x: x * 3)
+    return op
+
+
+def test_auto_falls_back_from_an_unloadable_library_of_ones_own_and_says_to_what():
+    def unloadable():
+        raise tfkit.OpLibraryError("twice_ops.so was not found")
+
+    twice = with_compiled_from(unloadable, "twice")
+    with pytest.warns(RuntimeWarning) as caught:
+        np.testing.assert_array_equal(twice(tf.ones([2])).numpy(), [2.0, 2.0])
+    assert [str(w.message) for w in caught] == [
+        "tfkit: using twice's prototype because the compiled library is unavailable: twice_ops.so was not found"
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per library error
+        assert twice.choose() == "prototype"
+    with pytest.raises(tfkit.OpLibraryError, match="twice_ops.so was not found"):
+        twice.choose("compiled")
+    assert with_compiled_from(lambda: None, "thrice").choose() == "compiled"
+
+
+def test_auto_with_only_an_unloadable_compiled_op_says_why_nothing_can_run():
+    def unloadable():
+        raise tfkit.OpLibraryError("only_ops.so was not found")
+
+    only = tfkit.Op("only_compiled")
+    only.compiled(library=unloadable)(lambda x: x)
+    with pytest.raises(ValueError, match=r"only_compiled has no implementation that can run: its compiled library "
+                       r"is unavailable \(only_ops.so was not found\); declare a reference or a prototype"):
+        only(tf.ones([2]))
 
 
 def test_backend_choice_for_a_prototype_only_op(monkeypatch):
