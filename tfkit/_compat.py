@@ -226,7 +226,7 @@ def _probe_save_context():
     "keras.src.backend.common.global_state 'current_call_ctx' (Keras's layer call context)",
     "keeping Keras's jit_compile='auto' off XLA for a model whose layer calls a prototype op",
     "Keras's jit_compile='auto' may compile such a model with XLA, where its prototype raises "
-    "XLACompiledBackendError: compile it with jit_compile=False",
+    "XLAPrototypeError: compile it with jit_compile=False",
 )
 def _probe_keras_call_context():
     get_attribute = _callable(

@@ -6,8 +6,10 @@ once per trace under `tf.function`):
 
 - "reference": the pure-TensorFlow composite.
 - "compiled": the C++/CUDA op. Inside an XLA compilation (`jit_compile=True`)
-  this is an error: XLA cannot run custom kernels from a loaded library.
-- "prototype": the Python function (not under XLA either).
+  this is an error, `XLACompiledBackendError`: XLA cannot run custom kernels
+  from a loaded library.
+- "prototype": the Python function; under XLA an `XLAPrototypeError`, as XLA
+  cannot call back into Python. Both are an `XLAUnsupportedError`.
 - "auto": the compiled op, else the reference, else the prototype; inside an
   XLA compilation the reference (XLA compiles and fuses it); where the
   library can't be loaded, the next one after a warning that says why.
@@ -15,11 +17,17 @@ once per trace under `tf.function`):
 
 from __future__ import annotations
 
+import inspect
 import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 
 from tfkit import _compat
+
+if TYPE_CHECKING:
+    from tfkit.declare import Op
 
 BACKENDS = ("auto", "compiled", "reference", "prototype")
 ENV_VAR = "TFKIT_BACKEND"
@@ -28,13 +36,24 @@ ENV_VAR = "TFKIT_BACKEND"
 _warned_fallback: set[str] = set()
 
 
-class XLACompiledBackendError(tf.errors.InvalidArgumentError, ValueError):
-    """backend="compiled" was asked for inside an XLA (`jit_compile`) compilation."""
+class XLAUnsupportedError(tf.errors.InvalidArgumentError, ValueError):
+    """An implementation of an op that can't run inside an XLA compilation
+    (`jit_compile=True`); its message names the op and the implementation,
+    and says what to do. `XLACompiledBackendError` and `XLAPrototypeError`
+    are its two kinds."""
 
     def __init__(self, node_def, op, message, *args):
         # The signature of tf.errors.OpError, so tf.function's error
-        # rewriting keeps this type.
+        # rewriting keeps this type (and each subclass's).
         super().__init__(node_def, op, message, *args)
+
+
+class XLACompiledBackendError(XLAUnsupportedError):
+    """An op's compiled kernel was to run inside an XLA compilation."""
+
+
+class XLAPrototypeError(XLAUnsupportedError):
+    """An op's prototype (a Python function) was to run inside an XLA compilation."""
 
 
 def resolve(backend: str | None) -> str:
@@ -87,27 +106,46 @@ def in_xla_compilation() -> bool:
     return _compat.in_xla_context()
 
 
-def xla_error(op_name: str, choice: str) -> XLACompiledBackendError:
-    """The error for an implementation XLA cannot run, saying what to do."""
-    if choice == "compiled":
-        return XLACompiledBackendError(
-            None,
-            None,
-            f"{op_name}: backend='compiled' cannot run inside an XLA compilation "
-            "(jit_compile=True): XLA cannot run tfkit's compiled kernels, which "
-            "come from a loaded op library. Use backend='auto' (the default; it "
-            "runs the pure-TensorFlow reference under XLA) or 'reference', or "
-            "turn jit_compile off.",
+# Each implementation XLA can't run: its error, and why it can't.
+_NOT_UNDER_XLA = {
+    "compiled": (XLACompiledBackendError, "XLA cannot run kernels from a loaded op library"),
+    "prototype": (
+        XLAPrototypeError,
+        "XLA cannot call back into Python (a prototype runs through tf.numpy_function or tf.py_function)",
+    ),
+}
+
+
+def xla_error(op: Op, backend: str, kind: str) -> XLAUnsupportedError:
+    """The error for `op`'s `kind` implementation ("compiled" or "prototype"),
+    which `backend` chose, inside an XLA compilation: it names the
+    implementation (a prototype by its Python function) and says what to do."""
+    error, why = _NOT_UNDER_XLA[kind]
+    function = _python_name(op.implementations.get(kind)) if kind == "prototype" else None
+    what = f"its {'compiled kernel' if kind == 'compiled' else 'prototype'}{f' {function}' if function else ''}"
+    chosen = f"asked for with backend={backend!r}" if backend == kind else f"which backend={backend!r} chose"
+    if "reference" in op.implementations:
+        advice = (
+            "Use backend='auto' (the default; it runs the pure-TensorFlow reference under XLA) or 'reference', "
+            "or turn jit_compile off."
         )
-    return XLACompiledBackendError(
-        None,
-        None,
-        f"{op_name}: its prototype (a Python function run by tf.numpy_function or "
-        "tf.py_function) cannot run inside an XLA compilation (jit_compile=True): "
-        "XLA cannot call back into Python. Declare a pure-TensorFlow reference "
-        "for it (@op.reference), which runs under XLA with backend='auto', or "
-        "turn jit_compile off.",
-    )
+    else:
+        advice = (
+            "Declare a pure-TensorFlow reference (@op.reference), which backend='auto' runs under XLA, "
+            "or turn jit_compile off."
+        )
+    message = f"{op.name}: {what}, {chosen}, cannot run inside an XLA compilation (jit_compile=True): {why}. {advice}"
+    return error(None, None, message)
+
+
+def _python_name(fn: Callable[..., Any] | None) -> str | None:
+    """`module.qualname` of the Python function behind `fn`, where it has one."""
+    function = inspect.unwrap(fn) if fn is not None else None
+    qualname = getattr(function, "__qualname__", None)
+    if not isinstance(qualname, str):
+        return None
+    module = getattr(function, "__module__", None)
+    return f"{module}.{qualname}" if module else qualname
 
 
 def warn_fallback(err: Exception, stacklevel: int = 2, *, instead: str = "the pure-TensorFlow reference ops") -> None:

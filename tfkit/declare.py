@@ -114,9 +114,10 @@ class Op:
 
         Raises:
           ValueError: no such implementation, or no backend by that name.
-          XLACompiledBackendError: a compiled or prototype implementation
-            was asked for inside an XLA compilation, or "auto" found no
-            reference to run there.
+          XLAUnsupportedError: inside an XLA compilation, a compiled
+            (XLACompiledBackendError) or prototype (XLAPrototypeError)
+            implementation was asked for, or "auto" found no reference to
+            run there.
           OpLibraryError: "compiled" was asked for and its library can't load.
         """
         choice = _backend.resolve(backend)
@@ -129,7 +130,7 @@ class Op:
                 f"{self.name} has no {choice} implementation; it has: {', '.join(self.implementations) or 'none'}"
             )
         if choice != "reference" and _backend.in_xla_compilation():
-            raise _backend.xla_error(self.name, choice)
+            raise _backend.xla_error(self, choice, choice)
         if choice == "compiled":
             self._library()
         return choice
@@ -138,7 +139,9 @@ class Op:
         if _backend.in_xla_compilation():
             if "reference" in self.implementations:
                 return "reference"
-            raise _backend.xla_error(self.name, "auto")
+            declared = [kind for kind in _AUTO_ORDER if kind in self.implementations]
+            if declared:
+                raise _backend.xla_error(self, "auto", declared[0])
         kinds = [kind for kind in _AUTO_ORDER if kind in self.implementations]
         if kinds[:1] == ["compiled"]:
             try:

@@ -25,7 +25,8 @@ Two kinds of body:
   but differentiable without `grad=`: TensorFlow records the ops it runs.
 
 A prototype runs in the Python process that traced it: it can't run under
-XLA, and it can't be exported (see `tfkit.saved_model`): declare a
+XLA (where it raises `tfkit.backend.XLAPrototypeError`, naming the
+function), and it can't be exported (see `tfkit.saved_model`): declare a
 reference or compiled implementation for that.
 """
 
@@ -134,6 +135,7 @@ class _Prototype:
     def __init__(self, name, function, grad, outputs, body):
         self.name = name
         self.function = function
+        self.__wrapped__ = function  # what inspect.unwrap finds: XLA's refusal names it
         self.grad = grad
         self.rule = outputs
         self.numpy = body == "numpy"

@@ -34,8 +34,9 @@ names it a legitimate refusal.
 - xla: the op under jit_compile=True with the default backend matches its
   eager results. An op without a reference (an Op that declares none, or a
   plain callable) may instead be refused cleanly, which means raising
-  tfkit.backend.XLACompiledBackendError; any other error fails, whatever
-  its message says.
+  tfkit.backend.XLAUnsupportedError (the detail names its kind,
+  XLACompiledBackendError or XLAPrototypeError); any other error fails,
+  whatever its message says.
 - saved_model: a tf.Module using the op, saved and loaded in a fresh process
   that imports only tfkit and the modules named, gives identical outputs (a
   prototype's export must be refused, leaving nothing behind);
@@ -69,7 +70,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit import saved_model as _saved_model
-from tfkit.backend import XLACompiledBackendError
+from tfkit.backend import XLAUnsupportedError
 from tfkit.declare import Op
 from tfkit.prototype import PrototypeError, PrototypeGradientError
 from tfkit.tolerances import TOLERANCES, tolerance
@@ -413,14 +414,14 @@ def _rounding_spread(plus, minus, weights) -> float:
 def _check_xla(case: _Case) -> _Result:
     try:
         got = _as_list(case.traced("static", jit_compile=True)(*case.args))
-    except XLACompiledBackendError as err:
+    except XLAUnsupportedError as err:
         if case.declared is not None and "reference" in case.declared.implementations:
             return _failed(f"under jit_compile=True the op raised {_error_text(err)} though it declares a reference")
-        return _passed("refused cleanly: XLACompiledBackendError")
+        return _passed(f"refused cleanly: {type(_unwrap_autograph(err)).__name__}")
     except Exception as err:
         return _failed(
             f"under jit_compile=True the op raised {_error_text(err)} (only "
-            "tfkit.backend.XLACompiledBackendError is a clean refusal)"
+            "tfkit.backend.XLAUnsupportedError is a clean refusal)"
         )
     problem = case.mismatch(got, case.eager(), "under jit_compile=True")
     return _failed(problem) if problem else _passed()

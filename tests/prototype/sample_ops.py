@@ -111,7 +111,7 @@ def _doubles_with_indexerror_grad(x):
 
 def _prepare_xla_unaware(x):
     """A wrapper that fails under XLA with its own error (it says "XLA" but is
-    not tfkit.backend.XLACompiledBackendError)."""
+    not a tfkit.backend.XLAUnsupportedError)."""
     if tfkit.backend.in_xla_compilation():
         raise RuntimeError("XLA compilation hit an unsupported path in this wrapper")
     return (x,), {}

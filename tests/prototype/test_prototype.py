@@ -106,8 +106,31 @@ def test_second_order_gradient_through_numpy_grad_is_an_error():
 
 def test_under_xla_a_prototype_is_a_clear_error_at_trace_time():
     f = tf.function(lambda x: sample_ops.softclip(x), jit_compile=True)
-    with pytest.raises(tfkit.backend.XLACompiledBackendError, match="softclip: its prototype"):
+    with pytest.raises(tfkit.backend.XLAPrototypeError) as err:
         f.get_concrete_function(tf.TensorSpec([2, 3]))
+    assert isinstance(err.value, tfkit.backend.XLAUnsupportedError)
+    assert not isinstance(err.value, tfkit.backend.XLACompiledBackendError)
+    expected = (
+        "softclip: its prototype tests.prototype.sample_ops.softclip, which backend='auto' chose, cannot run inside "
+        "an XLA compilation (jit_compile=True): XLA cannot call back into Python (a prototype runs through "
+        "tf.numpy_function or tf.py_function). Declare a pure-TensorFlow reference (@op.reference), which "
+        "backend='auto' runs under XLA, or turn jit_compile off."
+    )
+    assert str(err.value).rstrip().endswith(expected)
+
+
+def test_under_xla_an_explicit_prototype_of_an_op_with_a_reference_says_to_use_it():
+    f = tf.function(lambda x: sample_ops.cube(x, backend="prototype"), jit_compile=True)
+    with pytest.raises(tfkit.backend.XLAPrototypeError) as err:
+        f.get_concrete_function(tf.TensorSpec([2, 3]))
+    assert "cube: its prototype tests.prototype.sample_ops.cube, asked for with backend='prototype', cannot run" in (
+        str(err.value)
+    )
+    expected = (
+        "Use backend='auto' (the default; it runs the pure-TensorFlow reference under XLA) or 'reference', or turn "
+        "jit_compile off."
+    )
+    assert str(err.value).rstrip().endswith(expected)
 
 
 def test_an_op_with_a_reference_runs_it_by_default_and_under_xla():

@@ -148,7 +148,7 @@ def test_another_error_mentioning_xla_fails_the_xla_check():
 def test_a_prototype_under_xla_is_refused_cleanly():
     report = opcheck(sample_ops.double_no_grad, [X], checks=["xla"])
     assert statuses(report) == {"xla": "passed"}
-    assert report["xla"].detail == "refused cleanly: XLACompiledBackendError"
+    assert report["xla"].detail == "refused cleanly: XLAPrototypeError"
 
 
 # static_shapes: unknown rank is refused cleanly or it is a failure ------------
