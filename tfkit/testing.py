@@ -21,9 +21,11 @@ names it a legitimate refusal.
   give the same results.
 - reference: the op against its reference (given, or the Op's own reference
   or prototype), with dtype-aware tolerances; skipped when there is none.
-- gradients: numeric vs analytic (the full Jacobian for small inputs, random
-  directional derivatives for large ones) in float64, and the op's gradients
-  against the reference's. An op that refuses float64 (a dtype error naming
+- gradients: numeric (finite-difference) vs analytic (the full Jacobian for
+  small inputs, random directional derivatives for large ones) in float64,
+  and the op's gradients against the reference's. A mismatch says, as the
+  reference check's does, how many elements differ, the largest error and
+  the tolerance. An op that refuses float64 (a dtype error naming
   float64) is checked in its inputs' dtype at that dtype's gradient
   tolerance, and the detail says so; any other error in float64 fails.
   Skipped only when the op defines no gradient: TensorFlow's gradient
@@ -39,7 +41,8 @@ names it a legitimate refusal.
   whatever its message says.
 - saved_model: a tf.Module using the op, saved and loaded in a fresh process
   that imports only tfkit and the modules named, gives identical outputs (a
-  prototype's export must be refused, leaving nothing behind);
+  prototype's export must be refused, leaving nothing behind); where that
+  process can't import a module, the failure says what to pass as imports=;
 - bad_inputs: each given bad argument set raises InvalidArgumentError,
   eagerly and in a graph, in a fresh process that must not crash (in the
   graph, a shape function's refusal may be the ValueError TensorFlow raises
@@ -346,29 +349,33 @@ def _numeric_gradients(case: _Case, positions: list[int]) -> _Result:
         problem = _jacobian_problem(lambda *f: _weighted_sum(outputs(*f), weights), free, positions, rtol, step)
         what = "numeric vs analytic Jacobian"
     else:
-        problem = _directional_problem(outputs, weights, free, rtol, step)
+        problem = _directional_problem(outputs, weights, free, positions, rtol, step)
         what = "numeric vs analytic, 3 random directions"
     if problem:
         return _failed(f"{problem} {precision}")
     return _passed(f"{what} {precision}")
 
 
+def _gradient_atol(rtol: float, scale_name: str, scale: float) -> tuple[float, str]:
+    """The gradient checks' absolute tolerance, rtol x max(1, the size of the
+    numeric derivatives), and how it is made."""
+    return rtol * max(1.0, scale), f"atol = the gradient rtol {rtol:.3g} x max(1, {scale_name} {scale:.3g})"
+
+
 def _jacobian_problem(scalar, free, positions, rtol, step) -> str | None:
     """The full numeric Jacobian of `scalar` against the tape's, each input's
     error relative to max(1, its largest numeric derivative)."""
     theoretical, numerical = tf.test.compute_gradient(scalar, free, delta=step)
-    for index, (t, n) in enumerate(zip(theoretical, numerical, strict=True)):
-        scale = max(1.0, float(np.abs(n).max(initial=0.0)))
-        err = float(np.abs(t - n).max(initial=0.0))
-        if not err <= rtol * scale:
-            return (
-                f"numeric vs analytic gradient of input {positions[index]}: max error {err:.3g} "
-                f"> rtol {rtol:g} x {scale:.3g}"
-            )
+    for position, x, t, n in zip(positions, free, theoretical, numerical, strict=True):
+        atol, made = _gradient_atol(rtol, "the largest numeric derivative", float(np.abs(n).max(initial=0.0)))
+        shape = tuple(x.shape)
+        difference = _difference(t.reshape(shape), n.reshape(shape), 0.0, atol, equal_nan=False)
+        if difference:
+            return f"numeric (finite-difference) vs analytic Jacobian of input {position} {difference}; {made}"
     return None
 
 
-def _directional_problem(outputs, weights, free, rtol, step) -> str | None:
+def _directional_problem(outputs, weights, free, positions, rtol, step) -> str | None:
     """Central differences along three random directions against the tape's
     gradient, applied to the step actually taken (x +- step * direction as
     rounded to the inputs' dtype). Allowed: rtol relative to max(1, |the
@@ -391,10 +398,13 @@ def _directional_problem(outputs, weights, free, rtol, step) -> str | None:
         taken = [tf.cast(p, tf.float64) - tf.cast(m, tf.float64) for p, m in zip(plus_x, minus_x, strict=True)]
         analytic = float(sum(tf.reduce_sum(g * t) for g, t in zip(grads, taken, strict=True))) / (2 * step)
         noise = 3 * _rounding_spread(plus, minus, weights) / (2 * step)
-        if not abs(numeric - analytic) <= rtol * max(1.0, abs(numeric)) + noise:
+        atol, made = _gradient_atol(rtol, "|the numeric derivative|", abs(numeric))
+        difference = _difference(np.array(analytic), np.array(numeric), 0.0, atol + noise, equal_nan=False)
+        if difference:
+            rounding = f" + rounding {noise:.3g}" if noise >= 1e-6 else ""
             return (
-                f"directional derivative {seed}: numeric {numeric:.6g} vs analytic {analytic:.6g}, "
-                f"beyond rtol {rtol:g}" + (f" + rounding {noise:.3g}" if noise >= 1e-6 else "")
+                f"numeric (finite-difference) vs analytic derivative of inputs {positions} along random direction "
+                f"{seed} ({numeric:.6g} vs {analytic:.6g}) {difference}; {made}{rounding}"
             )
     return None
 
@@ -607,13 +617,9 @@ class _Case:
             if g64.shape != w64.shape:
                 return f"{what}: output {index} shape {g64.shape} vs {w64.shape}"
             rtol, atol = (0.0, 0.0) if exact else self.tolerance(g.dtype)
-            bad = ~_close(g64, w64, rtol, atol)
-            if bad.any():
-                err = np.abs(g64 - w64)[bad].max() if np.isfinite(g64[bad] - w64[bad]).all() else float("nan")
-                return (
-                    f"{what}: output {index} differs at {int(bad.sum())} of {bad.size} elements "
-                    f"(max abs error {err:.3g}, rtol {rtol:g}, atol {atol:g})"
-                )
+            difference = _difference(g64, w64, rtol, atol)
+            if difference:
+                return f"{what}: output {index} {difference}"
         return None
 
     def reference_impl(self) -> tuple[Callable[..., Any] | None, str]:
@@ -685,9 +691,9 @@ class _Case:
                 job["bad"].append({"file": str(file), "args": len(args), "kwargs": plain, "arrays": sorted(arrays)})
         if job["saved_model"] is None and not job["bad"]:
             return outcome
-        result, crash = _run_fresh(job, tmp)
-        if crash:
-            return {"saved_model": _failed(crash), "bad_inputs": _failed(crash)}
+        result, failure = _run_fresh(job, tmp)
+        if failure:
+            return {"saved_model": _failed(failure), "bad_inputs": _failed(failure)}
         if job["saved_model"] is not None:
             if result.get("saved_model") == "identical":
                 modules = ["tfkit", *self.imports]
@@ -720,8 +726,13 @@ import importlib, json, sys
 import numpy as np, tensorflow as tf
 import tfkit
 job = json.loads(open(sys.argv[1]).read())
-for name in job["imports"]:
-    importlib.import_module(name)
+op_module = job["op"].rpartition(":")[0] if job["bad"] else None
+for name in [*job["imports"], *([op_module] if op_module else [])]:
+    try:
+        importlib.import_module(name)
+    except ImportError as err:
+        print("OPCHECK " + json.dumps({"unimportable": name, "error": f"{type(err).__name__}: {err}"}))
+        sys.exit(0)
 out = {"bad": []}
 
 # Whether a graph's ValueError is a shape function's InvalidArgument (as
@@ -773,7 +784,8 @@ print("OPCHECK " + json.dumps(out))
 
 
 def _run_fresh(job: dict, tmp: Path) -> tuple[dict, str | None]:
-    """Runs the job in a fresh process: its results, or why it crashed."""
+    """Runs the job in a fresh process: its results, or why it failed (a
+    crash, or a module it could not import)."""
     (tmp / "job.json").write_text(json.dumps(job))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -787,7 +799,20 @@ def _run_fresh(job: dict, tmp: Path) -> tuple[dict, str | None]:
     marker = [line for line in result.stdout.splitlines() if line.startswith("OPCHECK ")]
     if result.returncode != 0 or not marker:
         return {}, f"the fresh process exited with {result.returncode} (a crash is a failure):\n{result.stderr[-2000:]}"
-    return json.loads(marker[-1][len("OPCHECK ") :]), None
+    result = json.loads(marker[-1][len("OPCHECK ") :])
+    if "unimportable" in result:
+        return {}, _unimportable(result["unimportable"], result["error"])
+    return result, None
+
+
+def _unimportable(module: str, error: str) -> str:
+    """Why the fresh process failed where it could not import `module`, and what to do."""
+    return (
+        f"the fresh process could not import {module!r} ({error}): pass imports=[a module that loads the "
+        "library], the modules the fresh process imports besides tfkit so that the op is registered there "
+        "(by default the op's own module, which for an op from tf.load_op_library or tfkit.build.load_inline "
+        "is named by a hash and exists only in the process that loaded the library)"
+    )
 
 
 def _import_path(op) -> str | None:
@@ -824,8 +849,22 @@ def _to_numpy64(t) -> np.ndarray:
     return tf.cast(t, tf.float64).numpy() if t.dtype.is_floating else np.asarray(t)
 
 
-def _close(got, want, rtol, atol) -> np.ndarray:
-    return np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
+def _difference(got: np.ndarray, want: np.ndarray, rtol: float, atol: float, equal_nan: bool = True) -> str | None:
+    """How `got` differs from `want` beyond |got - want| <= atol + rtol * |want|,
+    with the numbers: "differs at 3 of 15 elements (max abs error 0.2 at [1, 4],
+    rtol 0.001, atol 0.001)"; None where it doesn't."""
+    bad = ~np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=equal_nan)
+    if not bad.any():
+        return None
+    with np.errstate(invalid="ignore"):  # inf - inf where both are inf (not a difference)
+        errors = np.where(bad, np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64)), 0.0)
+    if np.isnan(errors).any():
+        error = "nan"
+    else:
+        worst = np.unravel_index(np.argmax(errors), errors.shape)
+        error = f"{errors[worst]:.3g}" + (f" at {list(map(int, worst))}" if errors.ndim else "")
+    tolerance = f"rtol {rtol:.3g}, atol {atol:.3g}"
+    return f"differs at {int(bad.sum())} of {bad.size} elements (max abs error {error}, {tolerance})"
 
 
 def _random_like(t: tf.Tensor, seed: int) -> np.ndarray:

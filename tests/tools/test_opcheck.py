@@ -1,5 +1,8 @@
 """tfkit.testing.opcheck: passes good ops, reports each broken behaviour."""
 
+import sys
+import types
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -52,10 +55,58 @@ def test_an_op_with_a_reference_and_a_prototype_compares_them():
     assert "its prototype defines no gradient" in report.results["gradients"].detail
 
 
-def test_a_wrong_gradient_fails_with_the_numbers():
-    with pytest.raises(AssertionError, match="gradients: numeric vs analytic gradient of input 0") as err:
+def gradient_weights(shape):
+    """The weights opcheck's numeric gradients sum the outputs with."""
+    return np.random.default_rng(11).normal(size=shape)
+
+
+def test_a_wrong_gradient_fails_with_the_error_and_the_tolerance():
+    # y = 2x with the gradient 3 dy: the numeric Jacobian is 2w, the analytic 3w.
+    with pytest.raises(AssertionError, match=r"gradients: numeric \(finite-difference\) vs analytic Jacobian") as err:
         opcheck(sample_ops.wrong_grad, [X], checks=["gradients"])
     assert "opcheck wrong_grad failed 1 check" in str(err.value)
+    weights = np.abs(gradient_weights(X.shape))
+    worst = [int(i) for i in np.unravel_index(weights.argmax(), weights.shape)]
+    error, largest, rtol = weights.max(), 2 * weights.max(), TOLERANCES[tf.float64].gradient
+    assert err.value.report["gradients"].detail == (
+        f"numeric (finite-difference) vs analytic Jacobian of input 0 differs at 15 of 15 elements (max abs error "
+        f"{error:.3g} at {worst}, rtol 0, atol {rtol * largest:.3g}); atol = the gradient rtol {rtol:.3g} x max(1, "
+        f"the largest numeric derivative {largest:.3g}) (float64)"
+    )
+
+
+def test_a_wrong_gradient_of_a_large_input_fails_with_the_directional_derivatives():
+    x = tf.ones([48, 48])  # over 2048 elements: directional derivatives
+    report = opcheck(sample_ops.wrong_grad, [x], checks=["gradients"], raise_on_failure=False)
+    along = np.sum(gradient_weights(x.shape) * np.random.default_rng(100).normal(size=x.shape))
+    numeric, analytic, rtol = 2 * along, 3 * along, TOLERANCES[tf.float64].gradient
+    assert report["gradients"].detail == (
+        f"numeric (finite-difference) vs analytic derivative of inputs [0] along random direction 0 ({numeric:.6g} "
+        f"vs {analytic:.6g}) differs at 1 of 1 elements (max abs error {abs(along):.3g}, rtol 0, atol "
+        f"{rtol * abs(numeric):.3g}); atol = the gradient rtol {rtol:.3g} x max(1, |the numeric derivative| "
+        f"{abs(numeric):.3g}) (float64)"
+    )
+
+
+def test_an_op_whose_module_the_fresh_process_cannot_import_says_to_pass_imports(monkeypatch):
+    # As tf.load_op_library's modules (named by a hash): importable only in the process that made them.
+    module = types.ModuleType("opcheck_test_6ebaab55")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+
+    def double(x):
+        return 2.0 * x
+
+    double.__module__, module.double = module.__name__, double
+    report = opcheck(double, [X], checks=["saved_model", "bad_inputs"], bad_inputs=[([X], {})], raise_on_failure=False)
+    detail = (
+        "the fresh process could not import 'opcheck_test_6ebaab55' (ModuleNotFoundError: No module named "
+        "'opcheck_test_6ebaab55'): pass imports=[a module that loads the library], the modules the fresh process "
+        "imports besides tfkit so that the op is registered there (by default the op's own module, which for an op "
+        "from tf.load_op_library or tfkit.build.load_inline is named by a hash and exists only in the process that "
+        "loaded the library)"
+    )
+    assert statuses(report) == {"saved_model": "failed", "bad_inputs": "failed"}
+    assert report["saved_model"].detail == report["bad_inputs"].detail == detail
 
 
 def test_a_wrong_result_fails_the_reference_check():
@@ -133,7 +184,7 @@ def test_no_gradient_is_a_skip_with_the_reason():
     assert "the tape gave no gradient for float input(s) [0]" in report["gradients"].detail
 
 
-# xla: only XLACompiledBackendError is a clean refusal ------------------------
+# xla: only XLAUnsupportedError is a clean refusal --------------------------
 
 
 def test_another_error_mentioning_xla_fails_the_xla_check():
@@ -196,13 +247,16 @@ def test_an_op_refusing_float64_is_checked_in_float32_and_says_so():
 
 def test_a_1_percent_wrong_float32_gradient_fails():
     report = failed_report(sample_ops.float32_double_grad_1pct_off, [X], checks=["gradients"])
-    assert "numeric vs analytic gradient of input 0" in report["gradients"].detail
+    rtol = TOLERANCES[tf.float32].gradient
+    assert report["gradients"].detail.startswith("numeric (finite-difference) vs analytic Jacobian of input 0 differs")
+    tolerance = f"; atol = the gradient rtol {rtol:.3g} x max(1, the largest numeric derivative"
+    assert tolerance in report["gradients"].detail
     assert "as the op refuses float64" in report["gradients"].detail
 
 
 def test_a_gradient_wrong_in_float64_only_fails():
     report = failed_report(sample_ops.grad_wrong_in_float64, [X], checks=["gradients"])
-    assert "numeric vs analytic gradient of input 0" in report["gradients"].detail
+    assert "numeric (finite-difference) vs analytic Jacobian of input 0 differs" in report["gradients"].detail
     assert report["gradients"].detail.endswith("(float64)")
 
 
