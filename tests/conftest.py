@@ -62,6 +62,35 @@ def missing_from_output(shown: str, printed: str) -> str | None:
     return None
 
 
+# TensorFlow's decorations around an op's message: the node and function
+# names, the op's signature and attrs, the registered kernels. They hold
+# every argument's name, so a message is read without them.
+_DECORATIONS = [
+    re.compile(p, re.DOTALL)
+    for p in (
+        r" for '\{\{node .*",  # a shape function's error: the node and the input shapes
+        r";\s*NodeDef: .*",
+        r"\s*Registered (devices|kernels):.*",
+        r"\s*All kernels registered for op .*",
+        r"with these attrs: \[[^\]]*\]",
+        r"\[\[.*?\]\]",
+        r"\{\{[^{}]*\}\}",
+        r"\[Op:[^\]]*\]",
+        r"\s+name: \S*\s*$",
+        r"^Graph execution error:",  # an error a tf.function raised when run
+    )
+]
+
+
+def error_message(err: BaseException) -> str:
+    """An error's own message: one line, without TensorFlow's decorations."""
+    text = err.message if isinstance(err, tf.errors.OpError) else str(err)
+    text = text.split("The op is created at:")[0]
+    for pattern in _DECORATIONS:
+        text = pattern.sub(" ", text)
+    return " ".join(text.split())
+
+
 def kernel_and_shape_function_errors(call) -> tuple[str, str]:
     """The messages of the InvalidArgumentError `call()` raises eagerly (an
     OpKernel's check) and of the ValueError it raises while building a graph
@@ -70,8 +99,7 @@ def kernel_and_shape_function_errors(call) -> tuple[str, str]:
         call()
     with tf.Graph().as_default(), pytest.raises(ValueError) as graph:
         call()
-    kernel = re.sub(r"^\{\{function_node [^}]*\}\} | \[Op:[^\]]*\].*$", "", eager.value.message)
-    return kernel, str(graph.value).split(" for '{{node ")[0]
+    return error_message(eager.value), error_message(graph.value)
 
 
 @pytest.fixture(autouse=True)

@@ -43,6 +43,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit import _compat
+from tfkit._shapes import shape_string
 from tfkit.declare import Op
 
 __all__ = [
@@ -219,8 +220,8 @@ class _Prototype:
                 raise PrototypeOutputError(
                     None,
                     None,
-                    f"{self.name}: output {index} must have shape {spec.shape} and dtype {spec.dtype.name} "
-                    f"(its declared rule), but the function returned shape {returned.shape} and dtype "
+                    f"{self.name}: output {index} must have shape {shape_string(spec)} and dtype {spec.dtype.name} "
+                    f"(its declared rule), but the function returned shape {shape_string(returned)} and dtype "
                     f"{returned.dtype.name}",
                 )
         return results, several

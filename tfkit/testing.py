@@ -73,6 +73,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit import saved_model as _saved_model
+from tfkit._shapes import shape_string
 from tfkit.backend import XLAUnsupportedError
 from tfkit.declare import Op
 from tfkit.prototype import PrototypeError, PrototypeGradientError
@@ -257,9 +258,9 @@ def _check_static_shapes(case: _Case) -> _Result:
             if traced.dtype != value.dtype:
                 return _failed(f"{where} dtype {traced.dtype.name} vs eager {value.dtype.name}")
             if not traced.shape.is_compatible_with(value.shape):
-                return _failed(f"{where} shape {traced.shape} vs {value.shape}")
+                return _failed(f"{where} shape {shape_string(traced)} vs {shape_string(value)}")
             if shape == "static" and traced.shape != value.shape:
-                return _failed(f"{where}: static inputs gave shape {traced.shape}")
+                return _failed(f"{where}: static inputs gave shape {shape_string(traced)}")
             if shape == "unknown_dims" and traced.shape.rank is None:
                 return _failed(f"{where}: known input ranks gave an unknown rank")
     return _passed("; ".join(notes))
@@ -615,7 +616,7 @@ class _Case:
                 return f"{what}: output {index} dtype {g.dtype.name} vs {w.dtype.name}"
             g64, w64 = _to_numpy64(g), _to_numpy64(w)
             if g64.shape != w64.shape:
-                return f"{what}: output {index} shape {g64.shape} vs {w64.shape}"
+                return f"{what}: output {index} shape {shape_string(g64)} vs {shape_string(w64)}"
             rtol, atol = (0.0, 0.0) if exact else self.tolerance(g.dtype)
             difference = _difference(g64, w64, rtol, atol)
             if difference:

@@ -77,7 +77,9 @@ inline bool DimsAgree(int64_t a, int64_t b) { return !DimKnown(a) || !DimKnown(b
 
 inline std::string DimString(int64_t dim) { return DimKnown(dim) ? std::to_string(dim) : "?"; }
 
-// "[2,3,?]", as TensorShape::DebugString writes a shape.
+// "[2,3,?]", as TensorShape::DebugString writes a shape: how every tfkit
+// message prints one (tfkit/_shapes.py's shape_string is the same rule for
+// Python's messages).
 inline std::string DimsString(const Dims& dims) {
   std::string s = "[";
   for (size_t i = 0; i < dims.size(); ++i) s += (i ? "," : "") + DimString(dims[i]);
@@ -150,7 +152,7 @@ inline std::string SameShapeError(const char* name, const Dims& t, const char* o
 inline std::string LastDimParamError(const char* name, const Dims& param, const Dims& x) {
   const int64_t last = x.empty() ? kUnknownDim : x.back();
   if (param.size() == 1 && DimsAgree(param[0], last)) return "";
-  return std::string(name) + " must have shape [" + DimString(last) + "] (the last dimension of x " + DimsString(x) +
+  return std::string(name) + " must have shape " + DimsString({last}) + " (the last dimension of x " + DimsString(x) +
          "), got shape " + DimsString(param);
 }
 

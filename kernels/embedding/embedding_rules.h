@@ -52,7 +52,7 @@ inline std::string BagShapeError(const Dims& ids, const Dims& splits, const Dims
   shape->vocab = params[0];
   shape->dim = params[1];
   if (weights.size() != 1 || !(weights[0] == 0 || DimsAgree(weights[0], shape->ids))) {
-    return "weights must have the shape of indices [" + DimString(shape->ids) + "] (or [0] for none), got shape " +
+    return "weights must have the shape of indices " + DimsString({shape->ids}) + " (or [0] for none), got shape " +
            DimsString(weights);
   }
   shape->weighted = shape->ids > 0 && weights[0] == shape->ids;

@@ -11,19 +11,16 @@
 #include <string>
 #include <vector>
 
+#include "kernels/common/rules.h"
+
 namespace tfkit {
 namespace kernels {
 namespace python {
 
 namespace py = pybind11;
 
-using Shape = std::vector<int64_t>;
-
-inline std::string ShapeString(const Shape& shape) {
-  std::string s = "(";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + (shape.size() == 1 ? ",)" : ")");
-}
+// Shapes print as in every tfkit message: DimsString (kernels/common/rules.h).
+using Shape = Dims;
 
 inline Shape ShapeOf(const py::array& a) { return Shape(a.shape(), a.shape() + a.ndim()); }
 
@@ -47,7 +44,7 @@ inline py::array Checked(const char* name, const py::handle& value, int min_rank
   }
   if (a.ndim() < min_rank) {
     throw py::value_error(std::string(name) + " must have rank >= " + std::to_string(min_rank) + ", got shape " +
-                          ShapeString(ShapeOf(a)));
+                          DimsString(ShapeOf(a)));
   }
   return a;
 }
@@ -56,8 +53,8 @@ inline py::array Checked(const char* name, const py::handle& value, int min_rank
 inline py::array CheckedShape(const char* name, const py::handle& value, const Shape& shape, const py::dtype& dtype) {
   py::array a = Checked(name, value, 0, &dtype);
   if (ShapeOf(a) != shape) {
-    throw py::value_error(std::string(name) + " must have shape " + ShapeString(shape) + ", got " +
-                          ShapeString(ShapeOf(a)));
+    throw py::value_error(std::string(name) + " must have shape " + DimsString(shape) + ", got shape " +
+                          DimsString(ShapeOf(a)));
   }
   return a;
 }

@@ -103,10 +103,10 @@ inline GpuArray Gpu(const std::string& name, const py::handle& value, int min_ra
   if (!dtype.empty() && a.dtype != dtype) throw py::type_error(name + " must have dtype " + dtype + ", got " + a.dtype);
   if (static_cast<int>(a.shape.size()) < min_rank) {
     throw py::value_error(name + " must have rank >= " + std::to_string(min_rank) + ", got shape " +
-                          ShapeString(a.shape));
+                          DimsString(a.shape));
   }
   if (!shape.empty() && a.shape != shape) {
-    throw py::value_error(name + " must have shape " + ShapeString(shape) + ", got " + ShapeString(a.shape));
+    throw py::value_error(name + " must have shape " + DimsString(shape) + ", got shape " + DimsString(a.shape));
   }
   if (a.size() > 0) {
     cudaPointerAttributes attributes;

@@ -48,14 +48,15 @@ inline std::string RotaryShapeError(const char* x_name, const Dims& x, const Dim
   }
   const bool rows_ok = positions.size() == 2 && (DimsAgree(positions[0], 1) || DimsAgree(positions[0], shape->batch));
   if (!rows_ok || !DimsAgree(positions[1], shape->seq)) {
-    return "positions must have shape [1, " + DimString(shape->seq) + "] or [" + DimString(shape->batch) + ", " +
-           DimString(shape->seq) + "] (the sequence, per batch row or for all), got shape " + DimsString(positions);
+    return "positions must have shape " + DimsString({1, shape->seq}) + " or " +
+           DimsString({shape->batch, shape->seq}) + " (the sequence, for all batch rows or per row), got shape " +
+           DimsString(positions);
   }
   shape->per_batch_positions = positions[0] != 1 || shape->batch == 1;
   shape->table_rows = shape->per_batch_positions ? shape->rows : shape->seq;
   const int64_t half = DimKnown(shape->dim) ? shape->dim / 2 : kUnknownDim;
   if (inv_freq.size() != 1 || !DimsAgree(inv_freq[0], half)) {
-    return "inv_freq must have shape [" + DimString(half) + "] (half the feature dimension), got shape " +
+    return "inv_freq must have shape " + DimsString({half}) + " (half the feature dimension), got shape " +
            DimsString(inv_freq);
   }
   return "";

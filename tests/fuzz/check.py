@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tests.conftest import error_message as message
 from tests.fuzz import cases, repro
 from tests.fuzz import specs as table
 from tests.fuzz.cases import Case
@@ -64,35 +65,9 @@ class ReferenceRaised(FuzzFailure):
     """The op returned a result where its reference raises: no answer to compare with."""
 
 
-# TensorFlow's decorations around an op's message: the node and function
-# names, the op's signature and attrs, the registered kernels. They hold
-# every argument's name, so a message is read without them.
-_DECORATIONS = [
-    re.compile(p, re.DOTALL)
-    for p in (
-        r" for '\{\{node .*",  # a shape function's error: the node and the input shapes
-        r";\s*NodeDef: .*",
-        r"\s*Registered (devices|kernels):.*",
-        r"\s*All kernels registered for op .*",
-        r"with these attrs: \[[^\]]*\]",
-        r"\[\[.*?\]\]",
-        r"\{\{[^{}]*\}\}",
-        r"\[Op:[^\]]*\]",
-        r"\s+name: \S*\s*$",
-    )
-]
 # TensorFlow's own refusals of an input, before any kernel of the op runs.
 _INPUT_INDEX = re.compile(r"input #(\d+)\(zero-based\)")  # eager dtype checks
 _EMPTY_HANDLE = "Empty resource handle"  # the eager runtime's check of a [0] handle
-
-
-def message(err: BaseException) -> str:
-    """An error's own message: one line, without TensorFlow's decorations."""
-    text = err.message if isinstance(err, tf.errors.OpError) else str(err)
-    text = text.split("The op is created at:")[0]
-    for pattern in _DECORATIONS:
-        text = pattern.sub(" ", text)
-    return " ".join(text.split())
 
 
 def named(case: Case, err: BaseException) -> set[str]:

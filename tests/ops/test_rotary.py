@@ -139,8 +139,15 @@ def test_opcheck_saved_model_and_bad_inputs():
 @pytest.mark.parametrize(
     "x_shape,kwargs,says",
     [
-        ((2, 5, 7), {}, "feature dimension .* must be even"),
-        ((2, 5, 8), {"positions": np.zeros([4])}, "positions must have shape"),
+        ((2, 5, 7), {}, r"^x's feature dimension must be even \(pairs of features are rotated\), got shape \[2,5,7\]$"),
+        ((2, 7, 5), {"sequence_axis": 2, "feature_axis": 1}, r"^x's feature dimension \(axis 1\) must be even"),
+        (
+            (2, 5, 8),
+            {"positions": np.zeros([4])},
+            re.escape(
+                "positions must have shape [5] or [2,5] (the sequence, for all batch rows or per row), got shape [4]"
+            ),
+        ),
         ((2, 5, 8), {"sequence_axis": 5}, "sequence_axis 5 is out of range"),
         ((2, 5, 8), {"feature_axis": 1}, "must differ"),
         ((5, 8), {}, "x must have a known rank >= 3"),
@@ -177,7 +184,7 @@ STATIC_SHAPE_ERRORS = [
     ),
     ("{x} must have rank >= 3 ([batch, sequence, ..., features]), got shape [2,4]", [2, 4], [1, 2], [2]),
     (
-        "positions must have shape [1, 2] or [3, 2] (the sequence, per batch row or for all), got shape [2,2]",
+        "positions must have shape [1,2] or [3,2] (the sequence, for all batch rows or per row), got shape [2,2]",
         [3, 2, 4],
         [2, 2],
         [2],
@@ -231,7 +238,7 @@ def test_empty_inputs_whose_other_sizes_multiply_past_int64(x_name, mode):
     graph of unknown shapes: the kernel's checks)."""
     op = getattr(tfkit.load_library(), RAW_OPS[x_name])
     run = tf.function(op, input_signature=[tf.TensorSpec(None)] * 3) if mode == "graph" else op
-    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape("positions must have shape [1, 2147483648]")):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape("positions must have shape [1,2147483648]")):
         run(tf.zeros([2**31, 2**31, 0, 2]), tf.zeros([1, 1]), tf.ones([1]))
     y = run(tf.zeros([0, 2**62, 2**62, 2]), tf.zeros([0, 2**62]), tf.ones([1]))
     assert y.shape == (0, 2**62, 2**62, 2)

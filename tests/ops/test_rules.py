@@ -1,8 +1,11 @@
 """Rules written once: the Python tables and checks agree with the op
 definitions and kernels (kernels/<family>/<family>_rules.h) they mirror."""
 
+import dataclasses
+import functools
 import inspect
 import re
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ import tensorflow as tf
 from tensorflow.python.framework import op_def_registry
 
 import tfkit
-from tests.conftest import ROOT
+from tests.conftest import ROOT, error_message
 from tfkit.ops import _checks
 from tfkit.ops.activation import ACTIVATIONS
 from tfkit.ops.embedding import COMBINERS
@@ -109,3 +112,117 @@ def test_every_reference_function_is_the_ops_reference(name, monkeypatch):
         "rotary_embedding": (tf.ones([1, 2, 1, 4]),),
     }[name]
     assert reference(*args) == "ran" and len(calls) == 1
+
+
+# Shapes print one way in every message (tfkit/_shapes.py, DimsString in
+# kernels/common/rules.h): "[2,3]", "?" for a dimension a graph doesn't
+# know. Per family, a bad shape as a user meets it: the public op eagerly,
+# traced with known dims, and run with unknown dims (the kernel's check
+# then); and traced with the first dimension of one input unknown, where
+# the Python wrapper and the raw op's shape function both print "?". Each
+# message is a template whose {} is that first dimension.
+@dataclasses.dataclass
+class BadShape:
+    says: str
+    op: Callable
+    args: Callable[[], list]
+    raw: Callable
+    raw_args: Callable[[], list]
+    unknown: int  # the input whose first dimension is unknown in the last trace
+    raw_unknown: int | None = None  # the same input of the raw op, where its index differs
+    # What a check at trace time says with every dimension unknown, where
+    # one (not the kernel's at run time) refuses the input then.
+    every_dim_unknown_says: str | None = None
+
+
+BAD_SHAPES = {
+    "norm": BadShape(
+        "gamma must have shape [3] (the last dimension of x [{},3]), got shape [4]",
+        tfkit.ops.layer_norm,
+        lambda: [tf.ones([2, 3]), tf.ones([4]), tf.ones([3])],
+        lambda lib, x, gamma, beta: lib.tfkit_layer_norm(x, gamma, beta, U=tf.float32),
+        lambda: [tf.ones([2, 3]), tf.ones([4]), tf.ones([3])],
+        0,
+    ),
+    "activation": BadShape(
+        "the last dimension of x must be even (2 * units: the halves [a, b]), got shape [{},3]",
+        tfkit.ops.gated_activation,
+        lambda: [tf.ones([2, 3])],
+        lambda lib, x: lib.tfkit_gated_activation(x),
+        lambda: [tf.ones([2, 3])],
+        0,
+    ),
+    "embedding": BadShape(
+        "params must have shape [vocabulary, dim], got shape [{},3,2]",
+        tfkit.ops.embedding_bag,
+        lambda: [tf.zeros([2, 2], tf.int32), tf.ones([2, 3, 2])],
+        lambda lib, *args: lib.tfkit_embedding_bag(*args),
+        lambda: [tf.zeros([4], tf.int32), tf.constant([0, 2, 4], tf.int64), tf.ones([2, 3, 2]), tf.ones([0])],
+        1,
+        raw_unknown=2,
+        every_dim_unknown_says="params must have shape [vocabulary, dim], got shape [?,?,?]",  # a rank check
+    ),
+    "resampling": BadShape(
+        "warp must have shape [batch, ..., 2] (the x, y of each point), got shape [{},5,3]",
+        tfkit.ops.resampler,
+        lambda: [tf.ones([1, 4, 4, 2]), tf.ones([1, 5, 3])],
+        lambda lib, data, warp: lib.tfkit_resampler(data, warp),
+        lambda: [tf.ones([1, 4, 4, 2]), tf.ones([1, 5, 3])],
+        1,
+    ),
+    "rotary": BadShape(
+        "x's feature dimension must be even (pairs of features are rotated), got shape [{},3,5]",
+        tfkit.ops.rotary_embedding,
+        lambda: [tf.ones([2, 3, 5])],
+        lambda lib, x, positions, inv_freq: lib.tfkit_rotary_embedding(x, positions, inv_freq),
+        lambda: [tf.ones([2, 3, 5]), tf.zeros([1, 3]), tf.ones([2])],
+        0,
+    ),
+}
+
+
+def raised(call, *args, specs=None) -> str:
+    """The message of the InvalidArgumentError or ValueError that `call`
+    raises: eagerly on `args`, else traced with `specs` (a Python check or a
+    shape function) and, if that passes, run on `args` (a kernel's check)."""
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError)) as err:
+        if specs is None:
+            call(*args)
+        else:
+            tf.function(call, input_signature=specs, autograph=False).get_concrete_function()(*args)
+    return error_message(err.value)
+
+
+def specs(args, unknown=None, every_dim_unknown=False) -> list[tf.TensorSpec]:
+    def spec(index, t):
+        shape = t.shape.as_list()
+        if every_dim_unknown:
+            shape = [None] * len(shape)
+        elif index == unknown:
+            shape[0] = None
+        return tf.TensorSpec(shape, t.dtype)
+
+    return [spec(i, t) for i, t in enumerate(args)]
+
+
+@pytest.mark.parametrize("family", BAD_SHAPES)
+def test_a_bad_shape_reads_the_same_eagerly_and_in_graphs(family):
+    case = BAD_SHAPES[family]
+    args = case.args()
+    first = str(args[case.unknown].shape[0])
+    eager = raised(case.op, *args)
+    known = raised(case.op, *args, specs=specs(args))
+    unknown = raised(case.op, *args, specs=specs(args, every_dim_unknown=True))
+    assert eager == known == case.says.format(first)
+    assert unknown == (case.every_dim_unknown_says or eager)
+    assert raised(case.op, *args, specs=specs(args, case.unknown)) == case.says.format("?")
+
+
+@pytest.mark.parametrize("family", BAD_SHAPES)
+def test_a_raw_ops_kernel_and_shape_function_print_shapes_as_the_wrappers_do(family):
+    case, library = BAD_SHAPES[family], tfkit.load_library()
+    args, unknown = case.raw_args(), case.unknown if case.raw_unknown is None else case.raw_unknown
+    first = str(args[unknown].shape[0])
+    op = functools.partial(case.raw, library)
+    assert raised(op, *args) == raised(op, *args, specs=specs(args)) == case.says.format(first)
+    assert raised(op, *args, specs=specs(args, unknown)) == case.says.format("?")

@@ -8,6 +8,7 @@ import keras
 
 from tfkit import _compat
 from tfkit import backend as tfkit_backend
+from tfkit._shapes import shape_string
 from tfkit.ops import activation as activation_ops
 from tfkit.ops.activation import check_activation
 
@@ -93,7 +94,7 @@ class GatedDense(keras.layers.Layer):
     def build(self, input_shape):
         input_dim = input_shape[-1]
         if input_dim is None:
-            raise ValueError(f"GatedDense needs a known last input dimension, got {input_shape}")
+            raise ValueError(f"GatedDense needs a known last input dimension, got shape {shape_string(input_shape)}")
         self.kernel = self.add_weight(
             name="kernel",
             shape=(input_dim, 2 * self.units),

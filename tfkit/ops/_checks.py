@@ -1,8 +1,9 @@
 """Argument checks shared by tfkit op wrappers.
 
 Static checks raise tf.errors.InvalidArgumentError naming the argument, the
-same error the compiled kernels raise at run time, so both backends and both
-eager and graph mode fail the same way. Where a dimension is unknown at trace
+same error (and message, shapes printed by `shape_string`) the compiled
+kernels raise at run time, so both backends and both eager and graph mode
+fail the same way. Where a dimension is unknown at trace
 time the reference path adds run-time assertions instead.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+
+from tfkit._shapes import shape_string
 
 FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 
@@ -81,9 +84,12 @@ def check_finite(name: str, value: float) -> float:
 
 
 def check_same_shape(name: str, value: tf.Tensor, other_name: str, other: tf.Tensor) -> None:
-    """`value` must have `other`'s shape (checked where the shapes are known)."""
+    """`value` must have `other`'s shape (checked where the shapes are known);
+    the message of `CheckSameShape` in tfkit/op_utils.h."""
     if not value.shape.is_compatible_with(other.shape):
-        raise invalid_argument(f"{name} must have the shape of {other_name}, {other.shape}, got {value.shape}")
+        raise invalid_argument(
+            f"{name} must have the shape of {other_name} {shape_string(other)}, got shape {shape_string(value)}"
+        )
 
 
 def float_input(name: str, value, dtype: tf.DType | None = None, like: str = "x") -> tf.Tensor:
@@ -99,20 +105,21 @@ def float_input(name: str, value, dtype: tf.DType | None = None, like: str = "x"
 
 def check_rank_at_least_1(name: str, x: tf.Tensor) -> None:
     if x.shape.rank == 0:
-        raise invalid_argument(f"{name} must have rank >= 1, got shape []")
+        raise invalid_argument(f"{name} must have rank >= 1, got shape {shape_string(x)}")
 
 
 def check_last_dim_param(name: str, param: tf.Tensor, x: tf.Tensor) -> None:
-    """`param` must have shape [last dimension of x] (checked where known)."""
+    """`param` must have shape [last dimension of x] (checked where known);
+    the rule and message of `CheckLastDimParam` in tfkit/op_utils.h."""
     last = x.shape[-1] if x.shape.rank else None
     shape = param.shape
     if shape.rank is None:
         return
     size = shape[0] if shape.rank == 1 else None
     if shape.rank != 1 or (last is not None and size is not None and size != last):
-        expected = f"[{last}]" if last is not None else "[last dimension of x]"
         raise invalid_argument(
-            f"{name} must have shape {expected} (the last dimension of x {x.shape}), got shape {shape}"
+            f"{name} must have shape {shape_string([last])} (the last dimension of x {shape_string(x)}), "
+            f"got shape {shape_string(shape)}"
         )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfkit import _loader
+from tfkit._shapes import shape_string
 from tfkit.declare import Op
 from tfkit.ops import _checks
 
@@ -113,7 +114,7 @@ def _prepare_gated_activation(x, activation: str = "silu"):
     last = x.shape[-1]
     if last is not None and last % 2:
         raise _checks.invalid_argument(
-            f"the last dimension of x must be even (2 * units: the halves [a, b]), got shape {x.shape}"
+            f"the last dimension of x must be even (2 * units: the halves [a, b]), got shape {shape_string(x)}"
         )
     return (x,), {"activation": activation}
 

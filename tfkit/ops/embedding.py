@@ -16,6 +16,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfkit import _compat, _loader
+from tfkit._shapes import shape_string
 from tfkit.declare import Op
 from tfkit.ops import _checks
 
@@ -87,7 +88,7 @@ def _table(params) -> tf.Tensor | tf.Variable:
     elif params.dtype not in _checks.FLOAT_DTYPES:
         raise _checks.invalid_argument(f"params must have a float dtype, got {params.dtype.name}")
     if params.shape.rank is not None and params.shape.rank != 2:
-        raise _checks.invalid_argument(f"params must have shape [vocabulary, dim], got shape {params.shape}")
+        raise _checks.invalid_argument(f"params must have shape [vocabulary, dim], got shape {shape_string(params)}")
     return params
 
 
@@ -114,7 +115,9 @@ def _check_index_dtype(ids: tf.Tensor) -> None:
 def _dense_bags(indices: tf.Tensor):
     """Flat ids and the row splits of equal-length bags [batch..., bag]."""
     if indices.shape.rank is None or indices.shape.rank < 1:
-        raise _checks.invalid_argument(f"indices must have a known rank >= 1 ([batch..., bag]), got {indices.shape}")
+        raise _checks.invalid_argument(
+            f"indices must have a known rank >= 1 ([batch..., bag]), got shape {shape_string(indices)}"
+        )
     shape = tf.shape(indices, out_type=tf.int64)
     batch_shape = shape[:-1]
     bags = tf.reduce_prod(batch_shape)
@@ -126,7 +129,9 @@ def _ragged_bags(indices: tf.RaggedTensor):
     """Flat ids, the innermost row splits, and the outer structure."""
     ids = indices.flat_values
     if ids.shape.rank != 1:
-        raise _checks.invalid_argument(f"ragged indices must have scalar ids, got flat values of shape {ids.shape}")
+        raise _checks.invalid_argument(
+            f"ragged indices must have scalar ids, got flat values of shape {shape_string(ids)}"
+        )
     splits = indices.nested_row_splits
     if any(s.shape[0] == 0 for s in splits):
         raise _checks.invalid_argument(f"{_EMPTY_SPLITS}, got shape [0]")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfkit import _loader
+from tfkit._shapes import shape_string
 from tfkit.declare import Op
 from tfkit.ops import _checks
 
@@ -75,10 +76,13 @@ def _prepare_dense_image_warp(image, flow):
     """
     image, flow = _sampler_inputs("image", image, "flow", flow)
     if flow.shape.rank is not None and flow.shape.rank != 4:
-        raise _checks.invalid_argument(f"flow must have shape [batch, height, width, 2], got shape {flow.shape}")
+        raise _checks.invalid_argument(
+            f"flow must have shape [batch, height, width, 2], got shape {shape_string(flow)}"
+        )
     if not flow.shape[:3].is_compatible_with(image.shape[:3]):
         raise _checks.invalid_argument(
-            f"flow must have shape [batch, height, width, 2] of image {image.shape}, got shape {flow.shape}"
+            f"flow must have shape [batch, height, width, 2] of image {shape_string(image)}, got shape "
+            f"{shape_string(flow)}"
         )
     return (image, _query_points(image, flow)), {"boundary": "clamp"}
 
@@ -88,17 +92,17 @@ def _sampler_inputs(data_name: str, data, warp_name: str, warp) -> tuple[tf.Tens
     warp = _checks.float_input(warp_name, warp, dtype=data.dtype, like=data_name)
     if data.shape.rank is not None and data.shape.rank != 4:
         raise _checks.invalid_argument(
-            f"{data_name} must have rank 4 ([batch, height, width, channels]), got shape {data.shape}"
+            f"{data_name} must have rank 4 ([batch, height, width, channels]), got shape {shape_string(data)}"
         )
     rank = warp.shape.rank
     if rank is not None and (rank < 2 or warp.shape[-1] not in (None, 2)):
         raise _checks.invalid_argument(
-            f"{warp_name} must have shape [batch, ..., 2] (the x, y of each point), got shape {warp.shape}"
+            f"{warp_name} must have shape [batch, ..., 2] (the x, y of each point), got shape {shape_string(warp)}"
         )
     if rank is not None and data.shape.rank is not None and not warp.shape[:1].is_compatible_with(data.shape[:1]):
         raise _checks.invalid_argument(
             f"{warp_name}'s batch dimension ({warp.shape[0]}) must equal {data_name}'s ({data.shape[0]}), got "
-            f"{warp_name} {warp.shape} and {data_name} {data.shape}"
+            f"{warp_name} {shape_string(warp)} and {data_name} {shape_string(data)}"
         )
     return data, warp
 

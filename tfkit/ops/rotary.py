@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit import _loader
+from tfkit._shapes import shape_string
 from tfkit.declare import Op
 from tfkit.ops import _checks
 
@@ -65,9 +66,9 @@ def _prepare_rotary_embedding(
     seq_axis, feat_axis = _axes(x, sequence_axis, feature_axis)
     dim = x.shape[feat_axis]
     if dim is not None and dim % 2:
+        axis = "" if feat_axis == x.shape.rank - 1 else f" (axis {feature_axis})"  # the kernel's are always last
         raise _checks.invalid_argument(
-            f"x's feature dimension (axis {feature_axis}) must be even (pairs of features are rotated), got shape "
-            f"{x.shape}"
+            f"x's feature dimension{axis} must be even (pairs of features are rotated), got shape {shape_string(x)}"
         )
     max_wavelength = _checks.check_positive_finite("max_wavelength", max_wavelength)
     scaling_factor = _checks.check_positive_finite("scaling_factor", scaling_factor)
@@ -76,7 +77,7 @@ def _prepare_rotary_embedding(
     if positions is None:
         start = tf.convert_to_tensor(start_index)
         if start.shape.rank != 0:
-            raise _checks.invalid_argument(f"start_index must be a scalar, got shape {start.shape}")
+            raise _checks.invalid_argument(f"start_index must be a scalar, got shape {shape_string(start)}")
         positions = (tf.range(seq_len, dtype=acc) + tf.cast(start, acc))[tf.newaxis]
     else:
         positions = _positions(positions, acc, x.shape[seq_axis], x.shape[0])
@@ -91,7 +92,7 @@ def _axes(x: tf.Tensor, sequence_axis: int, feature_axis: int) -> tuple[int, int
     rank = x.shape.rank
     if rank is None or rank < 3:
         raise _checks.invalid_argument(
-            f"x must have a known rank >= 3 ([batch, sequence, ..., features]), got shape {x.shape}"
+            f"x must have a known rank >= 3 ([batch, sequence, ..., features]), got shape {shape_string(x)}"
         )
     resolved = []
     for name, axis in (("sequence_axis", sequence_axis), ("feature_axis", feature_axis)):
@@ -110,18 +111,19 @@ def _positions(positions, acc: tf.DType, seq_len, batch) -> tf.Tensor:
     positions = tf.convert_to_tensor(positions)
     if not (positions.dtype.is_integer or positions.dtype.is_floating):
         raise _checks.invalid_argument(f"positions must be a number tensor, got {positions.dtype.name}")
+    given = shape_string(positions)
     positions = tf.cast(positions, acc)
     if positions.shape.rank == 1:
         positions = positions[tf.newaxis]
     if positions.shape.rank != 2:
-        raise _checks.invalid_argument(f"positions must have shape [seq] or [batch, seq], got shape {positions.shape}")
+        raise _checks.invalid_argument(f"positions must have shape [seq] or [batch, seq], got shape {given}")
     rows, length = positions.shape
     if (seq_len is not None and length is not None and length != seq_len) or (
         batch is not None and rows is not None and rows not in (1, batch)
     ):
         raise _checks.invalid_argument(
-            f"positions must have shape [{seq_len}] or [{batch}, {seq_len}] (the sequence, for all batch rows or per "
-            f"row), got shape {positions.shape}"
+            f"positions must have shape {shape_string([seq_len])} or {shape_string([batch, seq_len])} (the "
+            f"sequence, for all batch rows or per row), got shape {given}"
         )
     return positions
 
