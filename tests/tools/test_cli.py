@@ -1,6 +1,7 @@
 """The `tfkit` command: installed by `make setup`, its help answers without
 TensorFlow, `make info` only reads, and `serve` names the extra it needs."""
 
+import os
 import subprocess
 import sys
 import time
@@ -56,7 +57,11 @@ def test_serve_names_the_extra_it_needs():
 
 
 def test_make_info_only_reads():
-    result = subprocess.run(["make", "-n", "info"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    outside_make = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-n", "info"], cwd=ROOT, env=outside_make, capture_output=True, text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     commands = [line for line in result.stdout.splitlines() if line.strip()]
     assert commands[-1] == ".venv/bin/python -m tfkit info", commands
