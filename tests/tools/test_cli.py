@@ -4,7 +4,6 @@ TensorFlow, `make info` only reads, and `serve` names the extra it needs."""
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -38,15 +37,12 @@ def test_every_help_answers_without_importing_tensorflow():
     assert result.stdout.count("usage: tfkit") == len(helps)
 
 
-def test_the_console_script_is_installed_and_fast():
+def test_the_console_script_is_installed():
     script = Path(sys.executable).parent / "tfkit"
     assert script.is_file(), f"{script} is missing: `make setup` installs tfkit (pip install -e .)"
-    started = time.perf_counter()
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
-    seconds = time.perf_counter() - started
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("usage: tfkit") and "new-op" in result.stdout
-    assert seconds < 2.0, f"tfkit --help took {seconds:.1f} s"
 
 
 def test_serve_names_the_extra_it_needs():
