@@ -33,6 +33,7 @@ _register_ops()
 
 from tfkit import build, declare, image, layers, ops, prototype, saved_model, testing  # noqa: E402
 from tfkit.declare import Op  # noqa: E402
+from tfkit.layers.attention import use_fused_attention  # noqa: E402
 
 __all__ = [
     "Op",
@@ -50,4 +51,5 @@ __all__ = [
     "prototype",
     "saved_model",
     "testing",
+    "use_fused_attention",
 ]

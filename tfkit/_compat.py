@@ -291,6 +291,58 @@ def _probe_keras_dense_quantize():
 
 
 @_feature(
+    "keras_dot_product_attention",
+    "keras.src.backend.tensorflow.nn.dot_product_attention (the function keras.ops.dot_product_attention and "
+    "Keras's layers call on the TensorFlow backend)",
+    "tfkit.use_fused_attention (Keras's own dot_product_attention computed by tfkit's fused op)",
+    "tfkit.use_fused_attention warns and leaves Keras's dot_product_attention as it is; "
+    "tfkit.layers.MultiHeadAttention is fused all the same",
+)
+def _probe_keras_dot_product_attention():
+    backend_nn = importlib.import_module("keras.src.backend.tensorflow.nn")
+    original = _callable(
+        backend_nn.dot_product_attention,
+        "dot_product_attention",
+        *_KERAS_ATTENTION_PARAMETERS,
+    )
+    ops_nn = importlib.import_module("keras.src.ops.nn")
+    # Replacing the backend module's attribute only works if every caller looks it up there.
+    for caller in (ops_nn.dot_product_attention, ops_nn.DotProductAttention.call):
+        names = caller.__code__.co_names
+        if caller.__globals__.get("backend") is not importlib.import_module("keras.src.backend") or not (
+            {"backend", "nn", "dot_product_attention"} <= set(names)
+        ):
+            raise TypeError(f"{caller.__qualname__} does not call backend.nn.dot_product_attention")
+    import keras
+
+    bound = {
+        "keras.ops": keras.ops.dot_product_attention,
+        "keras.ops.nn": keras.ops.nn.dot_product_attention,
+        "keras.src.ops": importlib.import_module("keras.src.ops").dot_product_attention,
+    }
+    moved = [name for name, function in bound.items() if function is not ops_nn.dot_product_attention]
+    if moved:
+        raise TypeError(f"{', '.join(moved)} dot_product_attention is not keras.src.ops.nn's")
+    backend = importlib.import_module("keras.src.backend")
+    if backend.backend() == "tensorflow" and backend.nn is not backend_nn:
+        raise TypeError("keras.src.backend.nn is not the TensorFlow backend's nn module")
+    return backend_nn, original
+
+
+_KERAS_ATTENTION_PARAMETERS = (
+    "query",
+    "key",
+    "value",
+    "bias",
+    "mask",
+    "scale",
+    "is_causal",
+    "flash_attention",
+    "attn_logits_soft_cap",
+)
+
+
+@_feature(
     "environ_data",
     "os.environ._data",
     "the fast TFKIT_BACKEND read (from os.environ's own dict, on every op call)",
@@ -486,6 +538,43 @@ def environ_reader(name: str) -> Callable[[], str | None]:
         return os.environ.get(name)
 
     return read
+
+
+def keras_dot_product_attention() -> Callable[..., Any] | None:
+    """Keras's own dot_product_attention of the TensorFlow backend (what
+    keras.ops.dot_product_attention calls there), or None when this Keras's
+    is not the one tfkit knows."""
+    found = get("keras_dot_product_attention")
+    return None if found is None else found[1]
+
+
+_routed_attention: list[Callable[..., Any]] = []  # the function tfkit put in Keras's place, if any
+
+
+def keras_dot_product_attention_routed() -> bool:
+    """Whether Keras's dot_product_attention is routed through tfkit's function now."""
+    found = get("keras_dot_product_attention")
+    return found is not None and bool(_routed_attention) and found[0].dot_product_attention is _routed_attention[0]
+
+
+def route_keras_dot_product_attention(function: Callable[..., Any] | None) -> bool:
+    """Makes `function` the TensorFlow backend's dot_product_attention, the
+    one every Keras caller runs (None: Keras's own again). Returns False,
+    changing nothing, when this Keras's function is not the one tfkit knows,
+    or something else has replaced it since tfkit was imported (the feature
+    is then off, with its warning)."""
+    with _lock:
+        found = get("keras_dot_product_attention")
+        if found is None:
+            return False
+        backend_nn, original = found
+        current = backend_nn.dot_product_attention
+        if current is not original and current not in _routed_attention:
+            disable("keras_dot_product_attention", f"it was replaced by {current!r}, not by tfkit")
+            return False
+        backend_nn.dot_product_attention = original if function is None else function
+        _routed_attention[:] = [] if function is None else [function]
+        return True
 
 
 _DEF = re.compile(rb"^def (\w+)\(", re.MULTILINE)

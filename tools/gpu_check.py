@@ -78,6 +78,9 @@ class CupyGpu:
     def put_ids(self, ids: np.ndarray):
         return self.cupy.asarray(ids.astype(np.int64))
 
+    def put_mask(self, mask: np.ndarray):
+        return self.cupy.asarray(mask.astype(bool))
+
     @staticmethod
     def get(array) -> np.ndarray:
         return array.get().astype(np.float64)
@@ -107,6 +110,9 @@ class Gpu:
 
     def put_ids(self, ids: np.ndarray):
         return self.torch.tensor(ids.astype(np.int64), device="cuda")
+
+    def put_mask(self, mask: np.ndarray):
+        return self.torch.tensor(mask.astype(bool), device="cuda")
 
     @staticmethod
     def get(tensor) -> np.ndarray:
@@ -338,6 +344,112 @@ _LARGEST = {"float32": 3.4028234663852886e38, "float64": 1.7976931348623157e308,
 _SMALLEST = {"float32": 2.0**-149, "float64": 2.0**-1074, "float16": 2.0**-24, "bfloat16": 2.0**-133}
 
 
+def attention_case(k, dtype, sizes, is_causal=False, bias=None, mask=None, rate=0.0):
+    """Forward (output, lse) and gradients (dquery, dkey, dvalue, dbias) of
+    query [B, T, N, H], key and value [B, S, K, H]; bias a shape, mask
+    "padding" ([B, 1, 1, S]) or a shape; rate the dropout's (its bits must
+    be the CPU kernels')."""
+    batch, target, source, heads, kv_heads, dim = sizes
+    shapes = [(batch, target, heads, dim), (batch, source, kv_heads, dim), (batch, source, kv_heads, dim)]
+    q, kk, v = (normal(shape, seed, dtype=dtype) for seed, shape in enumerate(shapes))
+    b = normal(bias, 3, dtype=dtype) if bias is not None else None
+    rng = np.random.default_rng(4)
+    if mask == "padding":
+        lengths = rng.integers(0, source + 1, size=batch)
+        m = (np.arange(source)[None, :] < lengths[:, None])[:, None, None, :]
+    else:
+        m = rng.uniform(size=mask) < 0.7 if mask is not None else None
+    attrs = {"scale": None, "is_causal": is_causal, "dropout_rate": rate, "seed": (7, 8)}
+    out, lse = k.dot_product_attention(q, kk, v, b, m, **attrs)
+    dout = normal(out.shape, 5, dtype=dtype)
+    wanted = dict(zip(("dquery", "dkey", "dvalue", "dbias"),
+                      k.dot_product_attention_grad(dout, q, kk, v, out, lse, b, m, **attrs), strict=True))  # fmt: skip
+    wanted = {"output": out, "lse": lse, **{n: w for n, w in wanted.items() if w is not None}}
+
+    def run(gpu):
+        g = {n: gpu.put(a, dtype) for n, a in (("q", q), ("k", kk), ("v", v), ("dout", dout))}
+        gb = gpu.put(b, dtype) if b is not None else None
+        gm = gpu.put_mask(m) if m is not None else None
+        res = {"output": gpu.empty(q.shape, dtype), "lse": gpu.empty(lse.shape, acc(dtype)),
+               "dquery": gpu.empty(q.shape, dtype), "dkey": gpu.empty(kk.shape, dtype),
+               "dvalue": gpu.empty(kk.shape, dtype)}  # fmt: skip
+        if b is not None:
+            res["dbias"] = gpu.empty(b.shape, dtype)
+        k.cuda.dot_product_attention(g["q"], g["k"], g["v"], res["output"], res["lse"], gb, gm, **attrs,
+                                     stream=gpu.stream)  # fmt: skip
+        k.cuda.dot_product_attention_grad(g["dout"], g["q"], g["k"], g["v"], res["output"], res["lse"], res["dquery"],
+                                          res["dkey"], res["dvalue"], res.get("dbias"), gb, gm, **attrs,
+                                          stream=gpu.stream)  # fmt: skip
+        return {n: (gpu.get(res[n]), w) for n, w in wanted.items()}
+
+    extra = f"{' causal' if is_causal else ''}{f' bias {list(bias)}' if bias else ''}{f' mask {mask}' if mask else ''}"
+    name = f"attention {dtype} [{batch}, {target}, {source}, {heads}, {kv_heads}, {dim}]{extra} dropout {rate}"
+    # The sums over keys or queries of a gradient grow with their count.
+    scale = {"dkey": 1 + np.sqrt(target), "dvalue": 1 + np.sqrt(target), "dquery": 1 + np.sqrt(source),
+             "dbias": 1 + np.sqrt(batch * heads * target)}  # fmt: skip
+    return Case(name, run, 2 * TOLERANCE[dtype], scale)
+
+
+def attention_cases(k) -> list[Case]:
+    cases = []
+    for dtype in DTYPES:
+        cases += [
+            attention_case(k, dtype, (2, 64, 64, 4, 4, 64)),
+            attention_case(k, dtype, (2, 100, 130, 8, 2, 64), is_causal=True),  # GQA, T != S
+            attention_case(k, dtype, (1, 37, 300, 4, 1, 32), mask="padding"),  # MQA, padding mask
+            attention_case(k, dtype, (3, 1, 1000, 4, 2, 128), mask="padding"),  # decode
+            attention_case(k, dtype, (2, 20, 30, 2, 2, 16), bias=(1, 2, 20, 30), mask=(2, 1, 20, 30)),
+            attention_case(k, dtype, (2, 50, 40, 4, 2, 8), is_causal=True, bias=(2, 1, 1, 40), rate=0.3),
+            attention_case(k, dtype, (1, 3, 0, 2, 2, 8)),
+            attention_case(k, dtype, (1, 0, 5, 2, 2, 8)),
+        ]
+    return cases
+
+
+def attention_speed_rows(k, gpu) -> list[dict]:
+    """The fused attention against PyTorch's scaled_dot_product_attention
+    (its flash backend for the half types), in TFLOP/s with the
+    FlashAttention papers' count: forward 4 B N T S H, halved when causal;
+    backward 2.5x the forward."""
+    return [row for dtype in ("float16", "bfloat16", "float32") for causal in (False, True)
+            for row in attention_speed(k, gpu, dtype, causal)]  # fmt: skip
+
+
+def attention_speed(k, gpu, dtype: str, causal: bool, batch=4, heads=8, seq=2048, dim=64) -> list[dict]:
+    torch, F = gpu.torch, gpu.torch.nn.functional
+    q, key, v, dout = (torch.randn(batch, seq, heads, dim, device="cuda", dtype=gpu.types[dtype]) for _ in range(4))
+    out, lse = torch.empty_like(q), torch.empty(batch, heads, seq, device="cuda")
+    dq, dk, dv = (torch.empty_like(q) for _ in range(3))
+    attrs = {"is_causal": causal, "stream": gpu.stream}
+    ours_fwd = gpu.median_ms(lambda: k.cuda.dot_product_attention(q, key, v, out, lse, **attrs), 5)
+    grads = (dq, dk, dv)
+    ours_bwd = gpu.median_ms(lambda: k.cuda.dot_product_attention_grad(dout, q, key, v, out, lse, *grads, **attrs), 5)
+    tq, tk, tv = (t.transpose(1, 2).contiguous().requires_grad_(True) for t in (q, key, v))
+    backends = list(torch.nn.attention.SDPBackend)
+    if dtype != "float32":
+        backends = [torch.nn.attention.SDPBackend.FLASH_ATTENTION]
+    with torch.nn.attention.sdpa_kernel(backends):
+        theirs_fwd = gpu.median_ms(lambda: F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal), 5)
+        y = F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)
+        dy = torch.randn_like(y)
+        theirs_bwd = gpu.median_ms(lambda: torch.autograd.grad(y, (tq, tk, tv), dy, retain_graph=True), 5)
+    flops = 4 * batch * heads * seq * seq * dim / (2 if causal else 1)
+    name = f"attention {dtype}{' causal' if causal else ''} [{batch}, {heads}, {seq}, {dim}]"
+    return [{"op": name, "mode": mode, "tfkit_ms": ours, "torch_ms": theirs, "tfkit_tflops": count / ours / 1e9,
+             "torch_tflops": count / theirs / 1e9, "vs_torch": theirs / ours}
+            for mode, ours, theirs, count in (("forward", ours_fwd, theirs_fwd, flops),
+                                              ("backward", ours_bwd, theirs_bwd, 2.5 * flops))]  # fmt: skip
+
+
+def attention_markdown(rows: list[dict]) -> str:
+    lines = ["", "| attention | mode | tfkit ms | tfkit TFLOP/s | PyTorch SDPA ms | PyTorch TFLOP/s | vs PyTorch |",
+             "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in rows:
+        lines.append(f"| {r['op']} | {r['mode']} | {r['tfkit_ms']:.3f} | {r['tfkit_tflops']:.1f} | "
+                     f"{r['torch_ms']:.3f} | {r['torch_tflops']:.1f} | {r['vs_torch']:.2f}x |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def edge_values(dtype: str) -> np.ndarray:
     sweep = np.logspace(np.log10(_SMALLEST[dtype]), np.log10(_LARGEST[dtype]), 1021)
     values = np.concatenate([[np.nan, np.inf, -np.inf, 0.0], sweep, -sweep])
@@ -386,6 +498,7 @@ def numerics_cases(k) -> list[Case]:
                     resampler_case(k, dtype, 0, 3, 3, 2, 4, boundary, deterministic),
                 ]
     cases += embedding_cases(k)
+    cases += attention_cases(k)
     for center in (True, False):  # accuracy: large offsets, one 16M-long row
         cases += [norm_case(k, "float32", 64, 1024, center, offset, 1e-4) for offset in (1e2, 1e4)]
         cases.append(norm_case(k, "float32", 1, 1 << 24, center, 0.0, 1e-5))
@@ -575,14 +688,16 @@ def main() -> int:
         cases = [c for c in cases if "bfloat16" not in c.name]
         print("PyTorch is not installed: CuPy arrays, no bfloat16 cases, no speed part", file=sys.stderr)
     checks = [check(case, gpu) for case in cases]
-    speed = []
+    speed, attention_speed = [], []
     if isinstance(gpu, Gpu):
         checks += many_rows_checks(k, gpu)
         speed = speed_rows(k, gpu)
+        attention_speed = attention_speed_rows(k, gpu)
     device = gpu.name_of_device()
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gpu_check.json").write_text(json.dumps({"device": device, "checks": checks, "speed": speed}, indent=1))
-    table = markdown(device, checks, speed)
+    report = {"device": device, "checks": checks, "speed": speed, "attention_speed": attention_speed}
+    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1))
+    table = markdown(device, checks, speed) + attention_markdown(attention_speed)
     (args.out / "gpu_check.md").write_text(table)
     print(table)
     print(f"took {time.perf_counter() - started:.0f} s")

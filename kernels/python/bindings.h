@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/activation/activation_rules.h"
+#include "kernels/attention/attention_rules.h"
 #include "kernels/embedding/embedding_rules.h"
 #include "kernels/norm/norm_rules.h"
 #include "kernels/resampling/resampling_rules.h"
@@ -24,6 +25,7 @@ void BindActivation(pybind11::module_& m);
 void BindRotary(pybind11::module_& m);
 void BindResampling(pybind11::module_& m);
 void BindEmbedding(pybind11::module_& m);
+void BindAttention(pybind11::module_& m);
 
 // The CUDA launchers, in the submodule `cuda` (built where nvcc is found).
 void BindNormCuda(pybind11::module_& cuda);
@@ -31,6 +33,7 @@ void BindActivationCuda(pybind11::module_& cuda);
 void BindRotaryCuda(pybind11::module_& cuda);
 void BindResamplingCuda(pybind11::module_& cuda);
 void BindEmbeddingCuda(pybind11::module_& cuda);
+void BindAttentionCuda(pybind11::module_& cuda);
 
 // A family rule's verdict (kernels/common/rules.h): ValueError with its message.
 inline void RaiseIfBroken(const std::string& error) {
@@ -101,6 +104,38 @@ inline embedding::Combiner CombinerNamed(const std::string& name) {
   embedding::Combiner combiner;
   RaiseIfBroken(embedding::CombinerNamed(name, &combiner));
   return combiner;
+}
+
+// The attention shape of query's, key's and value's shapes and, where given
+// (non-empty), the bias's and mask's; ValueError naming what is wrong.
+inline attention::AttentionShape AttentionShapeOf(const std::vector<int64_t>& query, const std::vector<int64_t>& key,
+                                                  const std::vector<int64_t>& value, const std::vector<int64_t>* bias,
+                                                  const std::vector<int64_t>* mask) {
+  attention::AttentionShape shape;
+  RaiseIfBroken(attention::AttentionShapeError(query, key, value, &shape));
+  if (bias != nullptr) {
+    RaiseIfBroken(attention::BroadcastError("bias", *bias, shape.logits()));
+    attention::SetBroadcast(*bias, shape.bias);
+  }
+  if (mask != nullptr) {
+    RaiseIfBroken(attention::BroadcastError("mask", *mask, shape.logits()));
+    attention::SetBroadcast(*mask, shape.mask);
+  }
+  return shape;
+}
+
+// The attrs of an attention call as the ops hold them: scale (None: Keras's
+// default), dropout_rate rounded to float32 and checked.
+inline float AttentionScale(const pybind11::object& scale, int64_t head_dim) {
+  const float rounded = scale.is_none() ? 0.0f : static_cast<float>(scale.cast<double>());
+  RaiseIfBroken(attention::ScaleError(rounded));
+  return attention::ScaleOf(scale.is_none(), rounded, head_dim);
+}
+
+inline float DropoutRate(double rate) {
+  const float rounded = static_cast<float>(rate);
+  RaiseIfBroken(attention::DropoutRateError(rounded));
+  return rounded;
 }
 
 // A parallel_for (kernels/common/accumulate.h) that runs everything on the

@@ -21,7 +21,7 @@ namespace python {
 struct GpuArray {
   void* data = nullptr;
   Shape shape;
-  std::string dtype;  // float16, bfloat16, float32, float64, or int32 / int64 (ids)
+  std::string dtype;  // float16, bfloat16, float32, float64, int32 / int64 (ids) or bool (masks)
   int64_t size() const {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
@@ -38,6 +38,7 @@ inline bool IsFloatDtype(const std::string& dtype) {
 }
 
 inline int64_t ElementSize(const std::string& dtype) {
+  if (dtype == "bool") return 1;
   return dtype == "float64" || dtype == "int64" ? 8 : dtype == "float32" || dtype == "int32" ? 4 : 2;
 }
 
@@ -47,8 +48,9 @@ inline std::string DtypeOfTypestr(const std::string& name, const std::string& ty
   if (typestr == "<f8") return "float64";
   if (typestr == "<i4") return "int32";
   if (typestr == "<i8") return "int64";
-  throw py::type_error(name + " must have a float16, bfloat16, float32, float64, int32 or int64 dtype, got typestr " +
-                       typestr);
+  if (typestr == "|b1") return "bool";
+  throw py::type_error(name + " must have a float16, bfloat16, float32, float64, int32, int64 or bool dtype, " +
+                       "got typestr " + typestr);
 }
 
 inline GpuArray FromTorch(const std::string& name, const py::handle& t) {
@@ -57,8 +59,9 @@ inline GpuArray FromTorch(const std::string& name, const py::handle& t) {
   GpuArray a;
   std::string dtype = py::str(t.attr("dtype"));
   if (dtype.rfind("torch.", 0) == 0) dtype = dtype.substr(6);
-  if (!IsFloatDtype(dtype) && dtype != "int32" && dtype != "int64") {
-    throw py::type_error(name + " must have a float16, bfloat16, float32, float64, int32 or int64 dtype, got " + dtype);
+  if (!IsFloatDtype(dtype) && dtype != "int32" && dtype != "int64" && dtype != "bool") {
+    throw py::type_error(name + " must have a float16, bfloat16, float32, float64, int32, int64 or bool dtype, got " +
+                         dtype);
   }
   a.dtype = dtype;
   for (const auto& d : t.attr("shape")) a.shape.push_back(d.cast<int64_t>());

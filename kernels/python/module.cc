@@ -12,6 +12,7 @@ PYBIND11_MODULE(tfkit_kernels, m) {
   python::BindRotary(m);
   python::BindResampling(m);
   python::BindEmbedding(m);
+  python::BindAttention(m);
 #ifdef TFKIT_KERNELS_CUDA
   pybind11::module_ cuda = m.def_submodule("cuda", "The CUDA launchers over GPU arrays, on the given stream");
   python::BindNormCuda(cuda);
@@ -19,6 +20,7 @@ PYBIND11_MODULE(tfkit_kernels, m) {
   python::BindRotaryCuda(cuda);
   python::BindResamplingCuda(cuda);
   python::BindEmbeddingCuda(cuda);
+  python::BindAttentionCuda(cuda);
   m.attr("has_cuda") = true;
 #else
   m.attr("has_cuda") = false;

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tests.fuzz.schema import FLOATS, Arg, Attr, Derived, Group, OneOf, Size, Spec, TypeAttr, Where
-from tfkit.ops import activation, embedding, norm, resampling, rotary
+from tfkit.ops import activation, attention, embedding, norm, resampling, rotary
 
 T = TypeAttr("T", FLOATS)
 U = TypeAttr("U", (tf.float32, tf.float64))
@@ -395,4 +395,108 @@ ROTARY_SPECS = [
 ]
 
 
-SPECS: list[Spec] = [*ACTIVATION_SPECS, *EMBEDDING_SPECS, *NORM_SPECS, *RESAMPLING_SPECS, *ROTARY_SPECS]
+# The attention family --------------------------------------------------------
+
+
+def _attention_attrs(at: dict) -> dict:
+    """The reference's attributes from the raw op's (scale rounded to float32)."""
+    scale = None if at["default_scale"] else _float32(at["scale"])
+    return {"scale": scale, "is_causal": at["is_causal"], "dropout_rate": _float32(at["dropout_rate"])}
+
+
+def _attention(a: dict, at: dict) -> list:
+    """The forward's output, and each row's log-sum-exp of its logits."""
+    kwargs = _attention_attrs(at)
+    output = _reference(attention.dot_product_attention)(
+        a["query"], a["key"], a["value"], a["bias"], a["mask"], a["seed"], **kwargs
+    )
+    logits = attention.masked_logits(
+        a["query"], a["key"], a["bias"], a["mask"], scale=kwargs["scale"], is_causal=at["is_causal"]
+    )
+    return [output, tf.cast(tf.reduce_logsumexp(logits, axis=-1), at["U"])]
+
+
+def _either(size: str):
+    """A bias or mask size: 1, or the logits' size."""
+    return OneOf((size,), lambda n: (1, n))
+
+
+ATTENTION_DIMS = {
+    "batch": Size(3),
+    "target": Size(4),
+    "source": Size(5),
+    "kv_heads": Size(2),
+    # Query heads: one or two per key head (2 * kv_heads where that is a size).
+    "heads": OneOf(("kv_heads",), lambda k: (k, 2 * k) if 2 * k < 2**63 else (k,)),
+    "head_dim": Size(6),
+    **{f"bias_{n}": _either(n) for n in ("batch", "heads", "target", "source")},
+    **{f"mask_{n}": _either(n) for n in ("batch", "heads", "target", "source")},
+}
+QUERY = Arg("query", ("batch", "target", "heads", "head_dim"), "T")
+KEY = ("batch", "source", "kv_heads", "head_dim")
+ATTENTION_INPUTS = (
+    QUERY,
+    Arg("key", KEY, "T"),
+    Arg("value", KEY, "T"),
+    Arg("bias", ("bias_batch", "bias_heads", "bias_target", "bias_source"), "T"),
+    Arg("mask", ("mask_batch", "mask_heads", "mask_target", "mask_source"), "bool"),
+    Arg("seed", (2,), "int64"),
+)
+LSE = Arg("lse", ("batch", "heads", "target"), "U")
+ATTENTION_ATTRS = (
+    Attr("scale", valid=(1.0, 0.35, -2.0, 0.0), invalid=(float("nan"), float("inf"), -float("inf"), 1e39)),
+    Attr("default_scale", valid=(False, True)),
+    Attr("is_causal", valid=(False, True)),
+    Attr("dropout_rate", valid=(0.0, 0.25, 0.9), invalid=(1.0, -0.1, 1.5, float("nan"), float("inf"))),
+    # The public op passes an empty placeholder for a bias or mask it is
+    # not given; the table fuzzes the ops with both.
+    Attr("has_bias", valid=(True,)),
+    Attr("has_mask", valid=(True,)),
+)
+
+ATTENTION_SPECS = [
+    Spec(
+        "Tfkit>DotProductAttention",
+        ATTENTION_DIMS,
+        inputs=ATTENTION_INPUTS,
+        outputs=(Arg("output", QUERY.shape, "T"), LSE),
+        types=(T, U_ATTR),
+        type_rule=accumulates,
+        attrs=ATTENTION_ATTRS,
+        reference=_attention,
+    ),
+    Spec(
+        "Tfkit>DotProductAttentionGrad",
+        ATTENTION_DIMS,
+        inputs=(
+            Arg("dout", QUERY.shape, "T", role="cotangent"),
+            *ATTENTION_INPUTS,
+            Arg("output", QUERY.shape, "T"),
+            LSE,
+        ),
+        outputs=(
+            Arg("dquery", QUERY.shape, "T"),
+            Arg("dkey", KEY, "T"),
+            Arg("dvalue", KEY, "T"),
+            Arg("dbias", ("bias_batch", "bias_heads", "bias_target", "bias_source"), "T"),
+        ),
+        types=(T, U),
+        type_rule=accumulates,
+        attrs=ATTENTION_ATTRS,
+        # Given any output and lse (the table has no forward to take them
+        # from), the gradients' values are not the reference's: only their
+        # shapes and dtypes are checked, and the refusals (tests/ops/
+        # test_attention.py checks the values).
+        reference=lambda a, at: [None, None, None, None],
+    ),
+]
+
+
+SPECS: list[Spec] = [
+    *ACTIVATION_SPECS,
+    *ATTENTION_SPECS,
+    *EMBEDDING_SPECS,
+    *NORM_SPECS,
+    *RESAMPLING_SPECS,
+    *ROTARY_SPECS,
+]

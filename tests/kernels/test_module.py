@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from tests.conftest import ROOT
 from tests.ops.test_activation import ACTIVATIONS, numpy_activation
+from tests.ops.test_attention import numpy_attention
 from tests.ops.test_embedding import numpy_embedding_bag
 from tests.ops.test_norm import numpy_norm
 from tests.ops.test_resampling import make_warp, numpy_dense_image_warp, numpy_resampler
@@ -116,6 +117,30 @@ def test_rotary_matches_numpy_and_the_op(kernels, library, dtype, interleaved):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_attention_matches_numpy_and_the_op(kernels, library, dtype):
+    """Forward and gradients: the op's bits, whose kernels these are."""
+    shapes = [(2, 40, 4, 8), (2, 70, 2, 8), (2, 70, 2, 8)]
+    q, k, v = (rng_normal(shape, dtype, seed) for seed, shape in enumerate(shapes))
+    bias = rng_normal((1, 4, 40, 1), dtype, 3)
+    mask = np.random.default_rng(4).uniform(size=(2, 1, 1, 70)) < 0.6
+    attrs = {"is_causal": True, "dropout_rate": 0.2, "seed": (5, 6)}
+    raw = {"default_scale": True, "is_causal": True, "dropout_rate": 0.2, "has_bias": True, "has_mask": True}
+    out, lse = kernels.dot_product_attention(q, k, v, bias, mask, None, **attrs)
+    op_out, op_lse = library.tfkit_dot_product_attention(q, k, v, bias, mask, np.array([5, 6]), U=dtype, **raw)
+    assert_same_bits(out, op_out)
+    assert_same_bits(lse, op_lse)
+    plain, _ = kernels.dot_product_attention(q, k, v, bias, mask, None, is_causal=True)
+    want = numpy_attention(q, k, v, bias, mask, None, True)
+    np.testing.assert_allclose(plain, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
+    dout = rng_normal(out.shape, dtype, 7)
+    grads = kernels.dot_product_attention_grad(dout, q, k, v, out, lse, bias, mask, None, **attrs)
+    seed = np.array([5, 6])
+    op_grads = library.tfkit_dot_product_attention_grad(dout, q, k, v, bias, mask, seed, op_out, op_lse, **raw)
+    for ours, theirs in zip(grads, op_grads, strict=True):
+        assert_same_bits(ours, theirs)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_resampler_matches_numpy_and_the_op(kernels, library, dtype):
     data = rng_normal((2, 5, 6, 3), dtype)
     warp = make_warp(2, (4, 7), 5, 6).astype(dtype)
@@ -154,6 +179,7 @@ def test_embedding_bag_matches_numpy_and_the_op(kernels, library, dtype, combine
 
 
 TABLE = np.ones((4, 2))
+ATTENTION = (np.ones((2, 3, 4, 8)), np.ones((2, 5, 2, 8)), np.ones((2, 5, 2, 8)))
 
 
 @pytest.mark.parametrize(
@@ -189,6 +215,11 @@ TABLE = np.ones((4, 2))
         (lambda k: k.embedding_bag(np.array([0]), np.array([0, 2]), TABLE), ValueError, "row_splits"),
         (lambda k: k.embedding_bag(np.array([0]), np.array([0, 1]), TABLE, np.ones(2)), ValueError, "weights"),
         (lambda k: k.embedding_bag(np.array([0]), np.array([0, 1]), TABLE, None, "max"), ValueError, "combiner"),
+        (lambda k: k.dot_product_attention(ATTENTION[0], *[np.ones((2, 5, 3, 8))] * 2), ValueError, "divides the"),
+        (lambda k: k.dot_product_attention(np.ones((3, 4, 8)), *ATTENTION[1:]), ValueError, "query must have rank 4"),
+        (lambda k: k.dot_product_attention(*ATTENTION, mask=np.ones(5, np.float64)), TypeError, "mask must have dtype"),
+        (lambda k: k.dot_product_attention(*ATTENTION, bias=np.ones((1, 1, 1, 4))), ValueError, "bias must be broad"),
+        (lambda k: k.dot_product_attention(*ATTENTION, dropout_rate=1.0), ValueError, "dropout_rate must be in"),
     ],
 )
 def test_bad_arguments_raise_python_errors_naming_them(kernels, call, error, says):

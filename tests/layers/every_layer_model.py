@@ -17,6 +17,7 @@ def build_model(seed: int = 0) -> keras.Model:
     h = tfkit.layers.GatedDense(16)(h)
     h = keras.layers.Reshape((4, 4))(h)
     h = tfkit.layers.RotaryEmbedding()(h)
+    h = tfkit.layers.MultiHeadAttention(2, 4)(h, h, use_causal_mask=True)
     image = keras.layers.Reshape((4, 4, 1))(h)
     flow = keras.layers.Dense(2)(image)
     h = tfkit.layers.DenseImageWarp()([image, flow])

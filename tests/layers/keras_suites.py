@@ -29,6 +29,7 @@ SUITES = {
     "layer_normalization": ("src/layers/normalization/layer_normalization_test.py", ["LayerNormalization"]),
     "rms_normalization": ("src/layers/normalization/rms_normalization_test.py", ["RMSNormalization"]),
     "dense": ("src/layers/core/dense_test.py", ["Dense"]),
+    "multi_head_attention": ("src/layers/attention/multi_head_attention_test.py", ["MultiHeadAttention"]),
 }
 
 # Keras's class name -> tfkit's drop-in, and the fused op (module, name) it calls.
@@ -36,6 +37,7 @@ DROP_INS = {
     "LayerNormalization": ("LayerNorm", ("tfkit.ops.norm", "layer_norm")),
     "RMSNormalization": ("RMSNorm", ("tfkit.ops.norm", "rms_norm")),
     "Dense": ("Dense", ("tfkit.ops.activation", "bias_activation")),
+    "MultiHeadAttention": ("MultiHeadAttention", ("tfkit.ops.attention", "dot_product_attention")),
 }
 
 _LAYERS_ENV = "TFKIT_KERAS_SUITE_LAYERS"

@@ -226,3 +226,29 @@ def test_a_raw_ops_kernel_and_shape_function_print_shapes_as_the_wrappers_do(fam
     op = functools.partial(case.raw, library)
     assert raised(op, *args) == raised(op, *args, specs=specs(args)) == case.says.format(first)
     assert raised(op, *args, specs=specs(args, unknown)) == case.says.format("?")
+
+
+def test_the_attention_fill_and_dropout_hash_are_the_kernels():
+    """tfkit/ops/attention.py mirrors kernels/attention/attention_rules.h:
+    the masked logits' fill and the hash's constants, and the dropout rate's rule."""
+    from tfkit.ops import attention
+
+    header = (ROOT / "kernels" / "attention" / "attention_rules.h").read_text()
+    assert "kMaskFill = -0.7 * 3.38953e38;" in header and attention.MASK_FILL == -0.7 * 3.38953e38
+    constants = re.findall(r"0x[0-9A-F]{8}u", header)
+    assert constants == [f"0x{c:08X}u" for c in (attention._GOLDEN, attention._MURMUR_1, attention._MURMUR_2)]
+    library = tfkit.load_library()
+    q, kv = tf.ones([1, 2, 1, 4]), tf.ones([1, 3, 1, 4])
+    empty = {"bias": tf.zeros([0]), "mask": tf.zeros([0], tf.bool), "seed": tf.zeros([2], tf.int64)}
+    for rate in (0.0, 0.5, 0.999, 1.0, -0.1, 1e-46, float("nan")):
+        said = []
+        for check in (
+            lambda rate=rate: attention.check_dropout_rate(rate),
+            lambda rate=rate: library.tfkit_dot_product_attention(q, kv, kv, **empty, dropout_rate=rate, U=tf.float32),
+        ):
+            try:
+                check()
+                said.append(None)
+            except tf.errors.InvalidArgumentError as err:
+                said.append(re.search(r"dropout_rate must be in \[0, 1\), got \S+", err.message).group(0))
+        assert said[0] == said[1], (rate, said)

@@ -34,6 +34,7 @@ FEATURES = {
     "op_names": "GetPythonWrappers",
     "op_registry": "op_def_registry.get",
     "var_mu": "Var::mu()",
+    "keras_dot_product_attention": "keras.src.backend.tensorflow.nn.dot_product_attention",
 }
 
 PRELUDE = '''
@@ -181,6 +182,7 @@ import tensorflow.python.eager.record as record; del record.could_possibly_recor
 import tensorflow.python.saved_model.save_context as save_context; del save_context.in_save_context
 import tensorflow.python.ops.resource_variable_ops as rvo; del rvo.variable_accessed
 import tensorflow.python.framework.op_def_registry as registry; del registry.get
+import keras.src.backend.tensorflow.nn as keras_tf_nn; del keras_tf_nn.dot_product_attention
 hide("keras.src.backend.common.global_state", "get_global_attribute")
 hide("tensorflow.python.framework._pywrap_python_op_gen", "GetPythonWrappers")
 os.environ = dict(os.environ)
@@ -267,6 +269,11 @@ hide("keras.src.backend.common.global_state", "get_global_attribute")
 hide("tensorflow.python.ops.resource_variable_ops", "variable_accessed")
 hide("tensorflow.python.framework._pywrap_python_op_gen", "GetPythonWrappers")
 os.environ = dict(os.environ)  # a mapping without _data
+import keras.src.backend.tensorflow.nn as keras_tf_nn
+keras_attention = keras_tf_nn.dot_product_attention
+def older_attention(query, key, value, bias=None, mask=None, scale=None, is_causal=False):  # no flash_attention
+    return keras_attention(query, key, value, bias=bias, mask=mask, scale=scale, is_causal=is_causal)
+keras_tf_nn.dot_product_attention = older_attention
 """
         + FAKE_DENSE
         + """
@@ -360,11 +367,19 @@ except NotImplementedError as err:
 # op_names: tfkit's copy of the rule.
 results["op_name"] = tfkit.build.python_op_name("Tfkit>EmbeddingBagGrad")
 results["library_has_it"] = hasattr(tfkit.load_library(), results["op_name"])
+
+# keras_dot_product_attention: use_fused_attention warns and changes nothing.
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    results["routed_before"] = tfkit.use_fused_attention()
+results["route_warnings"] = [str(w.message) for w in caught]
+results["still_kerass"] = keras_tf_nn.dot_product_attention is older_attention
 report(**results)
 """
     )
     assert_off(
         found,
+        "keras_dot_product_attention",
         "xla_context",
         "tape_check",
         "keras_call_context",
@@ -386,6 +401,30 @@ report(**results)
     assert found["dense"] < 1e-5 and found["fused"] == 0
     assert found["quantize"].startswith("Layer Dense cannot be quantized"), found["quantize"]
     assert found["op_name"] == "tfkit_embedding_bag_grad" and found["library_has_it"]
+    assert found["routed_before"] is False and found["still_kerass"]
+    assert len(found["route_warnings"]) == 1 and found["route_warnings"][0].startswith(
+        "tfkit.use_fused_attention(True) changed nothing: this Keras's dot_product_attention is not the one tfkit "
+        "knows (TypeError: dot_product_attention takes ['query', 'key', 'value', 'bias', 'mask', 'scale', "
+        "'is_causal'], not ["
+    ), found["route_warnings"]
+
+
+def test_use_fused_attention_leaves_a_function_replaced_since_import_alone(monkeypatch):
+    import keras.src.backend.tensorflow.nn as keras_tf_nn
+
+    monkeypatch.setattr(_compat, "_results", dict(_compat._results))
+
+    def other(*args, **kwargs):
+        return None
+
+    monkeypatch.setattr(keras_tf_nn, "dot_product_attention", other)
+    with pytest.warns(_compat.CompatWarning) as caught:
+        assert tfkit.use_fused_attention() is False
+    assert keras_tf_nn.dot_product_attention is other
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2, messages
+    assert "(it was replaced by <function" in messages[0] and "(keras_dot_product_attention)" in messages[0]
+    assert messages[1].startswith("tfkit.use_fused_attention(True) changed nothing"), messages[1]
 
 
 def test_with_everything_present_the_same_checks_see_the_features_on():

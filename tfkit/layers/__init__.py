@@ -1,6 +1,7 @@
 """tfkit Keras 3 layers (registered serializable under the "tfkit" package)."""
 
 from tfkit.layers.activation import Dense, GatedDense
+from tfkit.layers.attention import MultiHeadAttention
 from tfkit.layers.embedding import EmbeddingBag
 from tfkit.layers.norm import LayerNorm, RMSNorm
 from tfkit.layers.resampling import DenseImageWarp, Resampler, SpatialTransformer
@@ -12,6 +13,7 @@ __all__ = [
     "EmbeddingBag",
     "GatedDense",
     "LayerNorm",
+    "MultiHeadAttention",
     "RMSNorm",
     "Resampler",
     "RotaryEmbedding",
