@@ -28,12 +28,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/attention/attention_args.h"
 #include "kernels/attention/attention_rules.h"
 #include "kernels/common/cpu_isa.h"
+#include "kernels/common/fast_math.h"
 #include "kernels/common/types.h"
 
 namespace tfkit {
@@ -42,7 +45,7 @@ namespace attention {
 
 // Queries and keys per tile: the kBlockQ x kBlockK scores and the blocks
 // of queries, keys and values (head_dim up to 256) stay in L2.
-constexpr int64_t kBlockQ = 32;
+constexpr int64_t kBlockQ = 64;
 constexpr int64_t kBlockK = 64;
 
 // The forward's work items: one per (batch, head, block of queries).
@@ -61,33 +64,35 @@ inline int64_t ForwardItemCost(const AttentionShape& shape) {
   return std::max<int64_t>(1, 4 * kBlockQ * std::max<int64_t>(shape.source, 1) * std::max<int64_t>(shape.head_dim, 1));
 }
 
+TFKIT_VECTORIZE_BEGIN
 #define TFKIT_ISA_LOOPS "kernels/attention/attention_tiles.inc"
 #include "kernels/common/isa_builds.inc"
+TFKIT_VECTORIZE_END
 
 // Forward items [begin, end): out [B, T, N, H] and lse [B, N, T].
 template <typename T, typename U>
 void AttentionForward(const AttentionInputs<T>& in, int64_t begin, int64_t end, T* out, U* lse) {
-  TFKIT_ON_THIS_CPU(AttentionForward<T, U>(in, begin, end, out, lse))
+  TFKIT_ON_THIS_CPU_COMPUTING(U, AttentionForward<T, U>(in, begin, end, out, lse))
 }
 
 // Row items [begin, end): each row's delta = dout . out and, for a row
 // whose every key is masked, the inverse of its probabilities' sum.
 template <typename T, typename U>
 void AttentionRowStats(const AttentionInputs<T>& in, const AttentionGrads<T>& g, int64_t begin, int64_t end) {
-  TFKIT_ON_THIS_CPU(AttentionRowStats<T, U>(in, g, begin, end))
+  TFKIT_ON_THIS_CPU_COMPUTING(U, AttentionRowStats<T, U>(in, g, begin, end))
 }
 
 // Key and value gradient items [begin, end) (after AttentionRowStats).
 template <typename T, typename U>
 void AttentionKeyValueGrad(const AttentionInputs<T>& in, const AttentionGrads<T>& g, int64_t begin, int64_t end) {
-  TFKIT_ON_THIS_CPU(AttentionKeyValueGrad<T, U>(in, g, begin, end))
+  TFKIT_ON_THIS_CPU_COMPUTING(U, AttentionKeyValueGrad<T, U>(in, g, begin, end))
 }
 
 // Query (and bias) gradient items [begin, end) of QueryItems::Of (after
 // AttentionRowStats).
 template <typename T, typename U>
 void AttentionQueryGrad(const AttentionInputs<T>& in, const AttentionGrads<T>& g, int64_t begin, int64_t end) {
-  TFKIT_ON_THIS_CPU(AttentionQueryGrad<T, U>(in, g, begin, end))
+  TFKIT_ON_THIS_CPU_COMPUTING(U, AttentionQueryGrad<T, U>(in, g, begin, end))
 }
 
 }  // namespace attention

@@ -55,22 +55,25 @@ inline Isa ThisCpu() {
 
 // Returns the call `...` from the widest build for storage type T float or
 // double; the 16-bit types spend their time converting, and run the
-// baseline build.
+// baseline build. A family whose 16-bit types do enough arithmetic in float
+// per element loaded (the attention tiles) dispatches on its computation
+// type instead: TFKIT_ON_THIS_CPU_COMPUTING(U, ...).
+#define TFKIT_ON_THIS_CPU(...) TFKIT_ON_THIS_CPU_COMPUTING(T, __VA_ARGS__)
 #if TFKIT_X86_64_GCC
-#define TFKIT_ON_THIS_CPU(...)                                           \
-  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) { \
-    switch (::tfkit::kernels::ThisCpu()) {                               \
-      case ::tfkit::kernels::Isa::kAvx512:                               \
-        return avx512::__VA_ARGS__;                                      \
-      case ::tfkit::kernels::Isa::kAvx2:                                 \
-        return avx2::__VA_ARGS__;                                        \
-      case ::tfkit::kernels::Isa::kBaseline:                             \
-        break;                                                           \
-    }                                                                    \
-  }                                                                      \
+#define TFKIT_ON_THIS_CPU_COMPUTING(TYPE, ...)                                 \
+  if constexpr (std::is_same_v<TYPE, float> || std::is_same_v<TYPE, double>) { \
+    switch (::tfkit::kernels::ThisCpu()) {                                     \
+      case ::tfkit::kernels::Isa::kAvx512:                                     \
+        return avx512::__VA_ARGS__;                                            \
+      case ::tfkit::kernels::Isa::kAvx2:                                       \
+        return avx2::__VA_ARGS__;                                              \
+      case ::tfkit::kernels::Isa::kBaseline:                                   \
+        break;                                                                 \
+    }                                                                          \
+  }                                                                            \
   return generic::__VA_ARGS__;
 #else
-#define TFKIT_ON_THIS_CPU(...) return generic::__VA_ARGS__;
+#define TFKIT_ON_THIS_CPU_COMPUTING(TYPE, ...) return generic::__VA_ARGS__;
 #endif
 
 #endif  // TFKIT_KERNELS_COMMON_CPU_ISA_H_
