@@ -19,11 +19,7 @@ default).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -31,10 +27,15 @@ import keras
 import tensorflow as tf
 
 import tfkit
-from benchmarks.common import time_against_composite
-
-BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
-ALLOCATOR_ENV = {"default": "false", "bfc": "true"}
+from benchmarks.common import (
+    add_allocator_arguments,
+    allocator_line,
+    allocator_name,
+    interleaved_median_seconds,
+    peak_megabytes,
+    run_per_allocator,
+    time_against_composite,
+)
 
 
 def rows(sizes: list[int]) -> list[tuple[str, tuple, bool]]:
@@ -70,6 +71,7 @@ def run(sizes: list[int], repeats: int) -> dict:
     return {
         "dtype": "float32",
         "repeats": repeats,
+        "layer": layer_steps(repeats),
         "tensorflow": tf.version.VERSION,
         "cpu_count": os.cpu_count(),
         "allocator": allocator_name(),
@@ -77,12 +79,48 @@ def run(sizes: list[int], repeats: int) -> dict:
     }
 
 
-def allocator_name() -> str:
-    return "bfc" if os.environ.get(BFC_ENV, "").lower() in ("1", "true") else "default"
+def layer_steps(repeats: int, batch: int = 4, seq: int = 1024, heads: int = 8, key_dim: int = 64) -> list[dict]:
+    """The training step (forward and backward for the weights, training=True)
+    of tfkit's MultiHeadAttention and Keras's with the same weights, self-
+    attention with dropout 0.1, without and with XLA."""
+    x = tf.random.normal([batch, seq, heads * key_dim])
+    layers = {}
+    for name, cls in (("tfkit", tfkit.layers.MultiHeadAttention), ("keras", keras.layers.MultiHeadAttention)):
+        layers[name] = cls(num_heads=heads, key_dim=key_dim, dropout=0.1, seed=0)
+        layers[name](x, x)
+    layers["tfkit"].set_weights(layers["keras"].get_weights())
+    results = []
+    for jit_compile in (False, True):
+        calls = [_training_step(layers[name], x, jit_compile) for name in ("tfkit", "keras")]
+        t_ours, t_keras = interleaved_median_seconds(calls, repeats)
+        results.append(
+            {
+                "shape": [batch, seq, heads, key_dim],
+                "jit_compile": jit_compile,
+                "tfkit_ms": t_ours * 1e3,
+                "keras_ms": t_keras * 1e3,
+                "speedup": t_keras / t_ours,
+                "tfkit_peak_mb": peak_megabytes(calls[0]),
+                "keras_peak_mb": peak_megabytes(calls[1]),
+            }
+        )
+    return results
+
+
+def _training_step(layer, x, jit_compile: bool):
+    """A call of one training step of `layer` on x."""
+
+    @tf.function(jit_compile=jit_compile)
+    def step(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x, x, training=True))
+        return tape.gradient(loss, layer.trainable_weights)
+
+    return lambda: step(x)
 
 
 def print_table(report: dict) -> None:
-    print(f"CPU allocator: {report['allocator']} ({BFC_ENV}={ALLOCATOR_ENV[report['allocator']]})")
+    print(allocator_line(report))
     print(f"float32, median of {report['repeats']} runs; composite: keras.ops.dot_product_attention")
     print(
         f"{'row':<22} {'mode':<17} {'tfkit ms':>9} {'composite ms':>13} {'XLA ms':>8} {'vs composite':>13} "
@@ -96,42 +134,24 @@ def print_table(report: dict) -> None:
             f"{r['op']:<22} {r['mode']:<17} {r['tfkit_ms']:>9.2f} {r['composite_ms']:>13.2f} {r['xla_ms']:>8.2f} "
             f"{r['speedup']:>12.2f}x {r['speedup_vs_xla']:>6.2f}x  {peaks}"
         )
-
-
-def run_in_subprocess(allocator: str, args: argparse.Namespace) -> dict:
-    """One allocator's benchmark in a fresh process (TensorFlow picks the
-    allocator when it starts)."""
-    command = [sys.executable, __file__, f"--allocator={allocator}", f"--repeats={args.repeats}", "--json=-"]
-    command += ["--sizes", *map(str, args.sizes)]
-    env = {**os.environ, BFC_ENV: ALLOCATOR_ENV[allocator]}
-    output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
-    return json.loads(output[output.index("{") :])
+    print("MultiHeadAttention training step (dropout 0.1): tfkit's layer vs Keras's, the same weights")
+    header = f"{'[B, seq, heads, key_dim]':<24} {'jit_compile':<12} {'tfkit ms':>9} {'Keras ms':>9} {'vs Keras':>9}"
+    print(header + "  peak MiB tfkit / Keras")
+    for r in report["layer"]:
+        peaks = "" if r["tfkit_peak_mb"] is None else f"{r['tfkit_peak_mb']:.1f} / {r['keras_peak_mb']:.1f}"
+        print(
+            f"{r['shape']!s:<24} {r['jit_compile']!s:<12} {r['tfkit_ms']:>9.2f} {r['keras_ms']:>9.2f} "
+            f"{r['speedup']:>8.2f}x  {peaks}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048, 4096])
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--allocator", choices=["both", *ALLOCATOR_ENV], default="both")
-    parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "attention.json"))
+    add_allocator_arguments(parser, "attention")
     args = parser.parse_args()
-    if args.allocator != "both":
-        if allocator_name() != args.allocator:
-            parser.error(f"--allocator={args.allocator} needs {BFC_ENV}={ALLOCATOR_ENV[args.allocator]} set")
-        report = run(args.sizes, args.repeats)
-        if args.json == "-":
-            print(json.dumps(report))
-            return
-        reports = [report]
-    else:
-        reports = [run_in_subprocess(allocator, args) for allocator in ALLOCATOR_ENV]
-    for report in reports:
-        print_table(report)
-        print()
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(reports, indent=2))
-    print(f"wrote {path}")
+    run_per_allocator(parser, args, __file__, lambda: run(args.sizes, args.repeats), print_table)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,7 @@ process. Prints a table per allocator and writes JSON
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -30,7 +26,14 @@ import keras
 import tensorflow as tf
 
 import tfkit
-from benchmarks.common import numpy_copy_gbps, time_against_composite
+from benchmarks.common import (
+    add_allocator_arguments,
+    allocator_line,
+    allocator_name,
+    numpy_copy_gbps,
+    run_per_allocator,
+    time_against_composite,
+)
 
 
 def composite_rms_norm(x, gamma, epsilon=1e-6):
@@ -72,19 +75,9 @@ def run(rows: int, cols: int, repeats: int) -> dict:
     }
 
 
-def allocator_name() -> str:
-    bfc = os.environ.get(BFC_ENV, "").lower() in ("1", "true")
-    return "bfc" if bfc else "default"
-
-
-BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
-ALLOCATOR_ENV = {"default": "false", "bfc": "true"}
-
-
 def print_table(report: dict) -> None:
     copy = report["numpy_copy_gbps"]
-    allocator = f"{report['allocator']} ({BFC_ENV}={ALLOCATOR_ENV[report['allocator']]})"
-    print(f"CPU allocator: {allocator}")
+    print(allocator_line(report))
     print(f"shape {report['shape']} {report['dtype']}, median of {report['repeats']} runs; NumPy copy: {copy:.1f} GB/s")
     header = (
         f"{'op':<10} {'mode':<17} {'tfkit ms':>9} {'composite ms':>13} {'XLA ms':>8} "
@@ -99,48 +92,14 @@ def print_table(report: dict) -> None:
         )
 
 
-def run_in_subprocess(allocator: str, args: argparse.Namespace) -> dict:
-    """Runs one allocator's benchmark in a fresh process (the allocator is
-    chosen when TensorFlow starts) and returns its report."""
-    command = [
-        sys.executable,
-        __file__,
-        f"--allocator={allocator}",
-        f"--rows={args.rows}",
-        f"--cols={args.cols}",
-        f"--repeats={args.repeats}",
-        "--json=-",
-    ]
-    env = {**os.environ, BFC_ENV: ALLOCATOR_ENV[allocator]}
-    output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
-    return json.loads(output[output.index("{") :])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=8192)
     parser.add_argument("--cols", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--allocator", choices=["both", *ALLOCATOR_ENV], default="both")
-    parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "norm.json"))
+    add_allocator_arguments(parser, "norm")
     args = parser.parse_args()
-    if args.allocator != "both":
-        if allocator_name() != args.allocator:
-            parser.error(f"--allocator={args.allocator} needs {BFC_ENV}={ALLOCATOR_ENV[args.allocator]} set")
-        report = run(args.rows, args.cols, args.repeats)
-        if args.json == "-":
-            print(json.dumps(report))
-            return
-        reports = [report]
-    else:
-        reports = [run_in_subprocess(allocator, args) for allocator in ALLOCATOR_ENV]
-    for report in reports:
-        print_table(report)
-        print()
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(reports, indent=2))
-    print(f"wrote {path}")
+    run_per_allocator(parser, args, __file__, lambda: run(args.rows, args.cols, args.repeats), print_table)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
 """Timing helpers shared by tfkit's benchmarks: medians timed in turn in one
-process, a NumPy copy's bandwidth as the yardstick, and the one comparison
-every element-wise family reports (tfkit vs the composite vs XLA)."""
+process, a NumPy copy's bandwidth as the yardstick, the one comparison
+every element-wise family reports (tfkit vs the composite vs XLA), and a
+benchmark run once per CPU allocator, each in its own process."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +18,11 @@ import numpy as np
 import tensorflow as tf
 
 RESULTS = Path(__file__).parent / "results"
+
+# TensorFlow's CPU allocator, chosen when it starts: the default one, or the
+# BFC allocator, which keeps the statistics peak memory is read from.
+BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
+ALLOCATOR_ENV = {"default": "false", "bfc": "true"}
 
 
 def median_seconds(fn, repeats: int, warmup: int = 3) -> float:
@@ -122,7 +131,9 @@ def compare(name: str, ours, composite, shape, repeats: int) -> dict:
 def print_report(report: dict) -> None:
     copy = report["numpy_copy_gbps"]
     print(f"shape {report['shape']} float32, median of {report['repeats']} runs; NumPy copy: {copy:.1f} GB/s")
-    print(f"{'op':<12} {'mode':<17} {'tfkit ms':>9} {'composite ms':>13} {'XLA ms':>8} {'vs composite':>13} {'vs XLA':>7}")
+    print(
+        f"{'op':<12} {'mode':<17} {'tfkit ms':>9} {'composite ms':>13} {'XLA ms':>8} {'vs composite':>13} {'vs XLA':>7}"
+    )
     for r in report["results"]:
         peaks = ""
         if "tfkit_peak_mb" in r:
@@ -140,3 +151,55 @@ def write_report(name: str, report) -> Path:
     path.write_text(json.dumps(report, indent=2))
     print(f"wrote {path}")
     return path
+
+
+def allocator_name() -> str:
+    return "bfc" if os.environ.get(BFC_ENV, "").lower() in ("1", "true") else "default"
+
+
+def allocator_line(report: dict) -> str:
+    return f"CPU allocator: {report['allocator']} ({BFC_ENV}={ALLOCATOR_ENV[report['allocator']]})"
+
+
+def add_allocator_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument("--allocator", choices=["both", *ALLOCATOR_ENV], default="both")
+    parser.add_argument("--json", default=str(RESULTS / f"{name}.json"))
+
+
+def run_per_allocator(parser: argparse.ArgumentParser, args: argparse.Namespace, script: str, run, print_table) -> None:
+    """`run()` (a report) under the allocator --allocator names, or, with
+    --allocator both, under each allocator in a fresh process running
+    `script` with the same arguments; prints each report's table and writes
+    them as JSON to --json (to stdout with --json=-)."""
+    if args.allocator != "both":
+        if allocator_name() != args.allocator:
+            parser.error(f"--allocator={args.allocator} needs {BFC_ENV}={ALLOCATOR_ENV[args.allocator]} set")
+        report = run()
+        if args.json == "-":
+            print(json.dumps(report))
+            return
+        reports = [report]
+    else:
+        reports = [_run_in_subprocess(script, allocator) for allocator in ALLOCATOR_ENV]
+    for report in reports:
+        print_table(report)
+        print()
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(reports, indent=2))
+    print(f"wrote {path}")
+
+
+def _run_in_subprocess(script: str, allocator: str) -> dict:
+    """The script's report under one allocator, from a fresh process given
+    this process's arguments."""
+    passed, skip = [], False
+    for arg in sys.argv[1:]:
+        own = arg.split("=")[0] in ("--allocator", "--json")
+        if not (own or skip):
+            passed.append(arg)
+        skip = own and "=" not in arg
+    command = [sys.executable, script, *passed, f"--allocator={allocator}", "--json=-"]
+    env = {**os.environ, BFC_ENV: ALLOCATOR_ENV[allocator]}
+    output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(output[output.index("{") :])

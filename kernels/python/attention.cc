@@ -46,19 +46,8 @@ struct Call {
   template <typename T>
   attention::AttentionInputs<T> Inputs(const py::object& scale, bool is_causal, double dropout_rate,
                                        std::pair<int64_t, int64_t> seed) const {
-    attention::AttentionInputs<T> in;
-    in.shape = shape;
-    in.query = In<T>(query);
-    in.key = In<T>(key);
-    in.value = In<T>(value);
-    in.bias = has_bias ? In<T>(bias) : nullptr;
-    in.mask = has_mask ? In<bool>(mask) : nullptr;
-    in.causal = is_causal;
-    in.scale = AttentionScale(scale, shape.head_dim);
-    in.dropout_rate = DropoutRate(dropout_rate);
-    in.seed[0] = seed.first;
-    in.seed[1] = seed.second;
-    return in;
+    return AttentionInputsOf<T>(shape, In<T>(query), In<T>(key), In<T>(value), has_bias ? In<T>(bias) : nullptr,
+                                has_mask ? In<bool>(mask) : nullptr, scale, is_causal, dropout_rate, seed);
   }
 };
 

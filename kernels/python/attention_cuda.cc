@@ -34,19 +34,8 @@ struct GpuCall {
   template <typename T>
   attention::AttentionInputs<T> Inputs(const py::object& scale, bool is_causal, double dropout_rate,
                                        std::pair<int64_t, int64_t> seed) const {
-    attention::AttentionInputs<T> in;
-    in.shape = shape;
-    in.query = Ptr<T>(query);
-    in.key = Ptr<T>(key);
-    in.value = Ptr<T>(value);
-    in.bias = has_bias ? Ptr<T>(bias) : nullptr;
-    in.mask = has_mask ? Ptr<bool>(mask) : nullptr;
-    in.causal = is_causal;
-    in.scale = AttentionScale(scale, shape.head_dim);
-    in.dropout_rate = DropoutRate(dropout_rate);
-    in.seed[0] = seed.first;
-    in.seed[1] = seed.second;
-    return in;
+    return AttentionInputsOf<T>(shape, Ptr<T>(query), Ptr<T>(key), Ptr<T>(value), has_bias ? Ptr<T>(bias) : nullptr,
+                                has_mask ? Ptr<bool>(mask) : nullptr, scale, is_causal, dropout_rate, seed);
   }
 
   Shape LseShape() const { return {shape.batch, shape.heads, shape.target}; }

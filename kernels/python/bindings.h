@@ -7,9 +7,11 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/activation/activation_rules.h"
+#include "kernels/attention/attention_args.h"
 #include "kernels/attention/attention_rules.h"
 #include "kernels/embedding/embedding_rules.h"
 #include "kernels/norm/norm_rules.h"
@@ -124,18 +126,31 @@ inline attention::AttentionShape AttentionShapeOf(const std::vector<int64_t>& qu
   return shape;
 }
 
-// The attrs of an attention call as the ops hold them: scale (None: Keras's
-// default), dropout_rate rounded to float32 and checked.
-inline float AttentionScale(const pybind11::object& scale, int64_t head_dim) {
-  const float rounded = scale.is_none() ? 0.0f : static_cast<float>(scale.cast<double>());
-  RaiseIfBroken(attention::ScaleError(rounded));
-  return attention::ScaleOf(scale.is_none(), rounded, head_dim);
-}
-
-inline float DropoutRate(double rate) {
-  const float rounded = static_cast<float>(rate);
-  RaiseIfBroken(attention::DropoutRateError(rounded));
-  return rounded;
+// One attention call's inputs from its checked shape, its arrays (bias and
+// mask null where absent) and its attrs as the ops hold them: scale (None:
+// Keras's default) and dropout_rate rounded to float32 and checked.
+template <typename T>
+attention::AttentionInputs<T> AttentionInputsOf(const attention::AttentionShape& shape, const T* query, const T* key,
+                                                const T* value, const T* bias, const bool* mask,
+                                                const pybind11::object& scale, bool is_causal, double dropout_rate,
+                                                std::pair<int64_t, int64_t> seed) {
+  const float rounded_scale = scale.is_none() ? 0.0f : static_cast<float>(scale.cast<double>());
+  RaiseIfBroken(attention::ScaleError(rounded_scale));
+  const float rounded_rate = static_cast<float>(dropout_rate);
+  RaiseIfBroken(attention::DropoutRateError(rounded_rate));
+  attention::AttentionInputs<T> in;
+  in.shape = shape;
+  in.query = query;
+  in.key = key;
+  in.value = value;
+  in.bias = bias;
+  in.mask = mask;
+  in.causal = is_causal;
+  in.scale = attention::ScaleOf(scale.is_none(), rounded_scale, shape.head_dim);
+  in.dropout_rate = rounded_rate;
+  in.seed[0] = seed.first;
+  in.seed[1] = seed.second;
+  return in;
 }
 
 // A parallel_for (kernels/common/accumulate.h) that runs everything on the
