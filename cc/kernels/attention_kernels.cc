@@ -93,29 +93,11 @@ struct AttentionFunctor<CPUDevice, T> {
               [&](int64_t begin, int64_t end) { attention::AttentionForward<T, U>(in, begin, end, out, lse); });
   }
 
-  // Three passes, each writing memory no other work item writes: the rows'
-  // statistics, the key and value gradients per block of keys, the query
-  // and bias gradients per block of queries.
   static void Backward(OpKernelContext* ctx, const AttentionInputs<T>& in, AttentionGrads<T>& g) {
-    const attention::AttentionShape& s = in.shape;
-    const int64_t rows = attention::RowItems(s);
     Tensor workspace;
-    const int64_t bias_size = in.bias == nullptr ? 0 : s.bias[0] * s.bias[1] * s.bias[2] * s.bias[3];
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<U>::v(),
-                                           TensorShape({2 * rows + bias_size}), &workspace));
-    g.row_delta = workspace.flat<U>().data();
-    g.row_inverse = g.row_delta + rows;
-    g.dbias_sum = g.row_inverse + rows;
-    const int64_t row_cost = RowCostOf(4, std::max<int64_t>(s.head_dim, 1));
-    ShardRows(ctx, rows, row_cost,
-              [&](int64_t begin, int64_t end) { attention::AttentionRowStats<T, U>(in, g, begin, end); });
-    const int64_t item_cost = RowCostOf(3, attention::ForwardItemCost(s));
-    ShardRows(ctx, attention::KeyValueItems(s), RowCostOf(s.group(), item_cost),
-              [&](int64_t begin, int64_t end) { attention::AttentionKeyValueGrad<T, U>(in, g, begin, end); });
-    const auto items = attention::QueryItems::Of(s, in.bias != nullptr, attention::kBlockQ);
-    const int64_t covered = std::max<int64_t>(1, attention::ForwardItems(s) / std::max<int64_t>(items.count(), 1));
-    ShardRows(ctx, items.count(), RowCostOf(covered, item_cost),
-              [&](int64_t begin, int64_t end) { attention::AttentionQueryGrad<T, U>(in, g, begin, end); });
+    const int64_t size = attention::BackwardWorkspaceSize(in.shape, in.bias != nullptr);
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<U>::v(), TensorShape({size}), &workspace));
+    attention::AttentionBackward<T, U>(in, g, workspace.flat<U>().data(), ShardOver(ctx));
   }
 };
 

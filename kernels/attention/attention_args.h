@@ -47,7 +47,8 @@ struct AttentionInputs {
 
 // The backward's further inputs, outputs and workspace: row_delta and
 // row_inverse hold B * N * T values each, dbias_sum (when there is a bias)
-// one U per bias element.
+// one U per bias element; dquery_parts (CPU, without a bias) the query
+// gradient's parts, one per chunk of keys (attention_cpu.h).
 template <typename T>
 struct AttentionGrads {
   const T* dout = nullptr;
@@ -56,6 +57,7 @@ struct AttentionGrads {
   Acc<T>* row_delta = nullptr;
   Acc<T>* row_inverse = nullptr;
   Acc<T>* dbias_sum = nullptr;
+  Acc<T>* dquery_parts = nullptr;
   T* dquery = nullptr;
   T* dkey = nullptr;
   T* dvalue = nullptr;

@@ -84,15 +84,11 @@ py::tuple Backward(py::handle dout_in, py::handle query, py::handle key, py::han
     py::array dquery = Empty(ShapeOf(call.query), dtype), dkey = Empty(ShapeOf(call.key), dtype);
     py::array dvalue = Empty(ShapeOf(call.key), dtype);
     py::array dbias = Empty(call.has_bias ? ShapeOf(call.bias) : Shape{0}, dtype);
-    const int64_t rows = attention::RowItems(s);
-    std::vector<T> workspace(2 * rows + dbias.size());
+    std::vector<T> workspace(attention::BackwardWorkspaceSize(s, call.has_bias));
     attention::AttentionGrads<T> g;
     g.dout = In<T>(dout);
     g.out = In<T>(output);
     g.lse = In<T>(lse);
-    g.row_delta = workspace.data();
-    g.row_inverse = workspace.data() + rows;
-    g.dbias_sum = workspace.data() + 2 * rows;
     g.dquery = Out<T>(dquery);
     g.dkey = Out<T>(dkey);
     g.dvalue = Out<T>(dvalue);
@@ -104,10 +100,7 @@ py::tuple Backward(py::handle dout_in, py::handle query, py::handle key, py::han
       if (call.query.size() == 0 || call.key.size() == 0) {
         for (const auto& [data, size] : outputs) std::fill_n(data, size, T(0));
       } else {
-        attention::AttentionRowStats<T, T>(in, g, 0, rows);
-        attention::AttentionKeyValueGrad<T, T>(in, g, 0, attention::KeyValueItems(s));
-        const auto items = attention::QueryItems::Of(s, call.has_bias, attention::kBlockQ);
-        attention::AttentionQueryGrad<T, T>(in, g, 0, items.count());
+        attention::AttentionBackward<T, T>(in, g, workspace.data(), Serially());
       }
     }
     return py::make_tuple(dquery, dkey, dvalue, call.has_bias ? py::object(dbias) : py::object(py::none()));
