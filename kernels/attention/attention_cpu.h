@@ -46,7 +46,7 @@ namespace attention {
 // Queries and keys per tile: the kBlockQ x kBlockK scores and the blocks
 // of queries, keys and values (head_dim up to 256) stay in L2.
 constexpr int64_t kBlockQ = 64;
-constexpr int64_t kBlockK = 64;
+constexpr int64_t kBlockK = 128;
 // Queries per forward work item: each block of keys and values is loaded
 // (and converted, and transposed) once for this many queries.
 constexpr int64_t kChunkQ = 4 * kBlockQ;

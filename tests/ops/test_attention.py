@@ -465,15 +465,36 @@ import numpy as np, tensorflow as tf
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 from tests.ops.test_attention import build, gradients
-args, kwargs = build((2, 70, 90, 4, 2, 16), {"bias": (1, 4, 70, 1), "is_causal": True}, tf.float32)
+args, kwargs = build(SIZES, EXTRA, tf.float32)
 np.save(PATH, np.concatenate([g.numpy().ravel() for g in gradients(args, kwargs, "compiled")]))
 """
 
+# With a bias the query gradient has a pass of its own; without one it is
+# summed from parts per chunk of keys (here 4 chunks of 2 blocks each).
+THREAD_CASES = [
+    ((2, 70, 90, 4, 2, 16), {"bias": (1, 4, 70, 1), "is_causal": True}),
+    ((1, 300, 1000, 2, 1, 8), {"is_causal": True}),
+]
 
-def test_gradients_do_not_depend_on_the_thread_count(tmp_path):
+
+@pytest.mark.parametrize("sizes,extra", THREAD_CASES, ids=["bias", "key_chunks"])
+def test_gradients_do_not_depend_on_the_thread_count(tmp_path, sizes, extra):
     path = tmp_path / "one_thread.npy"
-    result = run_python(THREADS_SCRIPT.replace("PATH", repr(str(path))))
+    script = THREADS_SCRIPT.replace("PATH", repr(str(path))).replace("SIZES", repr(sizes)).replace("EXTRA", repr(extra))
+    result = run_python(script)
     assert result.returncode == 0, result.stderr[-3000:]
-    args, kwargs = build((2, 70, 90, 4, 2, 16), {"bias": (1, 4, 70, 1), "is_causal": True}, tf.float32)
+    args, kwargs = build(sizes, extra, tf.float32)
     here = np.concatenate([g.numpy().ravel() for g in gradients(args, kwargs, "compiled")])
     np.testing.assert_array_equal(here, np.load(path))
+
+
+@pytest.mark.parametrize("extra", [{}, {"is_causal": True}, {"mask": "padding"}], ids=["plain", "causal", "padding"])
+def test_long_rows_match_the_reference_in_float64(extra):
+    """Several chunks of queries in the forward and of keys in the backward
+    (whose query gradient parts are summed), against the reference."""
+    args, kwargs = build((2, 300, 1000, 2, 1, 8), extra, tf.float64)
+    compiled = attention.dot_product_attention(*args, **kwargs, backend="compiled")
+    reference = attention.dot_product_attention(*args, **kwargs, backend="reference")
+    np.testing.assert_allclose(compiled.numpy(), reference.numpy(), rtol=1e-9, atol=1e-9)
+    for got, want in zip(gradients(args, kwargs, "compiled"), gradients(args, kwargs, "reference"), strict=True):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-9, atol=1e-9)
