@@ -1,13 +1,15 @@
 """Benchmark: the training step (forward, backward, Adam) of a small
-pre-norm transformer encoder built from Keras's own layers, against the same
-model built with tfkit's LayerNorm, Dense, GatedDense and RotaryEmbedding,
-each with and without XLA (Keras's jit_compile), medians from one process.
+pre-norm transformer encoder built from Keras's own layers and ops, against
+the same model built with tfkit's LayerNorm, Dense, GatedDense,
+RotaryEmbedding and dot_product_attention, each with and without XLA
+(Keras's jit_compile), medians from one process.
 
 The model: 4 blocks of width 256, 4 heads of 64 with rotary embedding on
-queries and keys, a SwiGLU feed-forward of 512, sequence 128, batch 32, then
-mean pooling and a 10-way classifier. The Keras model's RoPE is
-keras_hub.layers.RotaryEmbedding (the same formula in plain TF when keras-hub
-is not installed). Writes benchmarks/results/transformer.json.
+queries and keys, a SwiGLU feed-forward of 512, then mean pooling and a
+10-way classifier; at sequence 128 and 1024, batch 4096 tokens / sequence.
+The Keras model's attention is keras.ops.dot_product_attention's composite,
+its RoPE keras_hub.layers.RotaryEmbedding (the same formula in plain TF when
+keras-hub is not installed). Writes benchmarks/results/transformer.json.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import keras
 import numpy as np
 
 import tfkit
-from benchmarks.common import write_report
 from benchmarks.bench_rotary import baseline as keras_rope
+from benchmarks.common import write_report
 
 WIDTH, HEADS, FFN = 256, 4, 512
 
@@ -43,14 +45,14 @@ class Block(keras.layers.Layer):
         self.gated = tfkit.layers.GatedDense(FFN) if ours else None
         self.up = None if ours else keras.layers.Dense(2 * FFN)
         self.down = dense(WIDTH)
+        self.attention = tfkit.ops.dot_product_attention if ours else keras.ops.dot_product_attention
 
     def call(self, x):
         batch, seq = keras.ops.shape(x)[0], keras.ops.shape(x)[1]
         q, k, v = keras.ops.split(self.qkv(self.norm1(x)), 3, axis=-1)
         q, k, v = (keras.ops.reshape(t, (batch, seq, HEADS, WIDTH // HEADS)) for t in (q, k, v))
         q, k = self.rope(q), self.rope(k)
-        scores = keras.ops.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(WIDTH // HEADS).astype("float32")
-        attended = keras.ops.einsum("bhqk,bkhd->bqhd", keras.ops.softmax(scores, axis=-1), v)
+        attended = self.attention(q, k, v)
         x = x + self.out(keras.ops.reshape(attended, (batch, seq, WIDTH)))
         h = self.norm2(x)
         if self.gated is not None:
@@ -87,26 +89,30 @@ def step_ms(kind: str, jit_compile: bool, x, y, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--tokens", type=int, default=4096, help="per batch: the batch is tokens / sequence")
+    parser.add_argument("--seqs", type=int, nargs="+", default=[128, 1024])
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(args.batch, args.seq, WIDTH)).astype("float32")
-    y = rng.integers(0, 10, size=args.batch)
     results = []
-    for jit_compile in (False, True):
-        keras_ms = step_ms("keras", jit_compile, x, y, args.repeats)
-        tfkit_ms = step_ms("tfkit", jit_compile, x, y, args.repeats)
-        results.append({"jit_compile": jit_compile, "keras_ms": keras_ms, "tfkit_ms": tfkit_ms,
-                        "speedup": keras_ms / tfkit_ms})  # fmt: skip
-    print(f"training step, batch {args.batch}, sequence {args.seq}, median of {args.repeats}")
-    print(f"{'jit_compile':<12} {'Keras ms':>9} {'tfkit ms':>9} {'tfkit vs Keras':>15}")
+    for seq in args.seqs:
+        batch = max(1, args.tokens // seq)
+        x = rng.normal(size=(batch, seq, WIDTH)).astype("float32")
+        y = rng.integers(0, 10, size=batch)
+        for jit_compile in (False, True):
+            keras_ms = step_ms("keras", jit_compile, x, y, args.repeats)
+            tfkit_ms = step_ms("tfkit", jit_compile, x, y, args.repeats)
+            results.append({"batch": batch, "seq": seq, "jit_compile": jit_compile, "keras_ms": keras_ms,
+                            "tfkit_ms": tfkit_ms, "speedup": keras_ms / tfkit_ms})  # fmt: skip
+    print(f"training step, median of {args.repeats}")
+    print(f"{'batch':>6} {'seq':>6} {'jit_compile':<12} {'Keras ms':>9} {'tfkit ms':>9} {'tfkit vs Keras':>15}")
     for r in results:
-        print(f"{str(r['jit_compile']):<12} {r['keras_ms']:>9.1f} {r['tfkit_ms']:>9.1f} {r['speedup']:>14.2f}x")
-    write_report("transformer", {"batch": args.batch, "seq": args.seq, "repeats": args.repeats,
-                                 "cpu_count": os.cpu_count(), "results": results})  # fmt: skip
-
+        print(
+            f"{r['batch']:>6} {r['seq']:>6} {r['jit_compile']!s:<12} {r['keras_ms']:>9.1f} {r['tfkit_ms']:>9.1f} "
+            f"{r['speedup']:>14.2f}x"
+        )
+    write_report("transformer", {"tokens": args.tokens, "repeats": args.repeats, "cpu_count": os.cpu_count(),
+                                 "results": results})  # fmt: skip
 
 if __name__ == "__main__":
     main()

@@ -12,8 +12,10 @@
 // a block of kBlockQ queries over blocks of kBlockK keys keeping each row's
 // running maximum, sum and weighted values, and saves each row's
 // log-sum-exp (lse). The backward recomputes the probabilities tile by tile
-// from it, in two passes that need no atomics: the key and value gradients
-// per block of keys, the query (and bias) gradients per block of queries.
+// from it, in passes that need no atomics (AttentionBackward): the key and
+// value gradients per chunk of keys, then the query gradient, from parts
+// the key pass summed or, with a bias, with the bias gradient per block of
+// queries.
 // Tiles where every element is masked (a padding mask, the causal mask) are
 // skipped, which is exact wherever a row has an unmasked logit above the
 // fill; a row that has none (every key masked) is computed densely, as

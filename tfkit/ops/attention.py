@@ -274,12 +274,22 @@ def _attention_composite(query, key, value, bias, mask, seed, *, scale, is_causa
         if dropout_rate > 0.0:
             kept = dropout_keep_mask(seed, tf.shape(logits), dropout_rate)
             probs = probs * tf.where(kept, tf.constant(1.0 / (1.0 - dropout_rate), acc), tf.constant(0.0, acc))
+        if _one_query_head_per_kv_head(query, key):
+            return tf.cast(tf.einsum("bnts,bsnh->btnh", probs, tf.cast(value, acc)), query.dtype)
         batch, target, heads, head_dim = tf.unstack(tf.shape(query))
         kv_heads = tf.shape(key)[2]
         group = heads // tf.maximum(kv_heads, 1)
         probs = tf.reshape(probs, [batch, kv_heads, group, target, tf.shape(key)[1]])
         output = tf.einsum("bkgts,bskh->btkgh", probs, tf.cast(value, acc))
         return tf.cast(tf.reshape(output, [batch, target, heads, head_dim]), query.dtype)
+
+
+def _one_query_head_per_kv_head(query, key) -> bool:
+    """Whether the heads are known to be as many as the key's (no groups):
+    then the composite is Keras's own einsums, which XLA compiles better
+    than the grouped ones."""
+    heads, kv_heads = query.shape[2], key.shape[2]
+    return heads is not None and heads == kv_heads
 
 
 def masked_logits(query, key, bias=None, mask=None, *, scale=None, is_causal=False) -> tf.Tensor:
@@ -290,10 +300,13 @@ def masked_logits(query, key, bias=None, mask=None, *, scale=None, is_causal=Fal
     acc = _checks.accumulator_dtype(query.dtype)
     batch, target, heads, head_dim = tf.unstack(tf.shape(query))
     source, kv_heads = tf.shape(key)[1], tf.shape(key)[2]
-    group = heads // tf.maximum(kv_heads, 1)
-    grouped = tf.reshape(tf.cast(query, acc), [batch, target, kv_heads, group, head_dim])
-    logits = tf.einsum("btkgh,bskh->bkgts", grouped, tf.cast(key, acc))
-    logits = tf.reshape(logits, [batch, heads, target, source])
+    if _one_query_head_per_kv_head(query, key):
+        logits = tf.einsum("btnh,bsnh->bnts", tf.cast(query, acc), tf.cast(key, acc))
+    else:
+        group = heads // tf.maximum(kv_heads, 1)
+        grouped = tf.reshape(tf.cast(query, acc), [batch, target, kv_heads, group, head_dim])
+        logits = tf.einsum("btkgh,bskh->bkgts", grouped, tf.cast(key, acc))
+        logits = tf.reshape(logits, [batch, heads, target, source])
     if scale is None:
         scale = 1.0 / tf.sqrt(tf.cast(head_dim, tf.float32))
     logits = logits * tf.cast(scale, acc)
