@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkit import _loader
+from tfkit._shapes import shape_string
 from tfkit.declare import Op
 from tfkit.ops import _checks
 
@@ -106,7 +107,7 @@ def _prepare_dot_product_attention(
     value = _checks.float_input("value", value, dtype=query.dtype, like="query")
     for name, tensor, layout in (("query", query, _QUERY_LAYOUT), ("key", key, _KEY_LAYOUT)):
         if tensor.shape.rank not in (None, 4):
-            raise _checks.invalid_argument(f"{name} must have rank 4 ({layout}), got shape {_dims(tensor.shape)}")
+            raise _checks.invalid_argument(f"{name} must have rank 4 ({layout}), got shape {shape_string(tensor)}")
     _check_static_shapes(query, key, value)
     logits = _static_logits(query, key)
     if bias is not None:
@@ -138,34 +139,24 @@ def check_dropout_rate(rate: float) -> float:
     return float(rounded)
 
 
-def _dims(shape: tf.TensorShape) -> str:
-    """A shape as the kernels write it: "[2,3,?]"."""
-    if shape.rank is None:
-        return "<unknown>"
-    return "[" + ",".join("?" if d is None else str(d) for d in shape.as_list()) + "]"
-
-
 def _check_static_shapes(query, key, value) -> None:
     """The kernels' shape rule (AttentionShapeError) where the shapes are known."""
-    if key.shape.rank is not None and value.shape.rank is not None and not value.shape.is_compatible_with(key.shape):
-        raise _checks.invalid_argument(
-            f"value must have the shape of key {_dims(key.shape)}, got shape {_dims(value.shape)}"
-        )
+    _checks.check_same_shape("value", value, "key", key)
     if value.shape.rank not in (None, 4) and key.shape.rank is None:
-        raise _checks.invalid_argument(f"value must have rank 4 ({_KEY_LAYOUT}), got shape {_dims(value.shape)}")
+        raise _checks.invalid_argument(f"value must have rank 4 ({_KEY_LAYOUT}), got shape {shape_string(value)}")
     if query.shape.rank is None or key.shape.rank is None:
         return
     q, k = query.shape.as_list(), key.shape.as_list()
     if not (_agree(q[0], k[0]) and _agree(q[3], k[3])):
         raise _checks.invalid_argument(
-            f"key must have the batch size and head_dim of query {_dims(query.shape)} (dimensions 0 and 3), "
-            f"got shape {_dims(key.shape)}"
+            f"key must have the batch size and head_dim of query {shape_string(query)} (dimensions 0 and 3), "
+            f"got shape {shape_string(key)}"
         )
     heads, kv_heads = q[2], k[2]
     if heads is not None and kv_heads is not None and (heads % kv_heads if kv_heads else heads):
         raise _checks.invalid_argument(
             f"key must have a number of heads that divides the number of query heads {heads} "
-            f"(query {_dims(query.shape)}), got {kv_heads} in shape {_dims(key.shape)}"
+            f"(query {shape_string(query)}), got {kv_heads} in shape {shape_string(key)}"
         )
 
 
@@ -190,8 +181,8 @@ def _rank4(name: str, tensor: tf.Tensor, logits: list) -> tf.Tensor:
     if rank > 4 or not all(d is None or d == 1 or w is None or d == w for d, w in zip(shape, logits, strict=True)):
         raise _checks.invalid_argument(
             f"{name} must be broadcastable to the logits [batch, heads, target, source] "
-            f"{_dims(tf.TensorShape(logits))} (rank 4, each size 1 or the logits' size), got shape "
-            f"{_dims(tf.TensorShape(shape))}"
+            f"{shape_string(logits)} (rank 4, each size 1 or the logits' size), got shape "
+            f"{shape_string(shape)}"
         )
     if rank < 4:
         tensor = tf.reshape(tensor, tf.concat([tf.ones([4 - rank], tf.int32), tf.shape(tensor)], 0))
@@ -212,7 +203,7 @@ def _seed_tensor(seed, dropout_rate: float) -> tf.Tensor:
     if not tensor.dtype.is_integer or not tensor.shape.is_compatible_with([2]):
         raise _checks.invalid_argument(
             "seed must be an int or an integer tensor of shape [2], got "
-            f"{tensor.dtype.name} shape {_dims(tensor.shape)}"
+            f"{tensor.dtype.name} shape {shape_string(tensor)}"
         )
     return tf.cast(tensor, tf.int64)
 
