@@ -191,7 +191,8 @@ def norm_case(k, dtype, rows, cols, center, offset=0.0, tolerance=None):
 
 
 def activation_cases(k, dtype, rows, cols, name):
-    x, bias, dy = normal((rows, cols), 1, 3.0, dtype=dtype), normal(cols, 2, dtype=dtype), normal((rows, cols), 3, dtype=dtype)
+    x, dy = normal((rows, cols), 1, 3.0, dtype=dtype), normal((rows, cols), 3, dtype=dtype)
+    bias = normal(cols, 2, dtype=dtype)
     y = k.bias_activation(x, bias, name)
     dx, dbias = k.bias_activation_grad(dy, x, bias, name)
 
@@ -400,8 +401,10 @@ def attention_cases(k) -> list[Case]:
             attention_case(k, dtype, (3, 1, 1000, 4, 2, 128), mask="padding"),  # decode
             attention_case(k, dtype, (2, 20, 30, 2, 2, 16), bias=(1, 2, 20, 30), mask=(2, 1, 20, 30)),
             attention_case(k, dtype, (2, 50, 40, 4, 2, 8), is_causal=True, bias=(2, 1, 1, 40), rate=0.3),
+            attention_case(k, dtype, (2, 70, 90, 4, 2, 64), is_causal=True, rate=0.2),  # tensor cores, dropout
             attention_case(k, dtype, (1, 3, 0, 2, 2, 8)),
             attention_case(k, dtype, (1, 0, 5, 2, 2, 8)),
+            attention_case(k, dtype, (1, 3, 0, 2, 2, 64)),
         ]
     return cases
 

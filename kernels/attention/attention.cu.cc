@@ -3,11 +3,14 @@
 // for block: a thread block owns a tile of queries (the forward, the query
 // gradient) or of keys (the key and value gradients), loads the tiles it
 // pairs with into shared memory, and never writes what another block
-// writes, so the results are deterministic.
+// writes, so the results are deterministic. float16 and bfloat16 with the
+// common head sizes run the tensor-core kernels of attention_mma.inc.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <mma.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels/attention/attention_gpu.h"
 #include "kernels/attention/attention_rules.h"
@@ -432,6 +435,8 @@ __global__ void QueryGradKernel(AttentionInputs<T> in, AttentionGrads<T> g) {
   }
 }
 
+#include "kernels/attention/attention_mma.inc"
+
 // Launches kernel<<<blocks, kThreads, bytes>>>, raising its shared-memory
 // limit where the tiles need more than the default.
 template <typename Kernel, typename... Args>
@@ -452,6 +457,15 @@ template <typename T>
 cudaError_t LaunchAttentionForward(cudaStream_t stream, const AttentionInputs<T>& in, T* out, Acc<T>* lse) {
   using U = Acc<T>;
   const AttentionShape& sh = in.shape;
+  if constexpr (kHasTensorCores<T>) {
+    cudaError_t err = cudaSuccess;
+    const auto launch = [&](auto dim) {
+      constexpr int kDim = decltype(dim)::value;
+      err = LaunchTiled(MmaForwardKernel<T, kDim>, sh.batch * sh.heads * Blocks(sh.target, kMmaRows),
+                        MmaForwardTiles<kDim>::Bytes(sizeof(T)), stream, in, reinterpret_cast<DeviceT<T>*>(out), lse);
+    };
+    if (WithMmaDim(sh.head_dim, launch)) return err;
+  }
   const int64_t blocks = sh.batch * sh.heads * Blocks(sh.target, kForwardQ);
   return LaunchTiled(ForwardKernel<T, U>, blocks, ForwardSharedBytes<U>(sh.head_dim), stream, in,
                      reinterpret_cast<DeviceT<T>*>(out), lse);
@@ -475,6 +489,22 @@ cudaError_t LaunchAttentionBackward(cudaStream_t stream, const AttentionInputs<T
   const int64_t row_blocks = std::min<int64_t>((rows + warps_per_block - 1) / warps_per_block, 65535);
   cudaError_t err = LaunchTiled(RowStatsKernel<T, U>, row_blocks, 0, stream, in, g);
   if (err != cudaSuccess) return err;
+  if constexpr (kHasTensorCores<T>) {
+    const auto launch = [&](auto dim) {
+      constexpr int kDim = decltype(dim)::value;
+      const size_t mma_bytes = MmaGradTiles<kDim>::Bytes(sizeof(T));
+      err = LaunchTiled(MmaKeyValueGradKernel<T, kDim>, sh.batch * sh.kv_heads * Blocks(sh.source, kMmaRows),
+                        mma_bytes, stream, in, g);
+      if (err != cudaSuccess || in.bias != nullptr) return;  // the bias gradient's owners are QueryGradKernel's
+      err = LaunchTiled(MmaQueryGradKernel<T, kDim>, sh.batch * sh.heads * Blocks(sh.target, kMmaRows), mma_bytes,
+                        stream, in, g);
+    };
+    if (WithMmaDim(sh.head_dim, launch)) {
+      if (err != cudaSuccess || in.bias == nullptr) return err;
+      return LaunchTiled(QueryGradKernel<T, U>, QueryItems::Of(sh, true, kGradQ).count(),
+                         GradTiles<U>::Bytes(sh.head_dim), stream, in, g);
+    }
+  }
   const size_t bytes = GradTiles<U>::Bytes(sh.head_dim);
   err = LaunchTiled(KeyValueGradKernel<T, U>, sh.batch * sh.kv_heads * Blocks(sh.source, kGradK), bytes, stream, in,
                     g);
