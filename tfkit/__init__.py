@@ -31,7 +31,7 @@ def _register_ops() -> None:
 
 _register_ops()
 
-from tfkit import build, declare, image, layers, ops, prototype, saved_model, testing  # noqa: E402
+from tfkit import build, declare, distribute, image, layers, ops, prototype, saved_model, testing  # noqa: E402
 from tfkit.declare import Op  # noqa: E402
 from tfkit.layers.attention import use_fused_attention  # noqa: E402
 
@@ -43,6 +43,7 @@ __all__ = [
     "build",
     "build_info",
     "declare",
+    "distribute",
     "image",
     "layers",
     "library_path",

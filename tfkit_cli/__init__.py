@@ -1,4 +1,4 @@
-"""tfkit's command line: `tfkit info|check|init|new-op|serve|...` (also `python -m tfkit`).
+"""tfkit's command line: `tfkit info|check|init|new-op|serve|server|launch|...` (also `python -m tfkit`).
 
 This package imports no TensorFlow (nor tfkit, which imports it): `tfkit
 --help` and every subcommand's `--help` answer at once, and each command
@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 
+from tfkit_cli.cluster import add_cluster_parsers, launch, server
 from tfkit_cli.serve import add_serve_parser, serve
 
 
@@ -132,6 +133,7 @@ def build_parser(prog: str = "tfkit") -> argparse.ArgumentParser:
     library_parser.add_argument("--name", required=True)
     library_parser.add_argument("--output", required=True)
     add_serve_parser(commands)
+    add_cluster_parsers(commands)
     commands.add_parser(
         "sanitizer-env", help="print the exports a process needs to load libraries built with sanitize=True"
     )
@@ -167,6 +169,10 @@ def main(argv: list[str] | None = None, prog: str = "tfkit") -> int:
         return check(args.export_dir)
     if args.command == "serve":
         return serve(args)
+    if args.command == "server":
+        return server(args)
+    if args.command == "launch":
+        return launch(args)
     return 2
 
 
