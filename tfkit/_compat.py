@@ -411,6 +411,26 @@ def _probe_var_mu():
     return True
 
 
+@_feature(
+    "sharded_variable",
+    "tf.__internal__.distribute.ShardedVariable",
+    "ShardedVariable tables in tfkit.ops.embedding_bag (each shard's share of a bag computed where it lives)",
+    "a ShardedVariable is not recognised: pass its list of shards (`table.variables`) instead",
+)
+def _probe_sharded_variable():
+    cls = tf.__internal__.distribute.ShardedVariable
+    # (No variable is made here: that would start TensorFlow's devices at import.)
+    if not isinstance(cls, type) or not isinstance(getattr(cls, "variables", None), property):
+        raise TypeError("ShardedVariable has no `variables` property (the list of row shards)")
+    return cls
+
+
+def shard_variables(table: Any) -> list | None:
+    """The row-shard variables of a ShardedVariable table, or None."""
+    cls = get("sharded_variable")
+    return list(table.variables) if cls is not None and isinstance(table, cls) else None
+
+
 # The call sites' wrappers ----------------------------------------------------
 
 

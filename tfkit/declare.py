@@ -71,6 +71,7 @@ class Op:
         self.name = name
         self.implementations: dict[str, Callable[..., Any]] = {}
         self._prepare = prepare
+        self._dispatchers: list[Callable[..., Any]] = []
         self._library: Callable[[], Any] = _loader.load_library
         if prepare is not None:
             functools.update_wrapper(self, prepare)
@@ -90,6 +91,14 @@ class Op:
     def prototype(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Registers a prototype implementation (made by `tfkit.prototype.op`)."""
         return self._register("prototype", fn)
+
+    def dispatch(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: registers `fn(*args, backend=None, **kwargs)`, called
+        with the op's public arguments before anything else; it returns the
+        result for arguments it handles (a composite such as a sharded table,
+        usually by calling the op on the parts) and `NotImplemented` otherwise."""
+        self._dispatchers.append(fn)
+        return fn
 
     def compiled(self, fn: Callable[..., Any] | None = None, *, library: Callable[[], Any] | None = None):
         """Decorator: registers the compiled implementation.
@@ -160,6 +169,10 @@ class Op:
         return kinds[0]
 
     def __call__(self, *args, backend: str | None = None, **kwargs):
+        for dispatcher in self._dispatchers:
+            result = dispatcher(*args, backend=backend, **kwargs)
+            if result is not NotImplemented:
+                return result
         if self._prepare is not None:
             args, kwargs = self._prepare(*args, **kwargs)
         return self.implementations[self.choose(backend)](*args, **kwargs)

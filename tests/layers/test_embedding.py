@@ -57,10 +57,10 @@ def test_mixed_precision_keeps_the_table_and_its_gradient_sparse():
     assert isinstance(grad, tf.IndexedSlices) and grad.values.dtype == tf.float32
 
 
-def bag_model(combiner="mean") -> keras.Model:
+def bag_model(combiner="mean", **layer_options) -> keras.Model:
     keras.utils.set_random_seed(0)
     ids = keras.Input([5], dtype="int32")
-    h = EmbeddingBag(VOCAB, DIM, combiner=combiner)(ids)
+    h = EmbeddingBag(VOCAB, DIM, combiner=combiner, **layer_options)(ids)
     return keras.Model(ids, keras.layers.Dense(1)(h))
 
 
@@ -144,9 +144,10 @@ def test_config_round_trip_and_regularizer():
     assert keras.saving.get_registered_name(EmbeddingBag) == "tfkit>EmbeddingBag"
 
 
-def test_keras_file_and_saved_model_in_a_fresh_process(tmp_path):
+@pytest.mark.parametrize("num_shards", [None, 3])
+def test_keras_file_and_saved_model_in_a_fresh_process(tmp_path, num_shards):
     ids, y = bag_data()
-    model = bag_model("sum")
+    model = bag_model("sum", num_shards=num_shards)
     model.compile(optimizer="adam", loss="mse")
     model.fit(ids, y, epochs=1, verbose=0)
     expected = model.predict(ids, verbose=0)
@@ -182,3 +183,57 @@ def test_weights_as_a_second_functional_input_train():
     as_list.fit([x, w], np.ones((8, DIM), np.float32), epochs=1, verbose=0)
     unused = np.setdiff1d(np.arange(VOCAB), x)
     np.testing.assert_array_equal(layer.embeddings.numpy()[unused], before[unused])
+
+
+# Row shards ---------------------------------------------------------------
+
+
+def test_num_shards_makes_row_shard_weights_in_the_even_layout():
+    layer = built_layer(num_shards=3)
+    assert [w.path.split("/")[-1] for w in layer.weights] == [f"embeddings_{i}" for i in range(3)]
+    assert [tuple(w.shape) for w in layer.embeddings] == [(14, DIM), (13, DIM), (13, DIM)]
+    clone = EmbeddingBag.from_config(layer.get_config())
+    assert clone.num_shards == 3 and clone.get_config() == layer.get_config()
+    with pytest.raises(ValueError, match=r"num_shards must be in \[1, 40\]"):
+        EmbeddingBag(VOCAB, DIM, num_shards=41)
+
+
+@pytest.mark.parametrize("combiner", ["sum", "mean", "sqrtn"])
+def test_a_sharded_layer_equals_the_unsharded_one_on_the_same_table(combiner):
+    sharded, whole = built_layer(num_shards=3, combiner=combiner), built_layer(combiner=combiner)
+    whole.embeddings.assign(np.concatenate([w.numpy() for w in sharded.embeddings]))
+    ids = tf.constant(np.random.default_rng(3).integers(0, VOCAB, size=(6, 7)), tf.int32)
+    weights = tf.constant(np.random.default_rng(4).uniform(0.5, 2, size=(6, 7)), tf.float32)
+    np.testing.assert_allclose(
+        sharded(ids, weights=weights).numpy(), whole(ids, weights=weights).numpy(), rtol=1e-6, atol=1e-6
+    )
+
+
+def test_a_sharded_checkpoint_restores_into_the_same_shard_count(tmp_path):
+    trained = bag_model("mean", num_shards=2)
+    ids, y = bag_data()
+    trained.compile(optimizer="adam", loss="mse")
+    trained.fit(ids, y, epochs=1, verbose=0)
+    tf.train.Checkpoint(model=trained).write(str(tmp_path / "ckpt"))
+    keras.utils.set_random_seed(1)
+    fresh = bag_model("mean", num_shards=2)
+    tf.train.Checkpoint(model=fresh).read(str(tmp_path / "ckpt")).assert_existing_objects_matched()
+    for got, want in zip(fresh.get_weights(), trained.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_sharded_model_is_served_by_tfkit_serve(tmp_path):
+    import requests
+
+    from tfkit.serving.launch import ServerProcess
+
+    ids, _ = bag_data(8)
+    model = bag_model("sqrtn", num_shards=3)
+    expected = model.predict(ids, verbose=0)
+    model.export(str(tmp_path / "bags" / "1"), verbose=False)
+    with ServerProcess([str(tmp_path / "bags"), "--model_name", "bags"]) as server:
+        response = requests.post(
+            f"{server.rest_url}/v1/models/bags:predict", json={"instances": ids.tolist()}, timeout=60
+        )
+    assert response.status_code == 200, response.text
+    np.testing.assert_allclose(np.array(response.json()["predictions"]), expected, rtol=1e-6, atol=1e-6)

@@ -2,6 +2,7 @@
 reference, dense and ragged bags, empty bags, weights, the sparse params
 gradient, opcheck, bad ids and bad inputs."""
 
+import itertools
 import re
 
 import numpy as np
@@ -480,3 +481,120 @@ def test_gpu_matches_cpu_and_refuses_bad_ids(dtype):
     tol = {tf.float64: 1e-9, tf.float32: 1e-4, tf.float16: 3e-2, tf.bfloat16: 2e-1}[dtype]
     for cpu, gpu in zip(results["/CPU:0"], results["/GPU:0"], strict=True):
         np.testing.assert_allclose(to_numpy64(gpu), to_numpy64(cpu), rtol=tol, atol=tol * 10)
+
+
+# Sharded tables: a ShardedVariable or a list of row shards ----------------
+
+
+def shard_table(table, counts, kind):
+    """The table in row shards of these row counts: variables, a ShardedVariable, or tensors."""
+    starts = np.cumsum([0, *counts])
+    shards = [table[a:b] for a, b in itertools.pairwise(starts)]
+    if kind == "tensors":
+        return shards
+    variables = [tf.Variable(shard) for shard in shards]
+    return tf.__internal__.distribute.ShardedVariable(variables) if kind == "sharded_variable" else variables
+
+
+def shard_list(params) -> list:
+    return list(params.variables) if hasattr(params, "variables") else list(params)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("bags", ["dense", "ragged"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("combiner", COMBINERS)
+def test_a_sharded_table_gives_the_unsharded_bags_and_gradients(combiner, weighted, bags, backend):
+    table = make_params(tf.float32)
+    sharded = shard_table(table, embedding.shard_rows(VOCAB, 3), "sharded_variable")
+    whole = tf.Variable(table)
+    if bags == "dense":
+        ids, weights = make_ids([5, 4]), make_weights([5, 4], tf.float32) if weighted else None
+    else:
+        ids = tf.ragged.constant([[1, 10, 4], [], [7], [0, 0, 9, 3, 5]])
+        weights = tf.ragged.constant([[0.5, 2.0, 1.0], [], [3.0], [1.0, 1.5, 0.5, 2.0, 1.0]]) if weighted else None
+    with tf.GradientTape(persistent=True) as tape:
+        got = embedding.embedding_bag(ids, sharded, weights, combiner, backend=backend)
+        want = embedding.embedding_bag(ids, whole, weights, combiner, backend=backend)
+        scale = tf.constant(np.arange(DIM) - 2.5, tf.float32)
+        got_loss, want_loss = tf.reduce_sum(got * scale), tf.reduce_sum(want * scale)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
+    shard_grads = tape.gradient(got_loss, shard_list(sharded))
+    whole_grad = tf.convert_to_tensor(tape.gradient(want_loss, whole))
+    assert all(isinstance(g, tf.IndexedSlices) for g in shard_grads)
+    for grad, shard in zip(shard_grads, shard_list(sharded), strict=True):
+        # rows local to the shard, the shard's own shape
+        assert grad.indices.numpy().min(initial=0) >= 0 and grad.indices.numpy().max(initial=0) < shard.shape[0]
+        assert tuple(grad.dense_shape.numpy()) == tuple(shard.shape)
+    dense = np.concatenate([tf.convert_to_tensor(g).numpy() for g in shard_grads])
+    np.testing.assert_allclose(dense, whole_grad.numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["variables", "tensors"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+def test_lists_of_shards_in_every_dtype_match_numpy(kind, dtype):
+    table = make_params(dtype)
+    shards = shard_table(table, [5, 1, 5], kind)  # any row counts, not only the even layout
+    ids = make_ids([4, 3])
+    got = embedding.embedding_bag(ids, shards, None, "mean")
+    want = numpy_embedding_bag(ids.numpy().tolist(), to_numpy64(table), None, "mean")
+    assert got.dtype == dtype
+    assert_close(got, want, dtype, scale=2)
+
+
+def test_shard_rows_is_the_even_layout_first_shards_larger():
+    assert embedding.shard_rows(11, 3) == [4, 4, 3]
+    assert embedding.shard_rows(6, 3) == [2, 2, 2]
+    with pytest.raises(ValueError, match=r"num_shards must be in \[1, 2\]"):
+        embedding.shard_rows(2, 3)
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+@pytest.mark.parametrize("bad,position", [(-1, 4), (VOCAB, 2)])
+def test_an_id_outside_the_whole_sharded_table_names_indices_the_value_and_the_vocabulary(bad, position, mode):
+    shards = shard_table(make_params(tf.float32), embedding.shard_rows(VOCAB, 2), "variables")
+    ids = np.full([2, 3], 1)
+    ids.flat[position] = bad
+    call = lambda i: embedding.embedding_bag(i, shards)  # noqa: E731
+    if mode == "graph":
+        call = tf.function(call, input_signature=[tf.TensorSpec([None, None], tf.int64)])
+    says = rf"indices must be in \[0, {VOCAB}\) .*all 2 shards.* got {bad} at flat position {position}"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=says):
+        call(tf.constant(ids, tf.int64))
+
+
+def test_sharded_bags_under_tf_function_with_unknown_dims():
+    table = make_params(tf.float32)
+    shards = shard_table(table, embedding.shard_rows(VOCAB, 3), "variables")
+    lookup = tf.function(
+        lambda i, w: embedding.embedding_bag(i, shards, w, "sqrtn"),
+        input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.float32)],
+    )
+    ids, weights = make_ids([3, 5]), make_weights([3, 5], tf.float32)
+    np.testing.assert_allclose(
+        lookup(ids, weights).numpy(),
+        embedding.embedding_bag(ids, table, weights, "sqrtn").numpy(),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    assert lookup(tf.zeros([0, 5], tf.int32), tf.zeros([0, 5])).shape == (0, DIM)
+
+
+@pytest.mark.parametrize(
+    "shards, says",
+    [
+        (
+            [tf.Variable(tf.ones([3, 4])), tf.Variable(tf.ones([2, 5]))],
+            r"shape \[rows, 4\].*got shape \[2,5\] for shard 1",
+        ),
+        ([tf.Variable(tf.ones([3, 4])), tf.Variable(tf.ones([2, 4], tf.float64))], "share one dtype"),
+    ],
+)
+def test_shards_that_disagree_are_refused(shards, says):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=says):
+        embedding.embedding_bag(tf.constant([[0, 1]]), shards)
+
+
+def test_a_nested_list_of_numbers_is_still_one_table():
+    got = embedding.embedding_bag(tf.constant([[0, 1]]), [[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_allclose(got.numpy(), [[4.0, 6.0]])

@@ -28,6 +28,14 @@ class EmbeddingBag(keras.layers.Layer):
       combiner: "sum", "mean" or "sqrtn".
       embeddings_initializer, embeddings_regularizer, embeddings_constraint:
         For the `[input_dim, output_dim]` table, as in `keras.layers.Embedding`.
+      num_shards: None for one `[input_dim, output_dim]` weight
+        (`embeddings`); k for k row-shard weights `embeddings_0` ..
+        `embeddings_{k-1}` (contiguous rows, the first shards a row larger
+        where k does not divide input_dim; `tfkit.ops.embedding.shard_rows`).
+        Under a `ParameterServerStrategy` scope each shard is placed on a
+        parameter server, round robin, and each bag's share of a shard is
+        computed there (see `tfkit.ops.embedding_bag`). `embeddings` is then
+        the list of shards.
       backend: tfkit backend ("compiled", "reference", "auto", None).
     """
 
@@ -39,6 +47,7 @@ class EmbeddingBag(keras.layers.Layer):
         embeddings_initializer="uniform",
         embeddings_regularizer=None,
         embeddings_constraint=None,
+        num_shards: int | None = None,
         backend: str | None = None,
         **kwargs,
     ):
@@ -50,6 +59,9 @@ class EmbeddingBag(keras.layers.Layer):
         self.input_dim = int(input_dim)
         self.output_dim = int(output_dim)
         self.combiner = combiner
+        self.num_shards = None if num_shards is None else int(num_shards)
+        if self.num_shards is not None:
+            embedding_ops.shard_rows(self.input_dim, self.num_shards)  # checks the count
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
         self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
         self.embeddings_constraint = keras.constraints.get(embeddings_constraint)
@@ -58,9 +70,19 @@ class EmbeddingBag(keras.layers.Layer):
         self.supports_jit = tfkit_backend.supports_xla(backend)
 
     def build(self, input_shape=None):
-        self.embeddings = self.add_weight(
-            name="embeddings",
-            shape=(self.input_dim, self.output_dim),
+        if self.num_shards is None:
+            self.embeddings = self._table_weight("embeddings", self.input_dim)
+        else:
+            rows = embedding_ops.shard_rows(self.input_dim, self.num_shards)
+            shards = [self._table_weight(f"embeddings_{i}", count) for i, count in enumerate(rows)]
+            for i, shard in enumerate(shards):
+                setattr(self, f"embeddings_{i}", shard)  # checkpoints track attributes, not a list's items
+            self.embeddings = shards
+
+    def _table_weight(self, name: str, rows: int):
+        return self.add_weight(
+            name=name,
+            shape=(rows, self.output_dim),
             initializer=self.embeddings_initializer,
             regularizer=self.embeddings_regularizer,
             constraint=self.embeddings_constraint,
@@ -71,9 +93,12 @@ class EmbeddingBag(keras.layers.Layer):
         ids = inputs
         if isinstance(inputs, (list, tuple)):
             ids, weights = inputs
-        table = self.embeddings.value  # the tf.Variable, read in place by the op
+        if self.num_shards is None:
+            table = self.embeddings.value  # the tf.Variable, read in place by the op
+        else:
+            table = [shard.value for shard in self.embeddings]
         if weights is not None:
-            weights = _cast(weights, table.dtype)
+            weights = _cast(weights, self.variable_dtype)
         bags = embedding_ops.embedding_bag(ids, table, weights, self.combiner, backend=self.backend)
         return _cast(bags, self.compute_dtype)
 
@@ -88,6 +113,7 @@ class EmbeddingBag(keras.layers.Layer):
             "input_dim": self.input_dim,
             "output_dim": self.output_dim,
             "combiner": self.combiner,
+            "num_shards": self.num_shards,
             "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
             "embeddings_regularizer": keras.regularizers.serialize(self.embeddings_regularizer),
             "embeddings_constraint": keras.constraints.serialize(self.embeddings_constraint),

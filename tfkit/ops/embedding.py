@@ -20,7 +20,7 @@ from tfkit._shapes import shape_string
 from tfkit.declare import Op
 from tfkit.ops import _checks
 
-__all__ = ["COMBINERS", "embedding_bag", "embedding_bag_reference"]
+__all__ = ["COMBINERS", "embedding_bag", "embedding_bag_reference", "shard_rows"]
 
 COMBINERS = ("sum", "mean", "sqrtn")
 _INDEX_DTYPES = (tf.int32, tf.int64)
@@ -216,20 +216,25 @@ def _embedding_bag_composite(
     rows = tf.cast(tf.gather(params, ids), acc)
     w = tf.cast(weights, acc) if weighted else tf.ones(tf.shape(ids), acc)
     summed = tf.math.unsorted_segment_sum(rows * w[:, tf.newaxis], bag_of_id, num_bags)
-    lengths = tf.cast(row_splits[1:] - row_splits[:-1], acc)
-    if combiner == "sum":
-        bags = summed
-    else:
-        if combiner == "mean":
-            denominator = lengths
-        else:
-            squares = tf.math.unsorted_segment_sum(w * w, bag_of_id, num_bags) if weighted else lengths
-            # 0 only for an empty or all-zero bag: a NaN weight's NaN stays.
-            nonzero = tf.not_equal(squares, 0)
-            denominator = tf.sqrt(tf.where(nonzero, squares, tf.ones_like(squares)))
-            denominator = tf.where(nonzero, denominator, tf.zeros_like(denominator))
-        bags = summed * tf.math.divide_no_nan(tf.ones_like(denominator), denominator)[:, tf.newaxis]
+    bags = _combine(summed, combiner, row_splits, w if weighted else None, bag_of_id, num_bags)
     return _assemble(tf.cast(bags, params.dtype), batch_shape, outer, static_batch_shape)
+
+
+def _combine(summed, combiner: str, row_splits, w, bag_of_id, num_bags) -> tf.Tensor:
+    """The bags' weighted sums [bags, dim] divided as the combiner says (in
+    summed's dtype; w the flat weights in it, or None for unweighted bags)."""
+    if combiner == "sum":
+        return summed
+    lengths = tf.cast(row_splits[1:] - row_splits[:-1], summed.dtype)
+    if combiner == "mean":
+        denominator = lengths
+    else:
+        squares = tf.math.unsorted_segment_sum(w * w, bag_of_id, num_bags) if w is not None else lengths
+        # 0 only for an empty or all-zero bag: a NaN weight's NaN stays.
+        nonzero = tf.not_equal(squares, 0)
+        denominator = tf.sqrt(tf.where(nonzero, squares, tf.ones_like(squares)))
+        denominator = tf.where(nonzero, denominator, tf.zeros_like(denominator))
+    return summed * tf.math.divide_no_nan(tf.ones_like(denominator), denominator)[:, tf.newaxis]
 
 
 def _runtime_splits_asserts(row_splits: tf.Tensor) -> list:
@@ -247,6 +252,105 @@ def _segment_ids(row_splits: tf.Tensor, n: tf.Tensor) -> tf.Tensor:
 
 
 embedding_bag_reference = embedding_bag.reference_function()
+
+
+# Sharded tables ------------------------------------------------------------
+
+
+def shard_rows(vocabulary: int, num_shards: int) -> list[int]:
+    """The rows of each of `num_shards` contiguous shards of a table, the
+    first ones a row larger where they don't divide evenly (the layout of
+    `tf.distribute`'s fixed-shards partitioner)."""
+    if not 1 <= num_shards <= vocabulary:
+        raise ValueError(f"num_shards must be in [1, {vocabulary}] (the vocabulary size), got {num_shards}")
+    rows, extra = divmod(vocabulary, num_shards)
+    return [rows + (shard < extra) for shard in range(num_shards)]
+
+
+def _table_shards(params) -> list | None:
+    """The row shards of a sharded table (a ShardedVariable, or a list or
+    tuple of shards), or None for one table."""
+    shards = _compat.shard_variables(params)
+    if shards is None and isinstance(params, (list, tuple)) and params:
+        if all(_is_variable(shard) or tf.is_tensor(shard) for shard in params):
+            shards = list(params)  # (a nested list of numbers stays one constant table)
+    return shards
+
+
+@embedding_bag.dispatch
+def _sharded_embedding_bag(indices, params, weights=None, combiner: str = "sum", *, backend=None):
+    """A table in row shards: each shard's share of every bag (its weighted
+    sum of the rows it holds) is computed by the op on that shard, where the
+    shard lives, and only those [bags, dim] partial sums come back; they are
+    added in the accumulation dtype and combined here. The gradient is one
+    `tf.IndexedSlices` per shard, with the shard's own row numbers."""
+    shards = _table_shards(params)
+    if shards is None:
+        return NotImplemented
+    ends = _shard_ends(shards)
+    (ids, row_splits, _, flat_weights, batch_shape, *outer), attrs = _prepare_embedding_bag(
+        indices, shards[0], weights, combiner
+    )
+    weighted = attrs["weighted"]
+    acc = _checks.accumulator_dtype(shards[0].dtype)
+    num_bags = tf.shape(row_splits, out_type=tf.int64)[0] - 1
+    bag_of_id = tf.cast(_segment_ids(row_splits, tf.shape(ids)[0]), tf.int64)
+    ids64 = tf.cast(ids, tf.int64)
+    with tf.control_dependencies([_check_ids_in_table(ids64, ends[-1], len(shards))]):
+        shard_of_id = tf.minimum(tf.searchsorted(tf.constant(ends, tf.int64), ids64, side="right"), len(shards) - 1)
+    starts = tf.constant([0, *ends[:-1]], tf.int64)
+    local = tf.dynamic_partition(ids64 - tf.gather(starts, shard_of_id), shard_of_id, len(shards))
+    bags = tf.dynamic_partition(bag_of_id, shard_of_id, len(shards))
+    shard_weights = tf.dynamic_partition(flat_weights, shard_of_id, len(shards)) if weighted else [None] * len(shards)
+    partial = []
+    for shard, shard_ids, shard_bags, shard_w in zip(shards, local, bags, shard_weights, strict=True):
+        counts = tf.math.unsorted_segment_sum(tf.ones_like(shard_bags), shard_bags, num_bags)
+        splits = tf.concat([tf.zeros([1], tf.int64), tf.cumsum(counts)], 0)
+        bag_ids = tf.RaggedTensor.from_row_splits(tf.cast(shard_ids, ids.dtype), splits, validate=False)
+        bag_weights = bag_ids.with_flat_values(shard_w) if weighted else None
+        sums = embedding_bag(bag_ids, shard, bag_weights, "sum", backend=backend)
+        partial.append(tf.cast(sums, acc))
+    w = tf.cast(flat_weights, acc) if weighted else None
+    combined = _combine(tf.add_n(partial), combiner, row_splits, w, bag_of_id, num_bags)
+    return _assemble(tf.cast(combined, shards[0].dtype), batch_shape, outer, attrs["static_batch_shape"])
+
+
+def _shard_ends(shards: list) -> list[int]:
+    """Each shard's end row in the whole table, checking the shards agree."""
+    ends, first = [], shards[0]
+    for number, shard in enumerate(shards):
+        if not _is_variable(shard):
+            shard = tf.convert_to_tensor(shard)
+        if shard.shape.rank != 2 or shard.shape[0] is None or shard.shape[1] != first.shape[1]:
+            raise _checks.invalid_argument(
+                f"params shards must have shape [rows, {first.shape[1]}] with known rows, got shape "
+                f"{shape_string(shard)} for shard {number}"
+            )
+        if shard.dtype != first.dtype:
+            raise _checks.invalid_argument(
+                f"params shards must share one dtype, got {first.dtype.name} and {shard.dtype.name} (shard {number})"
+            )
+        ends.append((ends[-1] if ends else 0) + int(shard.shape[0]))
+    return ends
+
+
+def _check_ids_in_table(ids: tf.Tensor, vocab: int, count: int):
+    """An InvalidArgumentError, the kernels' message for the whole table, where an id is outside it."""
+    outside = tf.logical_or(ids < 0, ids >= vocab)
+    # The first id outside, or (a sentinel past the end) len(ids) and 0.
+    position = tf.argmax(tf.concat([tf.cast(outside, tf.int32), [1]], 0), output_type=tf.int64)
+    value = tf.gather(tf.concat([ids, tf.zeros([1], tf.int64)], 0), position)
+    message = tf.strings.format(
+        "indices must be in [0, {}) (the vocabulary size, the rows of all {} shards of params), got {} at flat "
+        "position {}",
+        (vocab, count, value, position),
+    )
+    inside = tf.logical_not(tf.reduce_any(outside))
+    if tf.executing_eagerly():
+        if not bool(inside):
+            raise _checks.invalid_argument(message.numpy().decode())
+        return tf.no_op()
+    return tf.debugging.Assert(inside, [message], summarize=1)
 
 
 @tf.RegisterGradient("Tfkit>EmbeddingBag")
