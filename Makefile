@@ -47,8 +47,9 @@ $(VENV)/.editable: $(VENV)/.installed setup.py pyproject.toml
 
 # The op library, with CUDA kernels when a CUDA toolkit is found.
 build: setup
-	$(BAZEL) build $(BAZEL_FLAGS) //cc:_tfkit_ops.so
+	$(BAZEL) build $(BAZEL_FLAGS) //cc:_tfkit_ops.so //cc:static_link_check
 	install -m 0755 bazel-bin/cc/_tfkit_ops.so $(LIB)
+	install -D -m 0755 bazel-bin/cc/static_link_check build/static_link_check
 
 # The CPU-only library, even where CUDA is installed.
 build-cpu: cpu-variant

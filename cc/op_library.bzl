@@ -65,7 +65,7 @@ def _build_stamp(name):
     )
     return src
 
-def tf_custom_op_library(name, srcs, gpu_srcs = [], hdrs = [], deps = []):
+def tf_custom_op_library(name, srcs, gpu_srcs = [], hdrs = [], deps = [], static_name = None):
     """Builds a loadable TensorFlow op library `name` (a .so).
 
     Args:
@@ -75,6 +75,8 @@ def tf_custom_op_library(name, srcs, gpu_srcs = [], hdrs = [], deps = []):
         CUDA is configured.
       hdrs: headers the sources include (framework-free kernels among them).
       deps: further cc deps.
+      static_name: also a cc_library of this name with the same objects,
+        alwayslink, for binaries that link the ops in (TensorFlow Serving).
     """
     gpu = CUDA_ENABLED and len(gpu_srcs) > 0
     cuda_deps = ["@local_config_cuda//:cuda_headers"] if gpu else []
@@ -102,3 +104,9 @@ def tf_custom_op_library(name, srcs, gpu_srcs = [], hdrs = [], deps = []):
         linkshared = 1,
         deps = [name + "_kernels", "@local_config_tf//:tf_framework"] + gpu_deps,
     )
+    if static_name:
+        native.cc_library(
+            name = static_name,
+            deps = [name + "_kernels"] + gpu_deps,
+            alwayslink = 1,
+        )

@@ -234,3 +234,19 @@ def test_cuda_sources_build_with_nvcc_and_stamp_cuda(env):
     (library,) = Path(env["TFKIT_CACHE_DIR"]).glob("cuda_scale-*/cuda_scale.so")
     stamp = tfkit.build_info(library)
     assert stamp["cuda"] == "1" and stamp["cuda_archs"] == ",".join(tfkit.build.CUDA_ARCHS)
+
+
+def test_the_static_link_target_registers_every_op_in_a_binary():
+    """//cc:tfkit_ops_static (what TensorFlow Serving links in): a binary
+    with it linked statically has every REGISTER_OP of cc/ops and kernels for each."""
+    check = ROOT / "build" / "static_link_check"
+    if not check.is_file():
+        pytest.skip("make build links build/static_link_check (//cc:static_link_check)")
+    declared = set()
+    for source in (ROOT / "cc" / "ops").glob("*_ops.cc"):
+        declared |= set(re.findall(r'REGISTER_OP\("(Tfkit>\w+)"\)', source.read_text()))
+    result = subprocess.run([str(check)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    kernels = dict(re.findall(r"^(Tfkit>\w+) kernels=(\d+)$", result.stdout, re.M))
+    assert declared and set(kernels) == declared, (sorted(declared), result.stdout)
+    assert all(int(count) > 0 for count in kernels.values()), result.stdout
