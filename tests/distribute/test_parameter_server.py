@@ -64,3 +64,16 @@ def test_two_workers_train_and_the_sharded_lookup_matches_the_unsharded_op(tmp_p
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
     # every combiner, weighted or not, dense and ragged bags: bags and table gradients
     assert report["lookup_gap"] <= 1e-5, report["lookup_gap"]
+
+
+def test_the_distributed_recommendation_example_trains_exports_and_serves(tmp_path):
+    command = [sys.executable, "examples/distributed_recsys.py", "--out", str(tmp_path), "--epochs", "2"]
+    result = launch(["--workers", "2", "--ps", "2"], [*command, "--steps", "15"])
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert (
+        "[chief:0] user table shards on /job:ps/replica:0/task:0/device:CPU:0, /job:ps/replica:0/task:1"
+        in result.stdout
+    )
+    assert "held-out accuracy" in result.stdout and "served outputs differ by 0 " in result.stdout, result.stdout[
+        -3000:
+    ]
