@@ -98,31 +98,16 @@ def ps_chief(steps: int) -> dict:
 
 
 def mwms_worker(steps: int) -> dict:
-    import keras
     import tensorflow as tf
 
     from benchmarks.common import median_seconds
-    from tests.distribute.multi_worker_train import GLOBAL_BATCH, dataset
+    from tests.distribute.multi_worker_train import dataset, training_step
     from tests.layers.every_layer_model import build_model
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     with strategy.scope():
         model = build_model()
-        optimizer = keras.optimizers.SGD(0.1)
-        optimizer.build(model.trainable_variables)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-
-    def replica_step(x, y):
-        with tf.GradientTape() as tape:
-            loss = tf.nn.compute_average_loss(loss_fn(y, model(x, training=True)), global_batch_size=GLOBAL_BATCH)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return loss
-
-    @tf.function
-    def step(x, y):
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x, y)), axis=None)
-
+    step = training_step(strategy, model)
     batches = iter(strategy.experimental_distribute_dataset(dataset(steps + 3).repeat()))
     seconds = median_seconds(lambda: float(step(*next(batches))), steps)
     return {"workers": strategy.num_replicas_in_sync, "step_ms": 1000 * seconds}

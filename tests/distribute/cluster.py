@@ -32,9 +32,9 @@ def stop(process: subprocess.Popen, grace: float = 20) -> None:
             process.wait()
 
 
-def launch(options: list[str], command: list[str], timeout: float = TASK_SECONDS) -> subprocess.CompletedProcess:
-    """`python -m tfkit launch OPTIONS -- COMMAND`, its output (stderr in stdout) and status."""
-    process = subprocess.Popen(
+def start_launch(options: list[str], command: list[str]) -> subprocess.Popen:
+    """`python -m tfkit launch OPTIONS -- COMMAND`, its output (stderr in stdout) on a pipe."""
+    return subprocess.Popen(
         [sys.executable, "-m", "tfkit", "launch", *options, "--", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -42,6 +42,11 @@ def launch(options: list[str], command: list[str], timeout: float = TASK_SECONDS
         env=environment(),
         cwd=ROOT,
     )
+
+
+def launch(options: list[str], command: list[str], timeout: float = TASK_SECONDS) -> subprocess.CompletedProcess:
+    """`python -m tfkit launch OPTIONS -- COMMAND` to its end: its output and status."""
+    process = start_launch(options, command)
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

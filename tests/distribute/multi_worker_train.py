@@ -31,6 +31,12 @@ def dataset(steps: int) -> tf.data.Dataset:
 
 def train_loop(strategy: tf.distribute.Strategy, model: keras.Model, steps: int) -> list[float]:
     """A custom loop: strategy.run, a Keras optimizer, a distributed dataset."""
+    step = training_step(strategy, model)
+    return [float(step(x, y)) for x, y in strategy.experimental_distribute_dataset(dataset(steps))]
+
+
+def training_step(strategy: tf.distribute.Strategy, model: keras.Model):
+    """The step (x, y) -> the global batch's mean loss: SGD on the all-reduced gradients."""
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
     with strategy.scope():
         optimizer = keras.optimizers.SGD(0.1)
@@ -47,7 +53,7 @@ def train_loop(strategy: tf.distribute.Strategy, model: keras.Model, steps: int)
     def step(x, y):
         return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x, y)), axis=None)
 
-    return [float(step(x, y)) for x, y in strategy.experimental_distribute_dataset(dataset(steps))]
+    return step
 
 
 def train_fit(strategy: tf.distribute.Strategy, model: keras.Model, steps: int) -> list[float]:

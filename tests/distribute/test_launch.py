@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT
-from tests.distribute.cluster import TASK_SECONDS, environment, launch, stop
+from tests.distribute.cluster import TASK_SECONDS, environment, launch, start_launch, stop
 from tfkit_cli.cluster import free_ports
 
 PRINT_TASK = "import json, os; t = json.loads(os.environ['TF_CONFIG']); print('task', t['task']['type'], t['task']['index'], json.dumps(t['cluster']))"  # noqa: E501
@@ -84,14 +84,7 @@ def test_parameter_server_layout_runs_the_command_on_the_chief_and_stops_the_ser
 
 def test_a_signal_to_the_launcher_reaches_every_task():
     record = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: (print('got SIGTERM', flush=True), sys.exit(0))); print('ready', flush=True); time.sleep(100)"  # noqa: E501
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tfkit", "launch", "--workers", "2", "--", sys.executable, "-c", record],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=environment(),
-        cwd=ROOT,
-    )
+    process = start_launch(["--workers", "2"], [sys.executable, "-c", record])
     try:
         lines = []
         deadline = time.monotonic() + TASK_SECONDS
