@@ -415,7 +415,8 @@ def _probe_var_mu():
     "sharded_variable",
     "tf.__internal__.distribute.ShardedVariable",
     "ShardedVariable tables in tfkit.ops.embedding_bag (each shard's share of a bag computed where it lives)",
-    "a ShardedVariable is not recognised: pass its list of shards (`table.variables`) instead",
+    "a ShardedVariable is read whole (joined on the caller, TensorFlow's conversion) instead of shard by shard; "
+    "its list of shards (`table.variables`) still takes the sharded path",
 )
 def _probe_sharded_variable():
     cls = tf.__internal__.distribute.ShardedVariable

@@ -35,6 +35,7 @@ FEATURES = {
     "op_registry": "op_def_registry.get",
     "var_mu": "Var::mu()",
     "keras_dot_product_attention": "keras.src.backend.tensorflow.nn.dot_product_attention",
+    "sharded_variable": "ShardedVariable",
 }
 
 PRELUDE = '''
@@ -183,6 +184,7 @@ import tensorflow.python.saved_model.save_context as save_context; del save_cont
 import tensorflow.python.ops.resource_variable_ops as rvo; del rvo.variable_accessed
 import tensorflow.python.framework.op_def_registry as registry; del registry.get
 import keras.src.backend.tensorflow.nn as keras_tf_nn; del keras_tf_nn.dot_product_attention
+import tensorflow as tf; del tf.__internal__.distribute.ShardedVariable
 hide("keras.src.backend.common.global_state", "get_global_attribute")
 hide("tensorflow.python.framework._pywrap_python_op_gen", "GetPythonWrappers")
 os.environ = dict(os.environ)
@@ -274,6 +276,7 @@ keras_attention = keras_tf_nn.dot_product_attention
 def older_attention(query, key, value, bias=None, mask=None, scale=None, is_causal=False):  # no flash_attention
     return keras_attention(query, key, value, bias=bias, mask=mask, scale=scale, is_causal=is_causal)
 keras_tf_nn.dot_product_attention = older_attention
+import tensorflow as tf; del tf.__internal__.distribute.ShardedVariable
 """
         + FAKE_DENSE
         + """
@@ -374,11 +377,26 @@ with warnings.catch_warnings(record=True) as caught:
     results["routed_before"] = tfkit.use_fused_attention()
 results["route_warnings"] = [str(w.message) for w in caught]
 results["still_kerass"] = keras_tf_nn.dot_product_attention is older_attention
+
+# sharded_variable: a ShardedVariable is read whole; a list of shards still goes shard by shard.
+from tensorflow.python.distribute.sharded_variable import ShardedVariable
+shards = [tf.Variable(tf.random.stateless_normal([3, 4], seed=[i, 5])) for i in range(2)]
+ids = tf.constant([[0, 5, 2], [4, 4, 1]])
+whole = tfkit.ops.embedding_bag(ids, tf.concat(shards, 0), combiner="mean")
+results["sharded_variable_gap"] = float(tf.reduce_max(tf.abs(
+    tfkit.ops.embedding_bag(ids, ShardedVariable(shards), combiner="mean") - whole)))
+with tf.GradientTape() as tape:
+    bags = tfkit.ops.embedding_bag(ids, shards, combiner="mean")
+results["shard_list_gap"] = float(tf.reduce_max(tf.abs(bags - whole)))
+results["shard_grads"] = [type(g).__name__ for g in tape.gradient(bags, shards)]
 report(**results)
 """
     )
+    assert found["sharded_variable_gap"] < 1e-6 and found["shard_list_gap"] < 1e-6
+    assert found["shard_grads"] == ["IndexedSlices", "IndexedSlices"]
     assert_off(
         found,
+        "sharded_variable",
         "keras_dot_product_attention",
         "xla_context",
         "tape_check",
