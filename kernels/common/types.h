@@ -38,6 +38,13 @@ struct AccumulatorOf<double> {
 template <typename T>
 using Acc = typename AccumulatorOf<T>::type;
 
+// a * b for a shard-size estimate, saturated: a huge row of a tensor with
+// no element must not overflow it.
+inline int64_t RowCostOf(int64_t a, int64_t b) {
+  int64_t product;
+  return __builtin_mul_overflow(a, b, &product) ? INT64_MAX : product;
+}
+
 }  // namespace kernels
 }  // namespace tfkit
 

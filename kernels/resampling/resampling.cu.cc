@@ -49,14 +49,15 @@ __global__ void WarpGradKernel(const T* __restrict__ data, const T* __restrict__
       continue;
     }
     const T* image = data + (row / shape.points) * pixels * channels;
-    const U ax = taps.x.alpha, ay = taps.y.alpha;
     ChunkedSum<U> gx, gy;
     for (int64_t c = 0; c < channels; ++c) {
       const U g = Load<U>(grad[row * channels + c]);
       const U v00 = Tap(image, taps, 0, channels, c), v10 = Tap(image, taps, 1, channels, c);
       const U v01 = Tap(image, taps, 2, channels, c), v11 = Tap(image, taps, 3, channels, c);
-      gx.Add(g * ((U(1) - ay) * (v10 - v00) + ay * (v11 - v01)));
-      gy.Add(g * ((U(1) - ax) * (v01 - v00) + ax * (v11 - v10)));
+      U d_x, d_y;
+      SampleSlopes(taps, v00, v10, v01, v11, &d_x, &d_y);
+      gx.Add(g * d_x);
+      gy.Add(g * d_y);
     }
     grad_warp[2 * row] = Store<T>(static_cast<U>(gx.Total() * taps.x.slope));
     grad_warp[2 * row + 1] = Store<T>(static_cast<U>(gy.Total() * taps.y.slope));

@@ -87,6 +87,16 @@ TFKIT_HOST_DEVICE bool TapsOf(U x, U y, const ResamplerShape& shape, Taps<U>* ta
   return true;
 }
 
+// d sample / d x and d sample / d y of a point whose four neighbours (in
+// Taps' order) hold v00, v10, v01, v11; times the axes' slopes, the point's
+// gradient.
+template <typename U>
+TFKIT_HOST_DEVICE void SampleSlopes(const Taps<U>& taps, U v00, U v10, U v01, U v11, U* d_x, U* d_y) {
+  const U ax = taps.x.alpha, ay = taps.y.alpha;
+  *d_x = (U(1) - ay) * (v10 - v00) + ay * (v11 - v01);
+  *d_y = (U(1) - ax) * (v01 - v00) + ax * (v11 - v10);
+}
+
 // The data gradient is a scatter-add; it is computed deterministically in
 // units of (batch item, block of kChannelBlock channels), each owned by one
 // thread, which adds the points' contributions in point order in Wide<U>.

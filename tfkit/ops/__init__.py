@@ -7,6 +7,7 @@ from tfkit.ops.activation import (
     gated_activation_reference,
 )
 from tfkit.ops.attention import dot_product_attention, dot_product_attention_reference
+from tfkit.ops.deform_conv import deform_conv2d, deform_conv2d_reference
 from tfkit.ops.embedding import embedding_bag, embedding_bag_reference
 from tfkit.ops.norm import layer_norm, layer_norm_reference, rms_norm, rms_norm_reference
 from tfkit.ops.resampling import (
@@ -20,6 +21,8 @@ from tfkit.ops.rotary import rotary_embedding, rotary_embedding_reference
 __all__ = [
     "bias_activation",
     "bias_activation_reference",
+    "deform_conv2d",
+    "deform_conv2d_reference",
     "dense_image_warp",
     "dense_image_warp_reference",
     "dot_product_attention",

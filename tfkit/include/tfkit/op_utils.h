@@ -29,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/common/rules.h"
+#include "kernels/common/types.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -195,12 +196,7 @@ inline absl::Status CheckFinite(const char* name, float value) {
   return InvalidArg(name, " must be a finite float, got ", value);
 }
 
-// a * b for a shard-size estimate, saturated: a huge row of a tensor with
-// no element must not overflow it.
-inline int64_t RowCostOf(int64_t a, int64_t b) {
-  int64_t product;
-  return __builtin_mul_overflow(a, b, &product) ? std::numeric_limits<int64_t>::max() : product;
-}
+using ::tfkit::kernels::RowCostOf;
 
 // Calls fn(begin, end) over [0, rows) split across the CPU device's threads;
 // cost_per_row is a rough count of operations per row (for the shard size).
