@@ -13,6 +13,7 @@
 #include "kernels/activation/activation_rules.h"
 #include "kernels/attention/attention_args.h"
 #include "kernels/attention/attention_rules.h"
+#include "kernels/deform_conv/deform_conv_rules.h"
 #include "kernels/embedding/embedding_rules.h"
 #include "kernels/norm/norm_rules.h"
 #include "kernels/resampling/resampling_rules.h"
@@ -28,6 +29,7 @@ void BindRotary(pybind11::module_& m);
 void BindResampling(pybind11::module_& m);
 void BindEmbedding(pybind11::module_& m);
 void BindAttention(pybind11::module_& m);
+void BindDeformConv(pybind11::module_& m);
 
 // The CUDA launchers, in the submodule `cuda` (built where nvcc is found).
 void BindNormCuda(pybind11::module_& cuda);
@@ -36,6 +38,7 @@ void BindRotaryCuda(pybind11::module_& cuda);
 void BindResamplingCuda(pybind11::module_& cuda);
 void BindEmbeddingCuda(pybind11::module_& cuda);
 void BindAttentionCuda(pybind11::module_& cuda);
+void BindDeformConvCuda(pybind11::module_& cuda);
 
 // A family rule's verdict (kernels/common/rules.h): ValueError with its message.
 inline void RaiseIfBroken(const std::string& error) {
@@ -151,6 +154,27 @@ attention::AttentionInputs<T> AttentionInputsOf(const attention::AttentionShape&
   in.seed[0] = seed.first;
   in.seed[1] = seed.second;
   return in;
+}
+
+// The deformable convolution's shape from its inputs' shapes and attrs
+// (padding "valid" or "same"); *output is the result's shape. ValueError
+// naming what is wrong otherwise.
+inline deform_conv::DeformConvShape DeformConvShapeOf(const std::vector<int64_t>& x,
+                                                      const std::vector<int64_t>& offsets,
+                                                      const std::vector<int64_t>& mask,
+                                                      const std::vector<int64_t>& kernel,
+                                                      const std::vector<int64_t>& strides, const std::string& padding,
+                                                      const std::vector<int64_t>& dilations, int64_t groups,
+                                                      int64_t offset_groups, std::vector<int64_t>* output) {
+  deform_conv::DeformConvAttrs attrs;
+  attrs.strides = strides;
+  attrs.dilations = dilations;
+  attrs.groups = groups;
+  attrs.offset_groups = offset_groups;
+  RaiseIfBroken(deform_conv::PaddingNamed(padding, &attrs.padding));
+  deform_conv::DeformConvShape shape;
+  RaiseIfBroken(deform_conv::DeformConvShapeError(x, offsets, mask, kernel, attrs, &shape, output));
+  return shape;
 }
 
 // A parallel_for (kernels/common/accumulate.h) that runs everything on the
