@@ -15,6 +15,7 @@ import tensorflow as tf
 from tests.conftest import ROOT
 from tests.ops.test_activation import ACTIVATIONS, numpy_activation
 from tests.ops.test_attention import numpy_attention
+from tests.ops.test_deform_conv import make_inputs, numpy_deform_conv2d
 from tests.ops.test_embedding import numpy_embedding_bag
 from tests.ops.test_norm import numpy_norm
 from tests.ops.test_resampling import make_warp, numpy_dense_image_warp, numpy_resampler
@@ -157,6 +158,21 @@ def test_resampler_matches_numpy_and_the_op(kernels, library, dtype):
     np.testing.assert_allclose(warped, numpy_dense_image_warp(data, flow), rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_deform_conv2d_matches_numpy_and_the_op(kernels, library, dtype):
+    attrs = {"strides": [1, 2], "padding": "same", "dilations": [2, 1], "groups": 2, "offset_groups": 2}
+    x, offsets, kernel, mask = (t.astype(dtype) for t in make_inputs((2, 6, 5, 4), (3, 2, 2, 4), (1, 2), "same",
+                                                                    (2, 1), 2))
+    out = kernels.deform_conv2d(x, offsets, mask, kernel, **attrs)
+    want = numpy_deform_conv2d(x, offsets, kernel, mask, **attrs)
+    np.testing.assert_allclose(out, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
+    assert_same_bits(out, library.tfkit_deform_conv2d(x, offsets, mask, kernel, **attrs))
+    grad = rng_normal(out.shape, dtype, seed=1)
+    ours = kernels.deform_conv2d_grad(x, offsets, mask, kernel, grad, **attrs)
+    for mine, theirs in zip(ours, library.tfkit_deform_conv2d_grad(x, offsets, mask, kernel, grad, **attrs)):
+        assert_same_bits(mine, theirs)
+
+
 @pytest.mark.parametrize("combiner", ["sum", "mean", "sqrtn"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_embedding_bag_matches_numpy_and_the_op(kernels, library, dtype, combiner):
@@ -180,6 +196,7 @@ def test_embedding_bag_matches_numpy_and_the_op(kernels, library, dtype, combine
 
 TABLE = np.ones((4, 2))
 ATTENTION = (np.ones((2, 3, 4, 8)), np.ones((2, 5, 2, 8)), np.ones((2, 5, 2, 8)))
+DEFORM = (np.ones((1, 5, 5, 2)), np.zeros((1, 3, 3, 18)), np.ones((1, 3, 3, 9)), np.ones((3, 3, 2, 2)))
 
 
 @pytest.mark.parametrize(
@@ -210,6 +227,10 @@ ATTENTION = (np.ones((2, 3, 4, 8)), np.ones((2, 5, 2, 8)), np.ones((2, 5, 2, 8))
         (lambda k: k.resampler(np.ones((1, 2, 2, 1)), np.ones((2, 2))), ValueError, r"warp's batch dimension"),
         (lambda k: k.resampler(np.ones((1, 2, 2, 1)), np.ones((1, 2)), "wrap"), ValueError, "boundary must be"),
         (lambda k: k.resampler_grad(np.ones((1, 2, 2, 1)), np.ones((1, 2)), np.ones((1, 2))), ValueError, "grad must"),
+        (lambda k: k.deform_conv2d(*DEFORM[:3], np.ones((3, 3, 1, 2))), ValueError, "kernel must have shape"),
+        (lambda k: k.deform_conv2d(*DEFORM, padding="full"), ValueError, "padding must be one of valid, same"),
+        (lambda k: k.deform_conv2d(*DEFORM, strides=[0, 1]), ValueError, "strides must be two integers >= 1"),
+        (lambda k: k.deform_conv2d_grad(*DEFORM, np.ones((1, 3, 3, 3))), ValueError, "grad must have shape"),
         (lambda k: k.embedding_bag(np.array([0, 4]), np.array([0, 2]), TABLE), ValueError, r"\[0, 4\) .*, got 4"),
         (lambda k: k.embedding_bag(np.array([-1]), np.array([0, 1]), TABLE), ValueError, "got -1"),
         (lambda k: k.embedding_bag(np.array([0]), np.array([0, 2]), TABLE), ValueError, "row_splits"),
