@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tests.fuzz.schema import FLOATS, Arg, Attr, Derived, Group, OneOf, Size, Spec, TypeAttr, Where
-from tfkit.ops import activation, attention, embedding, norm, resampling, rotary
+from tfkit.ops import activation, attention, deform_conv, embedding, norm, resampling, rotary
 
 T = TypeAttr("T", FLOATS)
 U = TypeAttr("U", (tf.float32, tf.float64))
@@ -344,6 +344,63 @@ RESAMPLING_SPECS = [
 ]
 
 
+# The deformable convolution family --------------------------------------------
+# A 3 x 1 kernel, stride 1 and "same" padding: the output has x's pixels.
+
+DEFORM_ATTRS = (
+    Attr("strides", valid=([1, 1],), invalid=([0, 1], [1], [1, 1, 1], [-1, 1])),
+    Attr("dilations", valid=([1, 1],), invalid=([1, 0], [2], [-3, 1])),
+    Attr("padding", valid=("same",), invalid=("SAME", "full", *BAD_NAMES)),
+    Attr("groups", valid=(1,), invalid=(0, -1)),
+    Attr("offset_groups", valid=(1,), invalid=(0, -2)),
+)
+DEFORM_DIMS = {"batch": Size(2), "height": Size(4), "width": Size(4), "channels": Size(3), "filters": Size(3)}
+DEFORM_INPUTS = (
+    Arg("x", ("batch", "height", "width", "channels"), "T"),
+    Arg("offsets", ("batch", "height", "width", 6), "T"),
+    Arg("mask", ("batch", "height", "width", 3), "T"),
+    Arg("kernel", (3, 1, "channels", "filters"), "T"),
+)
+DEFORM_OUTPUT = ("batch", "height", "width", "filters")
+
+
+def _deform(x, offsets, mask, kernel, attrs):
+    op_attrs = {attr.name: attrs[attr.name] for attr in DEFORM_ATTRS}
+    return _reference(deform_conv.deform_conv2d)(x, offsets, mask, kernel, **op_attrs)
+
+
+def _deform_grads(a: dict, attrs: dict) -> list:
+    """The gradients; those of the offsets and the mask are defined where the
+    pixel's output gradient and mask are finite (a tap sampling outside the
+    image has zero gradient in the kernels, 0 * NaN in the reference)."""
+    primals = [a[n] for n in ("x", "offsets", "mask", "kernel")]
+    grads = vjp(lambda *inputs: _deform(*inputs, attrs), primals, [a["grad_output"]])
+    finite = tf.reduce_all(tf.math.is_finite(a["grad_output"]), -1) & tf.reduce_all(tf.math.is_finite(a["mask"]), -1)
+    return [grads[0], *(Where(g, finite[..., None] & tf.ones_like(g, tf.bool)) for g in grads[1:3]), grads[3]]
+
+
+DEFORM_CONV_SPECS = [
+    Spec(
+        "Tfkit>DeformConv2D",
+        DEFORM_DIMS,
+        inputs=DEFORM_INPUTS,
+        outputs=(Arg("output", DEFORM_OUTPUT, "T"),),
+        types=(T,),
+        attrs=DEFORM_ATTRS,
+        reference=lambda a, at: [_deform(a["x"], a["offsets"], a["mask"], a["kernel"], at)],
+    ),
+    Spec(
+        "Tfkit>DeformConv2DGrad",
+        DEFORM_DIMS,
+        inputs=(*DEFORM_INPUTS, Arg("grad_output", DEFORM_OUTPUT, "T", role="cotangent")),
+        outputs=tuple(Arg(f"grad_{arg.name}", arg.shape, "T") for arg in DEFORM_INPUTS),
+        types=(T,),
+        attrs=DEFORM_ATTRS,
+        reference=_deform_grads,
+    ),
+]
+
+
 # The rotary family -----------------------------------------------------------
 
 
@@ -497,6 +554,7 @@ SPECS: list[Spec] = [
     *ATTENTION_SPECS,
     *EMBEDDING_SPECS,
     *NORM_SPECS,
+    *DEFORM_CONV_SPECS,
     *RESAMPLING_SPECS,
     *ROTARY_SPECS,
 ]
