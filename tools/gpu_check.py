@@ -271,6 +271,70 @@ def resampler_case(k, dtype, batch, height, width, channels, points, boundary, d
                 {"grad_data": contributions, "grad_warp": 1 + np.sqrt(channels), "grad_data repeated": 0.0})
 
 
+def deform_conv_case(k, dtype, x_shape, kernel_shape, attrs, deterministic, spread=1.5):
+    """CUDA against the CPU kernels in float64 on the dtype-rounded inputs,
+    offsets moving taps up to `spread` pixels (some beyond the borders)."""
+    batch, height, width, _ = x_shape
+    rng = np.random.default_rng(5)
+    taps = attrs["offset_groups"] * kernel_shape[0] * kernel_shape[1]
+    out_shape = deform_output_shape(x_shape, kernel_shape, attrs)
+    x = normal(x_shape, 1, dtype=dtype)
+    kernel = normal(kernel_shape, 2, scale=0.2, dtype=dtype)
+    offsets = rounded(rng.uniform(-spread, spread, size=(*out_shape[:3], 2 * taps)), dtype)
+    mask = rounded(rng.uniform(0, 2, size=(*out_shape[:3], taps)), dtype)
+    grad = normal(out_shape, 3, dtype=dtype)
+    out = k.deform_conv2d(x, offsets, mask, kernel, **attrs)
+    grads = k.deform_conv2d_grad(x, offsets, mask, kernel, grad, **attrs)
+    names = ("grad_x", "grad_offsets", "grad_mask", "grad_kernel")
+
+    def run(gpu):
+        inputs = [gpu.put(a, dtype) for a in (x, offsets, mask, kernel)]
+        gg, go = gpu.put(grad, dtype), gpu.empty(out.shape, dtype)
+        outs = [gpu.empty(a.shape, dtype) for a in (x, offsets, mask, kernel)]
+        k.cuda.deform_conv2d(*inputs, go, **attrs, stream=gpu.stream)
+        k.cuda.deform_conv2d_grad(*inputs, gg, *outs, **attrs, deterministic=deterministic, stream=gpu.stream)
+        results = {"out": (gpu.get(go), out)}
+        results.update({name: (gpu.get(o), want) for name, o, want in zip(names, outs, grads)})
+        if deterministic:
+            again = [gpu.empty(a.shape, dtype) for a in (x, offsets, mask, kernel)]
+            k.cuda.deform_conv2d_grad(*inputs, gg, *again, **attrs, deterministic=True, stream=gpu.stream)
+            results["grad_x repeated"] = (gpu.get(again[0]), results["grad_x"][0])
+        return results
+
+    order = "ordered" if deterministic else "atomic"
+    depth = np.sqrt(kernel_shape[0] * kernel_shape[1] * kernel_shape[2])
+    rows = np.sqrt(np.prod(out_shape[:3]))
+    scale = {"out": depth, "grad_x": 1 + np.sqrt(kernel_shape[3] * taps), "grad_offsets": depth * np.sqrt(out_shape[3]),
+             "grad_mask": depth * np.sqrt(out_shape[3]), "grad_kernel": 1 + rows, "grad_x repeated": 0.0}
+    return Case(f"deform_conv2d {order} {dtype} x {list(x_shape)} kernel {list(kernel_shape)} {attrs}", run,
+                2 * TOLERANCE[dtype], scale)
+
+
+def deform_output_shape(x_shape, kernel_shape, attrs) -> tuple:
+    """tf.nn.conv2d's output shape ("valid" or "same" padding)."""
+    sizes = []
+    for axis, size in ((0, x_shape[1]), (1, x_shape[2])):
+        extent = (kernel_shape[axis] - 1) * attrs["dilations"][axis] + 1
+        stride = attrs["strides"][axis]
+        sizes.append(-(-size // stride) if attrs["padding"] == "same" else max(0, (size - extent) // stride + 1))
+    return (x_shape[0], *sizes, kernel_shape[3])
+
+
+def deform_conv_cases(k) -> list[Case]:
+    plain = {"strides": [1, 1], "padding": "valid", "dilations": [1, 1], "groups": 1, "offset_groups": 1}
+    grouped = {"strides": [2, 1], "padding": "same", "dilations": [1, 2], "groups": 2, "offset_groups": 2}
+    cases = []
+    for dtype in DTYPES:
+        for deterministic in (False, True):
+            cases += [
+                deform_conv_case(k, dtype, (2, 17, 15, 16), (3, 3, 16, 24), plain, deterministic),
+                deform_conv_case(k, dtype, (1, 9, 11, 8), (3, 2, 4, 6), grouped, deterministic, spread=4.0),
+                deform_conv_case(k, dtype, (0, 5, 5, 2), (3, 3, 2, 2), plain, deterministic),
+                deform_conv_case(k, dtype, (1, 2, 2, 3), (3, 3, 3, 1), {**plain, "padding": "same"}, deterministic),
+            ]
+    return cases
+
+
 def bags_of(lengths, vocab, seed):
     """Flat ids (0 and vocab - 1 among them) and the row splits of bags of `lengths`."""
     splits = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -502,6 +566,7 @@ def numerics_cases(k) -> list[Case]:
                 ]
     cases += embedding_cases(k)
     cases += attention_cases(k)
+    cases += deform_conv_cases(k)
     for center in (True, False):  # accuracy: large offsets, one 16M-long row
         cases += [norm_case(k, "float32", 64, 1024, center, offset, 1e-4) for offset in (1e2, 1e4)]
         cases.append(norm_case(k, "float32", 1, 1 << 24, center, 0.0, 1e-5))
@@ -633,6 +698,7 @@ def speed_rows(k, gpu) -> list[dict]:
     add("RoPE", "backward", lambda: k.cuda.rotary_embedding_grad(x, positions, freq, y, False, s),
         grad_of(lambda: torch_rope(xq), xq := x.clone()), "PyTorch RoPE composite backward", 2 * nb)
     resampler_speed_rows(k, gpu, add, grad_of)
+    deform_conv_speed_rows(k, gpu, add, grad_of)
     return rows
 
 
@@ -654,6 +720,37 @@ def resampler_speed_rows(k, gpu, add, grad_of) -> None:
             lambda d=deterministic: k.cuda.resampler_grad(data, warp, grad, grad_data, grad_warp, "zeros", d, s),
             grad_of(lambda: sample(nd, ng), nd := nchw.clone(), ng := grid.clone()), "F.grid_sample backward",
             2 * nb)  # fmt: skip
+
+
+def deform_conv_speed_rows(k, gpu, add, grad_of) -> None:
+    """deform_conv2d at `make bench`'s shape against torchvision's
+    deform_conv2d (NCHW) where torchvision is installed, else against the
+    CPU kernels (NumPy arrays, float32)."""
+    torch, s = gpu.torch, gpu.stream
+    attrs = {"strides": [1, 1], "padding": "valid", "dilations": [1, 1], "groups": 1, "offset_groups": 1}
+    x, kernel = torch.randn(8, 64, 64, 64, device="cuda"), torch.randn(3, 3, 64, 64, device="cuda") * 0.05
+    offsets, mask = torch.randn(8, 62, 62, 18, device="cuda"), torch.rand(8, 62, 62, 9, device="cuda")
+    out, grad = torch.empty(8, 62, 62, 64, device="cuda"), torch.randn(8, 62, 62, 64, device="cuda")
+    grads = [torch.empty_like(t) for t in (x, offsets, mask, kernel)]
+    nb = (x.numel() + offsets.numel() + mask.numel() + out.numel()) * 4
+    ours = lambda: k.cuda.deform_conv2d(x, offsets, mask, kernel, out, **attrs, stream=s)  # noqa: E731
+    ours_grad = lambda: k.cuda.deform_conv2d_grad(x, offsets, mask, kernel, grad, *grads, **attrs,  # noqa: E731
+                                                  stream=s)
+    try:
+        from torchvision.ops import deform_conv2d as tv_deform
+    except ImportError:
+        host = [t.cpu().numpy() for t in (x, offsets, mask, kernel, grad)]
+        add("deform_conv2d", "forward", ours, lambda: k.deform_conv2d(*host[:4], **attrs), "CPU kernels", nb)
+        add("deform_conv2d", "backward", ours_grad, lambda: k.deform_conv2d_grad(*host, **attrs),
+            "CPU kernels backward", 2 * nb)  # fmt: skip
+        return
+    nchw, weight = x.permute(0, 3, 1, 2).contiguous(), kernel.permute(3, 2, 0, 1).contiguous()
+    offset_nchw, mask_nchw = offsets.permute(0, 3, 1, 2).contiguous(), mask.permute(0, 3, 1, 2).contiguous()
+    theirs = lambda: tv_deform(nchw, offset_nchw, weight, mask=mask_nchw)  # noqa: E731
+    add("deform_conv2d", "forward", ours, theirs, "torchvision deform_conv2d", nb)
+    tv_grad = grad_of(lambda: tv_deform(tx, to, tw, mask=tm), tx := nchw.clone(), to := offset_nchw.clone(),
+                      tw := weight.clone(), tm := mask_nchw.clone())
+    add("deform_conv2d", "backward", ours_grad, tv_grad, "torchvision deform_conv2d backward", 2 * nb)
 
 
 def markdown(device: str, checks: list[dict], speed: list[dict]) -> str:

@@ -19,6 +19,12 @@ def build_model(seed: int = 0) -> keras.Model:
     h = tfkit.layers.RotaryEmbedding()(h)
     h = tfkit.layers.MultiHeadAttention(2, 4)(h, h, use_causal_mask=True)
     image = keras.layers.Reshape((4, 4, 1))(h)
+    deformable = tfkit.layers.DeformableConv2D(2, 3, padding="same")
+    image = deformable(image)
+    # Offsets of half a pixel: taps off the pixel grid, where bilinear
+    # sampling has kinks (so XLA's and the kernels' last bits would pick
+    # different one-sided slopes).
+    deformable.offset_conv.bias.assign(np.concatenate([np.full(18, 0.5), np.zeros(9)]))
     flow = keras.layers.Dense(2)(image)
     h = tfkit.layers.DenseImageWarp()([image, flow])
     h = keras.layers.Flatten()(h)
