@@ -3,6 +3,7 @@
 from tfkit.layers.activation import Dense, GatedDense
 from tfkit.layers.attention import MultiHeadAttention
 from tfkit.layers.embedding import EmbeddingBag
+from tfkit.layers.interaction import DotInteraction
 from tfkit.layers.norm import LayerNorm, RMSNorm
 from tfkit.layers.resampling import DenseImageWarp, Resampler, SpatialTransformer
 from tfkit.layers.rotary import RotaryEmbedding
@@ -10,6 +11,7 @@ from tfkit.layers.rotary import RotaryEmbedding
 __all__ = [
     "Dense",
     "DenseImageWarp",
+    "DotInteraction",
     "EmbeddingBag",
     "GatedDense",
     "LayerNorm",
