@@ -13,6 +13,7 @@ PYBIND11_MODULE(tfkit_kernels, m) {
   python::BindResampling(m);
   python::BindEmbedding(m);
   python::BindAttention(m);
+  python::BindInteraction(m);
 #ifdef TFKIT_KERNELS_CUDA
   pybind11::module_ cuda = m.def_submodule("cuda", "The CUDA launchers over GPU arrays, on the given stream");
   python::BindNormCuda(cuda);
@@ -21,6 +22,7 @@ PYBIND11_MODULE(tfkit_kernels, m) {
   python::BindResamplingCuda(cuda);
   python::BindEmbeddingCuda(cuda);
   python::BindAttentionCuda(cuda);
+  python::BindInteractionCuda(cuda);
   m.attr("has_cuda") = true;
 #else
   m.attr("has_cuda") = false;
