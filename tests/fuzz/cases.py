@@ -167,11 +167,11 @@ def _elements(shape) -> int:
 
 
 def _overflows(shape) -> bool:
-    """Whether TensorFlow refuses the shape: a running product past int64."""
+    """Whether TensorFlow refuses the shape: a size or a running product past int64."""
     product = 1
     for size in shape:
         product *= size
-        if product > INT64_MAX:
+        if product > INT64_MAX or size > INT64_MAX:
             return True
     return False
 
