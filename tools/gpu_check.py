@@ -335,6 +335,24 @@ def deform_conv_cases(k) -> list[Case]:
     return cases
 
 
+def interaction_case(k, dtype, batch, features, dim, self_interaction):
+    x = normal((batch, features, dim), 4, dtype=dtype)
+    out = k.dot_interaction(x, self_interaction)
+    grad = normal(out.shape, 5, dtype=dtype)
+    grad_x = k.dot_interaction_grad(x, grad, self_interaction)
+
+    def run(gpu):
+        gx, gg = gpu.put(x, dtype), gpu.put(grad, dtype)
+        go, gdx = gpu.empty(out.shape, dtype), gpu.empty(x.shape, dtype)
+        k.cuda.dot_interaction(gx, go, self_interaction, gpu.stream)
+        k.cuda.dot_interaction_grad(gx, gg, gdx, self_interaction, gpu.stream)
+        return {"out": (gpu.get(go), out), "grad_features": (gpu.get(gdx), grad_x)}
+
+    pairs = "with self" if self_interaction else "pairs"
+    terms = {"out": 1 + np.sqrt(dim), "grad_features": 1 + np.sqrt(features)}
+    return Case(f"dot_interaction {pairs} {dtype} [{batch}, {features}, {dim}]", run, 2 * TOLERANCE[dtype], terms)
+
+
 def bags_of(lengths, vocab, seed):
     """Flat ids (0 and vocab - 1 among them) and the row splits of bags of `lengths`."""
     splits = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -564,6 +582,15 @@ def numerics_cases(k) -> list[Case]:
                     resampler_case(k, dtype, 1, 3, 3, 70, 5000, boundary, deterministic),
                     resampler_case(k, dtype, 0, 3, 3, 2, 4, boundary, deterministic),
                 ]
+        for self_interaction in (False, True):
+            cases += [
+                interaction_case(k, dtype, 64, 27, 128, self_interaction),
+                interaction_case(k, dtype, 3, 100, 200, self_interaction),  # not in shared memory
+                interaction_case(k, dtype, 2, 5, 3, self_interaction),
+                interaction_case(k, dtype, 2, 1, 4, self_interaction),
+                interaction_case(k, dtype, 0, 4, 3, self_interaction),
+                interaction_case(k, dtype, 2, 3, 0, self_interaction),
+            ]
     cases += embedding_cases(k)
     cases += attention_cases(k)
     cases += deform_conv_cases(k)
@@ -699,6 +726,7 @@ def speed_rows(k, gpu) -> list[dict]:
         grad_of(lambda: torch_rope(xq), xq := x.clone()), "PyTorch RoPE composite backward", 2 * nb)
     resampler_speed_rows(k, gpu, add, grad_of)
     deform_conv_speed_rows(k, gpu, add, grad_of)
+    interaction_speed_rows(k, gpu, add, grad_of)
     return rows
 
 
@@ -751,6 +779,24 @@ def deform_conv_speed_rows(k, gpu, add, grad_of) -> None:
     tv_grad = grad_of(lambda: tv_deform(tx, to, tw, mask=tm), tx := nchw.clone(), to := offset_nchw.clone(),
                       tw := weight.clone(), tm := mask_nchw.clone())
     add("deform_conv2d", "backward", ours_grad, tv_grad, "torchvision deform_conv2d backward", 2 * nb)
+
+
+def interaction_speed_rows(k, gpu, add, grad_of) -> None:
+    """DLRM's dot interaction at `make bench`'s shape against torch.bmm and
+    a gather of the lower triangle."""
+    torch, s = gpu.torch, gpu.stream
+    batch, features, dim = 8192, 27, 128
+    x = torch.randn(batch, features, dim, device="cuda")
+    rows, cols = torch.tril_indices(features, features, -1, device="cuda")
+    flat = rows * features + cols
+    pairs = lambda t: torch.bmm(t, t.transpose(1, 2)).flatten(1)[:, flat]  # noqa: E731
+    out, grad_x = torch.empty(batch, flat.numel(), device="cuda"), torch.empty_like(x)
+    grad = torch.randn_like(out)
+    nb = (x.numel() + out.numel()) * 4
+    add("dot_interaction", "forward", lambda: k.cuda.dot_interaction(x, out, False, s), lambda: pairs(x),
+        "torch.bmm + gather", nb)  # fmt: skip
+    add("dot_interaction", "backward", lambda: k.cuda.dot_interaction_grad(x, grad, grad_x, False, s),
+        grad_of(lambda: pairs(xi), xi := x.clone()), "torch.bmm + gather backward", 2 * nb)  # fmt: skip
 
 
 def markdown(device: str, checks: list[dict], speed: list[dict]) -> str:

@@ -15,6 +15,7 @@
 #include "kernels/attention/attention_rules.h"
 #include "kernels/deform_conv/deform_conv_rules.h"
 #include "kernels/embedding/embedding_rules.h"
+#include "kernels/interaction/interaction_rules.h"
 #include "kernels/norm/norm_rules.h"
 #include "kernels/resampling/resampling_rules.h"
 #include "kernels/rotary/rotary_rules.h"
@@ -30,6 +31,7 @@ void BindResampling(pybind11::module_& m);
 void BindEmbedding(pybind11::module_& m);
 void BindAttention(pybind11::module_& m);
 void BindDeformConv(pybind11::module_& m);
+void BindInteraction(pybind11::module_& m);
 
 // The CUDA launchers, in the submodule `cuda` (built where nvcc is found).
 void BindNormCuda(pybind11::module_& cuda);
@@ -39,6 +41,7 @@ void BindResamplingCuda(pybind11::module_& cuda);
 void BindEmbeddingCuda(pybind11::module_& cuda);
 void BindAttentionCuda(pybind11::module_& cuda);
 void BindDeformConvCuda(pybind11::module_& cuda);
+void BindInteractionCuda(pybind11::module_& cuda);
 
 // A family rule's verdict (kernels/common/rules.h): ValueError with its message.
 inline void RaiseIfBroken(const std::string& error) {
@@ -101,6 +104,15 @@ inline rotary::RotaryShape RotaryShapeOf(const char* x_name, const std::vector<i
                                          const std::vector<int64_t>& inv_freq) {
   rotary::RotaryShape shape;
   RaiseIfBroken(rotary::RotaryShapeError(x_name, x, positions, inv_freq, &shape));
+  return shape;
+}
+
+// The interaction shape of features' shape; ValueError naming what is wrong.
+inline interaction::InteractionShape InteractionShapeOf(const std::vector<int64_t>& features, bool self_interaction) {
+  interaction::InteractionShape shape;
+  shape.self_interaction = self_interaction;
+  std::vector<int64_t> output;
+  RaiseIfBroken(interaction::InteractionShapeError(features, &shape, &output));
   return shape;
 }
 

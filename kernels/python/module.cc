@@ -14,6 +14,7 @@ PYBIND11_MODULE(tfkit_kernels, m) {
   python::BindEmbedding(m);
   python::BindAttention(m);
   python::BindDeformConv(m);
+  python::BindInteraction(m);
 #ifdef TFKIT_KERNELS_CUDA
   pybind11::module_ cuda = m.def_submodule("cuda", "The CUDA launchers over GPU arrays, on the given stream");
   python::BindNormCuda(cuda);
@@ -23,6 +24,7 @@ PYBIND11_MODULE(tfkit_kernels, m) {
   python::BindEmbeddingCuda(cuda);
   python::BindAttentionCuda(cuda);
   python::BindDeformConvCuda(cuda);
+  python::BindInteractionCuda(cuda);
   m.attr("has_cuda") = true;
 #else
   m.attr("has_cuda") = false;

@@ -196,14 +196,15 @@ def _huge(draw, spec: Spec, dims: dict, traced: bool = False) -> tuple[dict, boo
         else:
             dims = {**dims, name: (*dims[name][:index], value, *dims[name][index + 1 :])}
     dims = _refresh(spec, dims, small)
-    reverted = not traced
+    reverted = True
     while reverted:  # each round puts back at least one size: it ends
         reverted = False
         for arg, output in [(a, False) for a in spec.inputs] + [(a, True) for a in spec.outputs]:
             shape = instantiate(arg.shape, dims)
             elements = _elements(shape)
             unallocatable = output and elements * 2 >= UNALLOCATABLE_BYTES
-            if _overflows(shape) or (elements > SMALL and not unallocatable):
+            too_big = _overflows(shape) or (elements > SMALL and not unallocatable)
+            if any(size > INT64_MAX for size in shape) or (too_big and not traced):
                 changed = {n for n in set().union(*(_free(spec, item) for item in arg.shape)) if dims[n] != small[n]}
                 dims = _refresh(spec, {**dims, **{n: small[n] for n in changed}}, small)
                 reverted = reverted or bool(changed)

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tests.fuzz.schema import FLOATS, Arg, Attr, Derived, Group, OneOf, Size, Spec, TypeAttr, Where
-from tfkit.ops import activation, attention, deform_conv, embedding, norm, resampling, rotary
+from tfkit.ops import activation, attention, deform_conv, embedding, interaction, norm, resampling, rotary
 
 T = TypeAttr("T", FLOATS)
 U = TypeAttr("U", (tf.float32, tf.float64))
@@ -452,6 +452,66 @@ ROTARY_SPECS = [
 ]
 
 
+# The interaction family ------------------------------------------------------
+
+
+def _interact(features, self_interaction):
+    return _reference(interaction.dot_interaction)(features, self_interaction=self_interaction)
+
+
+def _pair_count(self_interaction: bool):
+    """pairs from the feature count, and the feature count a pair count implies."""
+    extra = 1 if self_interaction else -1
+
+    def forward(f: int) -> int:
+        return f * (f + extra) // 2
+
+    def inverse(pairs: int) -> int | None:
+        f = max(int(np.sqrt(2 * pairs)) - 2, 0)
+        while forward(f) < pairs:
+            f += 1
+        return f if forward(f) == pairs else None
+
+    return forward, inverse
+
+
+def _interaction_specs(self_interaction: bool) -> list:
+    """The two ops with self_interaction fixed (the pair count follows from it)."""
+    dims = {
+        "batch": Size(3),
+        "features": Size(6),
+        "dim": Size(5),
+        "pairs": Derived("features", *_pair_count(self_interaction)),
+    }
+    features = Arg("features", ("batch", "features", "dim"), "T")
+    attrs = (Attr("self_interaction", valid=(self_interaction,)),)
+    return [
+        Spec(
+            "Tfkit>DotInteraction",
+            dims,
+            inputs=(features,),
+            outputs=(Arg("output", ("batch", "pairs"), "T"),),
+            types=(T,),
+            attrs=attrs,
+            reference=lambda a, at: [_interact(a["features"], at["self_interaction"])],
+        ),
+        Spec(
+            "Tfkit>DotInteractionGrad",
+            dims,
+            inputs=(features, Arg("grad_output", ("batch", "pairs"), "T", role="cotangent")),
+            outputs=(Arg("grad_features", features.shape, "T"),),
+            types=(T,),
+            attrs=attrs,
+            reference=lambda a, at: vjp(
+                lambda x: _interact(x, at["self_interaction"]), [a["features"]], [a["grad_output"]]
+            ),
+        ),
+    ]
+
+
+INTERACTION_SPECS = [*_interaction_specs(False), *_interaction_specs(True)]
+
+
 # The attention family --------------------------------------------------------
 
 
@@ -553,6 +613,7 @@ SPECS: list[Spec] = [
     *ACTIVATION_SPECS,
     *ATTENTION_SPECS,
     *EMBEDDING_SPECS,
+    *INTERACTION_SPECS,
     *NORM_SPECS,
     *DEFORM_CONV_SPECS,
     *RESAMPLING_SPECS,

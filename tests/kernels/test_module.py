@@ -17,6 +17,7 @@ from tests.ops.test_activation import ACTIVATIONS, numpy_activation
 from tests.ops.test_attention import numpy_attention
 from tests.ops.test_deform_conv import make_inputs, numpy_deform_conv2d
 from tests.ops.test_embedding import numpy_embedding_bag
+from tests.ops.test_interaction import numpy_dot_interaction, numpy_dot_interaction_grad
 from tests.ops.test_norm import numpy_norm
 from tests.ops.test_resampling import make_warp, numpy_dense_image_warp, numpy_resampler
 from tests.ops.test_rotary import numpy_rope
@@ -173,6 +174,21 @@ def test_deform_conv2d_matches_numpy_and_the_op(kernels, library, dtype):
         assert_same_bits(mine, theirs)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("self_interaction", [False, True])
+def test_dot_interaction_matches_numpy_and_the_op(kernels, library, dtype, self_interaction):
+    x = rng_normal((3, 27, 40), dtype)
+    out = kernels.dot_interaction(x, self_interaction)
+    want = numpy_dot_interaction(x, self_interaction)
+    np.testing.assert_allclose(out, want, rtol=TOL[dtype], atol=TOL[dtype] * 10)
+    assert_same_bits(out, library.tfkit_dot_interaction(x, self_interaction=self_interaction))
+    grad = rng_normal(out.shape, dtype, seed=1)
+    dx = kernels.dot_interaction_grad(x, grad, self_interaction)
+    want = numpy_dot_interaction_grad(x, grad, self_interaction)
+    np.testing.assert_allclose(dx, want, rtol=TOL[dtype], atol=TOL[dtype] * 10)
+    assert_same_bits(dx, library.tfkit_dot_interaction_grad(x, grad, self_interaction=self_interaction))
+
+
 @pytest.mark.parametrize("combiner", ["sum", "mean", "sqrtn"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_embedding_bag_matches_numpy_and_the_op(kernels, library, dtype, combiner):
@@ -231,6 +247,13 @@ DEFORM = (np.ones((1, 5, 5, 2)), np.zeros((1, 3, 3, 18)), np.ones((1, 3, 3, 9)),
         (lambda k: k.deform_conv2d(*DEFORM, padding="full"), ValueError, "padding must be one of valid, same"),
         (lambda k: k.deform_conv2d(*DEFORM, strides=[0, 1]), ValueError, "strides must be two integers >= 1"),
         (lambda k: k.deform_conv2d_grad(*DEFORM, np.ones((1, 3, 3, 3))), ValueError, "grad must have shape"),
+        (lambda k: k.dot_interaction(np.ones((2, 3))), ValueError, r"features must have rank 3"),
+        (lambda k: k.dot_interaction(np.ones((2, 3, 4), np.int32)), TypeError, "features must have dtype"),
+        (
+            lambda k: k.dot_interaction_grad(np.ones((2, 3, 4)), np.ones((2, 6))),
+            ValueError,
+            r"grad must have shape \[2,3\]",
+        ),
         (lambda k: k.embedding_bag(np.array([0, 4]), np.array([0, 2]), TABLE), ValueError, r"\[0, 4\) .*, got 4"),
         (lambda k: k.embedding_bag(np.array([-1]), np.array([0, 1]), TABLE), ValueError, "got -1"),
         (lambda k: k.embedding_bag(np.array([0]), np.array([0, 2]), TABLE), ValueError, "row_splits"),
@@ -274,3 +297,5 @@ def test_cuda_launchers_never_get_a_bad_pointer(kernels):
         kernels.cuda.gated_activation(FakeGpuArray(x, "<i4"), FakeGpuArray(x))
     with pytest.raises(ValueError, match="activation must be one of"):
         kernels.cuda.bias_activation(FakeGpuArray(x), FakeGpuArray(x[0]), FakeGpuArray(x), "softmax")
+    with pytest.raises(ValueError, match="features does not point to GPU memory"):
+        kernels.cuda.dot_interaction(FakeGpuArray(np.ones((2, 4, 3), np.float32)), FakeGpuArray(x))

@@ -30,7 +30,8 @@ def build_model(seed: int = 0) -> keras.Model:
     h = keras.layers.Flatten()(h)
     ids = keras.layers.Discretization(bin_boundaries=[-1.0, -0.5, 0.0, 0.5, 1.0])(inputs)
     bags = tfkit.layers.EmbeddingBag(6, 8, combiner="mean")(ids)
-    h = keras.layers.Concatenate()([h, bags])
+    pairs = tfkit.layers.DotInteraction()([bags, keras.layers.Dense(8)(inputs), keras.layers.Dense(8)(h)])
+    h = keras.layers.Concatenate()([h, bags, pairs])
     outputs = keras.layers.Dense(3)(h)
     return keras.Model(inputs, outputs)
 

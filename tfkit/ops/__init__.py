@@ -9,6 +9,7 @@ from tfkit.ops.activation import (
 from tfkit.ops.attention import dot_product_attention, dot_product_attention_reference
 from tfkit.ops.deform_conv import deform_conv2d, deform_conv2d_reference
 from tfkit.ops.embedding import embedding_bag, embedding_bag_reference
+from tfkit.ops.interaction import dot_interaction, dot_interaction_reference
 from tfkit.ops.norm import layer_norm, layer_norm_reference, rms_norm, rms_norm_reference
 from tfkit.ops.resampling import (
     dense_image_warp,
@@ -25,6 +26,8 @@ __all__ = [
     "deform_conv2d_reference",
     "dense_image_warp",
     "dense_image_warp_reference",
+    "dot_interaction",
+    "dot_interaction_reference",
     "dot_product_attention",
     "dot_product_attention_reference",
     "embedding_bag",
