@@ -51,15 +51,16 @@ def numpy_copy_gbps(nbytes: int, repeats: int) -> float:
 
 
 def forward_and_backward(fn, params=(), jit_compile=False):
-    """A tf.function computing fn(x) and the grads of sum(y * dy) for x and
-    params; x is a tensor or a tuple of them (fn's arguments)."""
+    """A tf.function computing y = fn(x) and the grads of sum(y * dy) for x
+    and params; x is a tensor or a tuple of them (fn's arguments). It returns
+    y with the grads, so the forward runs even where no gradient reads it."""
 
     @tf.function(jit_compile=jit_compile)
     def step(x, dy):
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = fn(*x) if isinstance(x, tuple) else fn(x)
-        return tape.gradient(y, [x, *params], output_gradients=dy)
+        return y, tape.gradient(y, [x, *params], output_gradients=dy)
 
     return step
 

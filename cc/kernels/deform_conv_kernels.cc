@@ -44,6 +44,12 @@ struct Grads {
   T* kernel;
 };
 
+// A temporary of `size` elements of E.
+template <typename E>
+absl::Status Workspace(OpKernelContext* ctx, int64_t size, Tensor* workspace) {
+  return ctx->allocate_temp(::tensorflow::DataTypeToEnum<E>::v(), TensorShape({size}), workspace);
+}
+
 template <typename Device, typename T>
 struct Functor;
 
@@ -55,23 +61,24 @@ struct Functor<CPUDevice, T> {
 
   static void Backward(OpKernelContext* ctx, const Inputs<T>& in, const T* grad, const DeformConvShape& shape,
                        const Grads<T>& out) {
-    math::DeformConvGrad<T, Acc<T>>(in.x, in.offsets, in.mask, in.kernel, grad, shape, ShardOver(ctx), out.x,
-                                    out.offsets, out.mask, out.kernel);
+    using W = ::tfkit::kernels::Wide<Acc<T>>;
+    const math::GradWorkspace sizes = math::DeformConvGradWorkspace<Acc<T>>(shape);
+    Tensor wave, sums;
+    OP_REQUIRES_OK(ctx, Workspace<Acc<T>>(ctx, sizes.wave, &wave));
+    OP_REQUIRES_OK(ctx, Workspace<W>(ctx, sizes.sums, &sums));
+    math::DeformConvGrad<T, Acc<T>>(in.x, in.offsets, in.mask, in.kernel, grad, shape, ShardOver(ctx),
+                                    wave.flat<Acc<T>>().data(), sums.flat<W>().data(), out.x, out.offsets, out.mask,
+                                    out.kernel);
   }
 };
 
 #if GOOGLE_CUDA
-// A temporary of `size` Acc<T> elements.
-template <typename T>
-absl::Status Workspace(OpKernelContext* ctx, int64_t size, Tensor* workspace) {
-  return ctx->allocate_temp(::tensorflow::DataTypeToEnum<Acc<T>>::v(), TensorShape({size}), workspace);
-}
 
 template <typename T>
 struct Functor<GPUDevice, T> {
   static void Forward(OpKernelContext* ctx, const Inputs<T>& in, const DeformConvShape& shape, T* out) {
     Tensor workspace;
-    OP_REQUIRES_OK(ctx, Workspace<T>(ctx, math::DeformConvWorkspaceSize(shape), &workspace));
+    OP_REQUIRES_OK(ctx, Workspace<Acc<T>>(ctx, math::DeformConvWorkspaceSize(shape), &workspace));
     CheckCudaLaunch(ctx,
                     math::LaunchDeformConv(ctx->eigen_gpu_device().stream(), AsGpu(in.x), AsGpu(in.offsets),
                                            AsGpu(in.mask), AsGpu(in.kernel), shape,
@@ -82,7 +89,7 @@ struct Functor<GPUDevice, T> {
   static void Backward(OpKernelContext* ctx, const Inputs<T>& in, const T* grad, const DeformConvShape& shape,
                        const Grads<T>& out) {
     Tensor workspace;
-    OP_REQUIRES_OK(ctx, Workspace<T>(ctx, math::DeformConvGradWorkspaceSize(shape), &workspace));
+    OP_REQUIRES_OK(ctx, Workspace<Acc<T>>(ctx, math::DeformConvGradWorkspaceSize(shape), &workspace));
     CheckCudaLaunch(ctx,
                     math::LaunchDeformConvGrad(ctx->eigen_gpu_device().stream(), AsGpu(in.x), AsGpu(in.offsets),
                                                AsGpu(in.mask), AsGpu(in.kernel), AsGpu(grad), shape,

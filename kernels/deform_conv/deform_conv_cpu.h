@@ -41,8 +41,22 @@ namespace deform_conv {
 constexpr int64_t kMatMulChunkRows = 64;
 constexpr int64_t kWaveBytes = int64_t{48} << 20;
 
+// The backward's workspace (DeformConvGradWorkspace): `wave` elements of U
+// for a wave of `wave_rows` output pixels, `sums` elements of Wide<U>.
+struct GradWorkspace {
+  int64_t wave_rows = 0;
+  int64_t wave = 0;
+  int64_t sums = 0;
+};
+
 #define TFKIT_ISA_LOOPS "kernels/deform_conv/deform_conv_rows.inc"
 #include "kernels/common/isa_builds.inc"
+
+// The same for every build (one matmul tile width, kMatMulCols).
+template <typename U>
+GradWorkspace DeformConvGradWorkspace(const DeformConvShape& shape) {
+  return generic::GradWorkspaceOf<U>(shape);
+}
 
 // out [batch, out_h, out_w, filters]. parallel_for(n, cost_per_item,
 // fn(begin, end)) runs fn over [0, n) (a thread pool, or serially).
@@ -53,13 +67,14 @@ void DeformConv(const T* x, const T* offsets, const T* mask, const T* kernel, co
 }
 
 // The gradients of x, offsets, mask and kernel for grad [batch, out_h,
-// out_w, filters].
+// out_w, filters]; the workspaces hold DeformConvGradWorkspace's sizes.
 template <typename T, typename U, typename ParallelFor>
 void DeformConvGrad(const T* x, const T* offsets, const T* mask, const T* kernel, const T* grad,
-                    const DeformConvShape& shape, ParallelFor&& parallel_for, T* grad_x, T* grad_offsets,
-                    T* grad_mask, T* grad_kernel) {
-  TFKIT_ON_THIS_CPU_COMPUTING(U, DeformConvGrad<T, U>(x, offsets, mask, kernel, grad, shape, parallel_for, grad_x,
-                                                      grad_offsets, grad_mask, grad_kernel))
+                    const DeformConvShape& shape, ParallelFor&& parallel_for, U* wave_workspace,
+                    Wide<U>* sums_workspace, T* grad_x, T* grad_offsets, T* grad_mask, T* grad_kernel) {
+  TFKIT_ON_THIS_CPU_COMPUTING(U, DeformConvGrad<T, U>(x, offsets, mask, kernel, grad, shape, parallel_for,
+                                                      wave_workspace, sums_workspace, grad_x, grad_offsets,
+                                                      grad_mask, grad_kernel))
 }
 
 }  // namespace deform_conv

@@ -72,7 +72,11 @@ py::tuple DeformConvGrad(py::handle x_in, py::handle offsets_in, py::handle mask
     T *gxp = Out<T>(gx), *gop = Out<T>(go), *gmp = Out<T>(gm), *gkp = Out<T>(gk);
     {
       py::gil_scoped_release unlocked;
-      deform_conv::DeformConvGrad<T, Acc<T>>(xp, op, mp, kp, gp, shape, Serially(), gxp, gop, gmp, gkp);
+      const deform_conv::GradWorkspace sizes = deform_conv::DeformConvGradWorkspace<Acc<T>>(shape);
+      std::vector<Acc<T>> wave(sizes.wave);
+      std::vector<Wide<Acc<T>>> sums(sizes.sums);
+      deform_conv::DeformConvGrad<T, Acc<T>>(xp, op, mp, kp, gp, shape, Serially(), wave.data(), sums.data(), gxp,
+                                             gop, gmp, gkp);
     }
     return py::make_tuple(gx, go, gm, gk);
   });
