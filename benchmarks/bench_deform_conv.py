@@ -52,8 +52,12 @@ def main() -> None:
 
     results = time_against_composite("deform_conv2d", ours, composite, (x, offsets, mask, kernel), dy, args.repeats)
     conv = time_against_composite(
-        "vs conv2d", ours, lambda x, offsets, mask, kernel: tf.nn.conv2d(x, kernel, 1, "VALID"),
-        (x, offsets, mask, kernel), dy, args.repeats,
+        "vs conv2d",
+        ours,
+        lambda x, offsets, mask, kernel: tf.nn.conv2d(x, kernel, 1, "VALID"),
+        (x, offsets, mask, kernel),
+        dy,
+        args.repeats,
     )
     report = {
         "shape": f"x {args.shape}, kernel [3, 3, {channels}, {args.filters}]",

@@ -47,8 +47,12 @@ def test_uses_the_offsets_and_mask_it_predicts():
     layer.offset_conv.kernel.assign(rng.normal(scale=0.3, size=layer.offset_conv.kernel.shape))
     predicted = layer.offset_conv(x).numpy().astype(np.float64)
     offsets, logits = predicted[..., :36], predicted[..., 36:]
-    want = numpy_deform_conv2d(x.numpy(), offsets, layer.kernel.numpy(), 2 / (1 + np.exp(-logits)), padding="same",
-                               offset_groups=2) + layer.bias.numpy()
+    want = (
+        numpy_deform_conv2d(
+            x.numpy(), offsets, layer.kernel.numpy(), 2 / (1 + np.exp(-logits)), padding="same", offset_groups=2
+        )
+        + layer.bias.numpy()
+    )
     np.testing.assert_allclose(layer(x).numpy(), want, rtol=1e-4, atol=1e-4)
 
 
@@ -66,8 +70,18 @@ def test_mixed_precision_policy(policy):
 
 
 def test_config_round_trip():
-    layer = DeformableConv2D(5, (3, 2), strides=2, padding="same", dilation_rate=1, groups=1, offset_groups=1,
-                             use_mask=False, activation="gelu", backend="reference")
+    layer = DeformableConv2D(
+        5,
+        (3, 2),
+        strides=2,
+        padding="same",
+        dilation_rate=1,
+        groups=1,
+        offset_groups=1,
+        use_mask=False,
+        activation="gelu",
+        backend="reference",
+    )
     clone = DeformableConv2D.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
 
@@ -105,8 +119,9 @@ def toy_images(n=128):
 def trained(tmp_path_factory):
     x, y = toy_images()
     model = build_model()
-    model.compile(optimizer=keras.optimizers.Adam(1e-2),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     history = model.fit(x, y, epochs=10, batch_size=32, verbose=0)
     return model, history.history["loss"], tmp_path_factory.mktemp("models")
 

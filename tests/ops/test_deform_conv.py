@@ -28,8 +28,12 @@ def numpy_bilinear(image, y, x):
     y0, x0 = int(np.floor(y)), int(np.floor(x))
     ly, lx = y - y0, x - x0
     total = np.zeros(image.shape[2:])
-    for yy, xx, weight in ((y0, x0, (1 - ly) * (1 - lx)), (y0, x0 + 1, (1 - ly) * lx), (y0 + 1, x0, ly * (1 - lx)),
-                           (y0 + 1, x0 + 1, ly * lx)):
+    for yy, xx, weight in (
+        (y0, x0, (1 - ly) * (1 - lx)),
+        (y0, x0 + 1, (1 - ly) * lx),
+        (y0 + 1, x0, ly * (1 - lx)),
+        (y0 + 1, x0 + 1, ly * lx),
+    ):
         if 0 <= yy < height and 0 <= xx < width:
             total = total + weight * image[yy, xx]
     return total
@@ -44,8 +48,9 @@ def output_size(size, kernel, stride, dilation, padding):
     return out, max((out - 1) * stride + extent - size, 0) // 2
 
 
-def numpy_deform_conv2d(x, offsets, kernel, mask=None, strides=(1, 1), padding="valid", dilations=(1, 1), groups=1,
-                        offset_groups=1):
+def numpy_deform_conv2d(
+    x, offsets, kernel, mask=None, strides=(1, 1), padding="valid", dilations=(1, 1), groups=1, offset_groups=1
+):
     """torchvision.ops.deform_conv2d's formula in float64, channels last."""
     x, offsets, kernel = (np.asarray(t, np.float64) for t in (x, offsets, kernel))
     batch, height, width, channels = x.shape
@@ -75,8 +80,17 @@ def numpy_deform_conv2d(x, offsets, kernel, mask=None, strides=(1, 1), padding="
     return out
 
 
-def make_inputs(x_shape, kernel_shape, strides=(1, 1), padding="valid", dilations=(1, 1), offset_groups=1,
-                seed=0, scale=1.5, grid=True):
+def make_inputs(
+    x_shape,
+    kernel_shape,
+    strides=(1, 1),
+    padding="valid",
+    dilations=(1, 1),
+    offset_groups=1,
+    seed=0,
+    scale=1.5,
+    grid=True,
+):
     """x, kernel, off-grid offsets (up to `scale` pixels: some taps beyond
     the borders) and a mask in (0, 2)."""
     rng = np.random.default_rng(seed)
@@ -120,8 +134,9 @@ def test_matches_torchvision_formula_in_float64(dtype, x_shape, kernel_shape, at
     full = attrs_of(attrs)
     x, offsets, kernel, mask = (
         tf.cast(t, dtype)
-        for t in make_inputs(x_shape, kernel_shape, full["strides"], full["padding"], full["dilations"],
-                             full["offset_groups"])
+        for t in make_inputs(
+            x_shape, kernel_shape, full["strides"], full["padding"], full["dilations"], full["offset_groups"]
+        )
     )
     want = numpy_deform_conv2d(*(to_numpy64(t) for t in (x, offsets, kernel, mask)), **full)
     for backend in BACKENDS:
@@ -147,8 +162,14 @@ def test_taps_exactly_on_and_beyond_the_borders(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     "attrs",
-    [{}, {"padding": "same"}, {"strides": 2, "padding": "same"}, {"strides": (2, 3)}, {"dilations": (2, 1)},
-     {"dilations": 2, "padding": "same"}],
+    [
+        {},
+        {"padding": "same"},
+        {"strides": 2, "padding": "same"},
+        {"strides": (2, 3)},
+        {"dilations": (2, 1)},
+        {"dilations": 2, "padding": "same"},
+    ],
     ids=str,
 )
 def test_zero_offsets_and_unit_mask_are_conv2d(backend, attrs):
@@ -177,8 +198,9 @@ def test_opcheck(dtype, x_shape, kernel_shape, attrs):
     """Static shapes, eager vs graph (unknown dims), compiled vs reference,
     numeric vs analytic gradients (x, offsets, kernel, mask), XLA, threads."""
     full = attrs_of(attrs)
-    args = make_inputs(x_shape, kernel_shape, full["strides"], full["padding"], full["dilations"],
-                       full["offset_groups"], scale=1.0)
+    args = make_inputs(
+        x_shape, kernel_shape, full["strides"], full["padding"], full["dilations"], full["offset_groups"], scale=1.0
+    )
     args = [tf.cast(t, dtype) for t in args]
     checks = ["static_shapes", "eager_vs_graph", "reference", "gradients", "xla", "threads"]
     tolerance = HALF_TOLERANCE.get(dtype)
@@ -197,8 +219,9 @@ def test_opcheck_saved_model_and_bad_inputs():
         ([x, offsets, kernel, mask], {"strides": 0}),
         ([x.astype(np.int32), offsets, kernel, mask], {}),
     ]
-    report = opcheck(ops.deform_conv2d, [x, offsets, kernel, mask], checks=["saved_model", "bad_inputs"],
-                     bad_inputs=bad)
+    report = opcheck(
+        ops.deform_conv2d, [x, offsets, kernel, mask], checks=["saved_model", "bad_inputs"], bad_inputs=bad
+    )
     assert all(r.status == "passed" for r in report.results.values()), report
 
 
@@ -223,8 +246,14 @@ def test_bad_inputs_name_the_argument(shapes, attrs, says):
     sizes = {"x": (1, 5, 5, 2), "offsets": (1, 3, 3, 18), "kernel": (3, 3, 2, 4), "mask": (1, 3, 3, 9), **shapes}
     for backend in BACKENDS:
         with pytest.raises(tf.errors.InvalidArgumentError, match=says):
-            ops.deform_conv2d(tf.ones(sizes["x"]), tf.ones(sizes["offsets"]), tf.ones(sizes["kernel"]),
-                              tf.ones(sizes["mask"]), **attrs, backend=backend)
+            ops.deform_conv2d(
+                tf.ones(sizes["x"]),
+                tf.ones(sizes["offsets"]),
+                tf.ones(sizes["kernel"]),
+                tf.ones(sizes["mask"]),
+                **attrs,
+                backend=backend,
+            )
 
 
 def test_bad_dtypes_name_the_argument():
@@ -281,8 +310,10 @@ def test_shape_functions_name_the_argument_as_the_kernels_do(says, shapes):
     library = tfkit.load_library()
     sizes = {"x": [1, 5, 5, 2], "offsets": [1, 3, 3, 18], "mask": [1, 3, 3, 9], "kernel": [3, 3, 2, 4], **shapes}
     inputs = lambda: [tf.ones(sizes[name]) for name in ("x", "offsets", "mask", "kernel")]  # noqa: E731
-    calls = [lambda: library.tfkit_deform_conv2d(*inputs()),
-             lambda: library.tfkit_deform_conv2d_grad(*inputs(), tf.ones([1, 3, 3, 4]))]
+    calls = [
+        lambda: library.tfkit_deform_conv2d(*inputs()),
+        lambda: library.tfkit_deform_conv2d_grad(*inputs(), tf.ones([1, 3, 3, 4])),
+    ]
     for call in calls:
         kernel, shape_function = kernel_and_shape_function_errors(call)
         assert kernel == shape_function == says
@@ -304,19 +335,36 @@ def test_empty_inputs(mode):
 
     def both(x, offsets, mask, kernel, grad):
         return library.tfkit_deform_conv2d(x, offsets, mask, kernel), *library.tfkit_deform_conv2d_grad(
-            x, offsets, mask, kernel, grad)
+            x, offsets, mask, kernel, grad
+        )
 
     run = tf.function(both, input_signature=[tf.TensorSpec(None)] * 5) if mode == "graph" else both
-    out, gx, go, gm, gk = run(tf.ones([0, 5, 5, 2]), tf.ones([0, 3, 3, 18]), tf.ones([0, 3, 3, 9]),
-                              tf.ones([3, 3, 2, 4]), tf.ones([0, 3, 3, 4]))
+    out, gx, grad_offsets, grad_mask, gk = run(
+        tf.ones([0, 5, 5, 2]),
+        tf.ones([0, 3, 3, 18]),
+        tf.ones([0, 3, 3, 9]),
+        tf.ones([3, 3, 2, 4]),
+        tf.ones([0, 3, 3, 4]),
+    )
     assert out.shape == (0, 3, 3, 4) and gx.shape == (0, 5, 5, 2)
+    assert grad_offsets.shape == (0, 3, 3, 18) and grad_mask.shape == (0, 3, 3, 9)
     np.testing.assert_array_equal(gk.numpy(), np.zeros([3, 3, 2, 4]))
     # No channels: the output is zeros, x too small for the kernel: no output.
-    out, *_ = run(tf.ones([1, 5, 5, 0]), tf.ones([1, 3, 3, 18]), tf.ones([1, 3, 3, 9]), tf.ones([3, 3, 0, 4]),
-                  tf.ones([1, 3, 3, 4]))
+    out, *_ = run(
+        tf.ones([1, 5, 5, 0]),
+        tf.ones([1, 3, 3, 18]),
+        tf.ones([1, 3, 3, 9]),
+        tf.ones([3, 3, 0, 4]),
+        tf.ones([1, 3, 3, 4]),
+    )
     np.testing.assert_array_equal(out.numpy(), np.zeros([1, 3, 3, 4]))
-    out, gx, *_ = run(tf.ones([1, 2, 2, 1]), tf.ones([1, 0, 0, 18]), tf.ones([1, 0, 0, 9]), tf.ones([3, 3, 1, 1]),
-                      tf.ones([1, 0, 0, 1]))
+    out, gx, *_ = run(
+        tf.ones([1, 2, 2, 1]),
+        tf.ones([1, 0, 0, 18]),
+        tf.ones([1, 0, 0, 9]),
+        tf.ones([3, 3, 1, 1]),
+        tf.ones([1, 0, 0, 1]),
+    )
     assert out.shape == (1, 0, 0, 1)
     np.testing.assert_array_equal(gx.numpy(), np.zeros([1, 2, 2, 1]))
 
@@ -329,9 +377,9 @@ def test_gradients_are_accurate_and_deterministic():
     library = tfkit.load_library()
     as32 = [tf.constant(t, tf.float32) for t in (x, offsets, mask, kernel, grad)]
     runs = [[g.numpy() for g in library.tfkit_deform_conv2d_grad(*as32)] for _ in range(2)]
-    for ours, again in zip(*runs):
+    for ours, again in zip(*runs, strict=True):
         np.testing.assert_array_equal(ours, again)
     want = library.tfkit_deform_conv2d_grad(*(tf.cast(t, tf.float64) for t in as32))
-    for ours, exact in zip(runs[0], want):
+    for ours, exact in zip(runs[0], want, strict=True):
         exact = exact.numpy()
         np.testing.assert_allclose(ours, exact, atol=2e-5 * np.abs(exact).max(), rtol=1e-4)

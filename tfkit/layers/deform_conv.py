@@ -153,7 +153,7 @@ class DeformableConv2D(keras.layers.Layer):
         return self.activation(outputs)
 
     def compute_output_shape(self, input_shape):
-        return self.offset_conv.compute_output_shape(input_shape)[:-1] + (self.filters,)
+        return (*self.offset_conv.compute_output_shape(input_shape)[:-1], self.filters)
 
     def get_config(self):
         serialize = keras.saving.serialize_keras_object

@@ -19,8 +19,7 @@ import tensorflow as tf
 from tfkit import _loader
 from tfkit._shapes import shape_string
 from tfkit.declare import Op
-from tfkit.ops import _checks
-from tfkit.ops import resampling
+from tfkit.ops import _checks, resampling
 
 __all__ = ["deform_conv2d", "deform_conv2d_reference"]
 
@@ -96,8 +95,10 @@ def _prepare_deform_conv2d(
         "offset_groups": _at_least_1("offset_groups", offset_groups),
     }
     _check_shapes(x, offsets, kernel, attrs)
-    mask = _ones_mask(offsets, kernel, attrs) if mask is None else _checks.float_input(
-        "mask", mask, dtype=x.dtype, like="x"
+    mask = (
+        _ones_mask(offsets, kernel, attrs)
+        if mask is None
+        else _checks.float_input("mask", mask, dtype=x.dtype, like="x")
     )
     _check_sample_shape("mask", mask, x, offsets, kernel, attrs, 1)
     return (x, offsets, mask, kernel), attrs
@@ -242,8 +243,10 @@ def _runtime_asserts(x, offsets, mask, kernel, attrs: dict) -> list:
         expected = tf.stack([shape[0], out_h, out_w, taps * per_tap])
         asserts.append(
             tf.debugging.assert_equal(
-                tf.shape(value), expected, message=f"{name} must have shape [batch, out_height, out_width, "
-                f"offset_groups * kernel_height * kernel_width{' * 2' if per_tap == 2 else ''}]"
+                tf.shape(value),
+                expected,
+                message=f"{name} must have shape [batch, out_height, out_width, "
+                f"offset_groups * kernel_height * kernel_width{' * 2' if per_tap == 2 else ''}]",
             )
         )
     return asserts
@@ -285,8 +288,10 @@ def deform_conv_composite(
     offsets = tf.reshape(offsets, [batch, out_h, out_w, offset_groups, taps, 2])
     points = tf.stack([grid_x[:, :, None] + offsets[..., 1], grid_y[:, :, None] + offsets[..., 0]], axis=-1)
     per_group = channels // offset_groups
-    images = tf.reshape(tf.transpose(tf.reshape(x, [batch, height, width, offset_groups, per_group]), [0, 3, 1, 2, 4]),
-                        [batch * offset_groups, height, width, per_group])
+    images = tf.reshape(
+        tf.transpose(tf.reshape(x, [batch, height, width, offset_groups, per_group]), [0, 3, 1, 2, 4]),
+        [batch * offset_groups, height, width, per_group],
+    )
     warp = tf.reshape(tf.transpose(points, [0, 3, 1, 2, 4, 5]), [batch * offset_groups, -1, 2])
     samples = tf.reshape(sample(images, warp), [batch, offset_groups, out_h, out_w, taps, per_group])
     modulation = tf.transpose(tf.reshape(mask, [batch, out_h, out_w, offset_groups, taps]), [0, 3, 1, 2, 4])
