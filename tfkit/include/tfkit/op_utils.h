@@ -196,7 +196,8 @@ inline absl::Status CheckFinite(const char* name, float value) {
   return InvalidArg(name, " must be a finite float, got ", value);
 }
 
-using ::tfkit::kernels::RowCostOf;
+// a * b for a shard-size estimate, saturated (kernels/common/types.h's rule).
+inline int64_t RowCostOf(int64_t a, int64_t b) { return kernels::RowCostOf(a, b); }
 
 // Calls fn(begin, end) over [0, rows) split across the CPU device's threads;
 // cost_per_row is a rough count of operations per row (for the shard size).
