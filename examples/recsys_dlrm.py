@@ -37,6 +37,7 @@ import requests
 import tensorflow as tf
 from distributed_recsys import shard_devices, train_on_cluster
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_auc_score
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
@@ -48,7 +49,7 @@ DENSE, VOCABS, MAX_BAG, DIM, FACTORS = 8, (1000, 500, 200, 100), 5, 16, 4
 BOTTOM, TOP = (64, DIM), (64, 32)
 SETTINGS = {  # rows for training, epochs, batch, timed steps per round
     "quick": {"rows": 65536, "epochs": 3, "batch": 512, "timed": 15},
-    "full": {"rows": 524288, "epochs": 6, "batch": 512, "timed": 60},
+    "full": {"rows": 524288, "epochs": 4, "batch": 512, "timed": 60},
 }
 HELD_OUT, ROUNDS, MODEL_NAME, TIMEOUT, LEARNING_RATE = 16384, 3, "dlrm", 30, 3e-3
 
@@ -260,6 +261,7 @@ def plot(curves: dict, best: float, path: Path) -> None:
         axes.plot(range(1, len(aucs) + 1), aucs, marker="o", label=name)
     axes.axhline(best, color="black", linestyle="--", label=f"best achievable ({best:.3f})")
     axes.set(xlabel="epoch", ylabel="held-out AUC", title="DLRM on synthetic clicks")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
