@@ -26,7 +26,7 @@ export TFKIT_BAZEL_DISK_CACHE := $(BAZEL_DISK_CACHE)
 
 CPU_VARIANT := build/cpu/_tfkit_ops.so
 
-.PHONY: setup build build-cpu cpu-variant test sanitize fuzz demo bench info clean
+.PHONY: setup build build-cpu cpu-variant test sanitize fuzz demo examples bench info clean
 
 setup: $(VENV)/.editable
 	@tools/setup_bazel.sh
@@ -81,6 +81,10 @@ demo: build
 	$(PY) examples/serve_digits.py
 	@echo
 	$(PY) examples/prototype_op.py
+
+# The examples in their full settings (a few minutes each on a 2-core CPU).
+examples: build
+	$(PY) examples/recsys_dlrm.py
 
 bench: build
 	for bench in benchmarks/bench_*.py; do $(PY) $$bench || exit 1; done

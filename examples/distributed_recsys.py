@@ -55,7 +55,9 @@ def build_model(num_shards: int) -> keras.Model:
     return keras.Model([dense, user, history], tfkit.layers.Dense(1)(x))
 
 
-def make_strategy(num_shards: int):
+def make_strategy():
+    """ParameterServerStrategy and its coordinator where TF_CONFIG names a
+    cluster, else the default strategy and None (this process trains)."""
     if not os.environ.get("TF_CONFIG"):
         print("no TF_CONFIG: training in this process (see the docstring for a cluster)")
         return tf.distribute.get_strategy(), None
@@ -64,38 +66,62 @@ def make_strategy(num_shards: int):
     return strategy, tf.distribute.coordinator.ClusterCoordinator(strategy)
 
 
-def train(args) -> keras.Model:
-    num_shards = args.ps_shards
-    strategy, coordinator = make_strategy(num_shards)
+def train_on_cluster(
+    build, batch, *, epochs: int, steps: int, loss_fn, learning_rate: float = 0.01, after_epoch=None
+) -> keras.Model:
+    """A custom training loop (Keras's fit has no ParameterServerStrategy
+    support): `build()` makes the model in the strategy's scope, `batch(n)`
+    gives step n's (features, label) as NumPy arrays, each step is scheduled
+    on a worker, and `after_epoch(model, epoch)` runs on the chief."""
+    strategy, coordinator = make_strategy()
     with strategy.scope():
-        model = build_model(num_shards)
-        optimizer = keras.optimizers.Adam(0.01)
+        model = build()
+        optimizer = keras.optimizers.Adam(learning_rate)
         optimizer.build(model.trainable_variables)
-    loss_fn = keras.losses.BinaryCrossentropy(from_logits=True)
 
-    def replica_step(dense, user, history, label):
+    def replica_step(features, label):
         with tf.GradientTape() as tape:
-            loss = loss_fn(label, model([dense, user, history], training=True))
+            loss = loss_fn(label, model(features, training=True))
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return loss
 
     @tf.function
-    def step(dense, user, history, label):
-        return strategy.run(replica_step, args=(dense, user, history, label))
+    def step(features, label):
+        return strategy.run(replica_step, args=(features, label))
 
-    for epoch in range(args.epochs):
+    for epoch in range(epochs):
         results = []
-        for number in range(args.steps):
-            batch = [tf.constant(a) for a in clicks(epoch * args.steps + number, BATCH)]
-            results.append(coordinator.schedule(step, args=tuple(batch)) if coordinator else step(*batch))
+        for number in range(steps):
+            features, label = tf.nest.map_structure(tf.constant, batch(epoch * steps + number))
+            results.append(coordinator.schedule(step, args=(features, label)) if coordinator else step(features, label))
         if coordinator:
             coordinator.join()
         losses = [float(r.fetch() if coordinator else r) for r in results]
-        print(f"epoch {epoch + 1}/{args.epochs}: loss {np.mean(losses):.4f} over {len(losses)} steps", flush=True)
-    if coordinator:
-        devices = [v.value.device for v in model.get_layer("users").embeddings]
-        print("user table shards on", ", ".join(devices))
+        print(f"epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f} over {len(losses)} steps", flush=True)
+        if after_epoch:
+            after_epoch(model, epoch)
+    return model
+
+
+def shard_devices(layer) -> str:
+    return ", ".join(v.value.device for v in layer.embeddings)
+
+
+def train(args) -> keras.Model:
+    def batch(number):
+        dense, user, history, label = clicks(number, BATCH)
+        return [dense, user, history], label
+
+    model = train_on_cluster(
+        lambda: build_model(args.ps_shards),
+        batch,
+        epochs=args.epochs,
+        steps=args.steps,
+        loss_fn=keras.losses.BinaryCrossentropy(from_logits=True),
+    )
+    if os.environ.get("TF_CONFIG"):
+        print("user table shards on", shard_devices(model.get_layer("users")))
     return model
 
 
