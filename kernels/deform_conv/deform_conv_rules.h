@@ -175,6 +175,15 @@ inline std::string DeformConvShapeError(const Dims& x, const Dims& offsets, cons
   shape->groups = attrs.groups;
   shape->offset_groups = attrs.offset_groups;
   error = OutputSizeError(x, kernel, attrs, shape);
+  int64_t count = 0;
+  if (error.empty() && DimKnown(shape->kernel_h) && DimKnown(shape->kernel_w)) {
+    error = CountError("the taps (offset_groups * kernel_height * kernel_width * 2)",
+                       {attrs.offset_groups, shape->kernel_h, shape->kernel_w, 2}, &count);
+    if (error.empty()) {
+      error = CountError("the columns of an output pixel (kernel_height * kernel_width * channels)",
+                         {shape->kernel_h, shape->kernel_w, shape->channels}, &count);
+    }
+  }
   if (error.empty()) {
     if (!DimKnown(shape->batch)) shape->batch = offsets.empty() ? kUnknownDim : offsets[0];
     error = ShapeError("offsets", offsets, SampleDims(*shape, 2),
@@ -184,7 +193,6 @@ inline std::string DeformConvShapeError(const Dims& x, const Dims& offsets, cons
     error = ShapeError("mask", mask, SampleDims(*shape, 1),
                        "[batch, out_height, out_width, offset_groups * kernel_height * kernel_width]");
   }
-  int64_t count = 0;
   if (error.empty()) error = CountError("x", x, &count);
   if (error.empty()) error = CountError("offsets", offsets, &count);
   if (error.empty()) error = CountError("kernel", kernel, &count);
@@ -192,6 +200,11 @@ inline std::string DeformConvShapeError(const Dims& x, const Dims& offsets, cons
     *output = {shape->batch, shape->out_h, shape->out_w, shape->filters};
     error = CountError("the output ([batch, out_height, out_width, filters])", *output, &count);
   }
+  // Sizes of tensors with no elements may multiply past int64: no batch
+  // item is no output pixel, an x with no elements samples as 0 x 0 pixels.
+  if (shape->batch == 0) shape->out_h = shape->out_w = 0;
+  int64_t x_elements = 0;
+  if (error.empty() && DimProduct(x, &x_elements) && x_elements == 0) shape->height = shape->width = 0;
   return error;
 }
 
