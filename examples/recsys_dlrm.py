@@ -22,28 +22,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import grpc
+import end_to_end
 import keras
 import numpy as np
-import requests
 import tensorflow as tf
 from distributed_recsys import shard_devices, train_on_cluster
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_auc_score
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 import tfkit
 from tfkit.ops.interaction import pair_indices
-from tfkit.serving.launch import ServerProcess
 
 DENSE, VOCABS, MAX_BAG, DIM, FACTORS = 8, (1000, 500, 200, 100), 5, 16, 4
 BOTTOM, TOP = (64, DIM), (64, 32)
@@ -51,7 +43,7 @@ SETTINGS = {  # rows for training, epochs, batch, timed steps per round
     "quick": {"rows": 65536, "epochs": 3, "batch": 512, "timed": 15},
     "full": {"rows": 524288, "epochs": 4, "batch": 512, "timed": 60},
 }
-HELD_OUT, ROUNDS, MODEL_NAME, TIMEOUT, LEARNING_RATE = 16384, 3, "dlrm", 30, 3e-3
+HELD_OUT, MODEL_NAME, LEARNING_RATE = 16384, "dlrm", 3e-3
 
 
 # --- Data: clicks from a known latent-factor model ---------------------------
@@ -175,123 +167,29 @@ def fit(model: keras.Model, train, held_out, setting: dict) -> list[float]:
     return history.history["val_auc"]
 
 
-def steps_per_second(initial: list, train, setting: dict) -> dict:
-    """Training steps/s of each (flavor, XLA) model, all from the same weights,
-    timed in turn for ROUNDS rounds (medians)."""
+def timed_models(initial: list, train, setting: dict) -> dict:
+    """Training steps/s of each (flavor, XLA) model, all from the same weights."""
     batches = tf.data.Dataset.from_tensor_slices(train).batch(setting["batch"], drop_remainder=True)
-    batches = batches.repeat().prefetch(2)
     models = {}
-    for flavor in ("tfkit", "keras"):
+    for flavor in end_to_end.FLAVORS:
         for jit in (False, True):
-            model = compiled(build_model(flavor), jit)
-            model.set_weights(initial)
-            model.fit(batches, steps_per_epoch=3, shuffle=False, verbose=0)  # traces (and compiles)
-            models[flavor, model.jit_compile] = model
-    times = {key: [] for key in models}
-    for _ in range(ROUNDS):
-        for key, model in models.items():
-            start = time.perf_counter()
-            model.fit(batches, steps_per_epoch=setting["timed"], shuffle=False, verbose=0)
-            times[key].append(setting["timed"] / (time.perf_counter() - start))
-    return {key: statistics.median(rates) for key, rates in times.items()}
+            models[flavor, jit] = compiled(build_model(flavor), jit)
+            models[flavor, jit].set_weights(initial)
+    return end_to_end.steps_per_second(models, batches, setting["timed"])
 
 
-def same_initial_weights(ours: keras.Model, theirs: keras.Model) -> list:
-    if ours.count_params() != theirs.count_params():
-        raise SystemExit(f"parameter counts differ: {ours.count_params()} vs {theirs.count_params()}")
-    initial = ours.get_weights()
-    theirs.set_weights(initial)
-    return initial
-
-
-# --- Export, check, serve -----------------------------------------------------
-
-
-def rest_predict(url: str, features: dict) -> np.ndarray:
-    rows = [{name: value[i].tolist() for name, value in features.items()} for i in range(len(features["numeric"]))]
-    response = requests.post(f"{url}/v1/models/{MODEL_NAME}:predict", json={"instances": rows}, timeout=TIMEOUT)
-    response.raise_for_status()
-    return np.array(response.json()["predictions"], np.float32)
-
-
-def grpc_predict(target: str, features: dict) -> np.ndarray:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = MODEL_NAME
-    request.model_spec.signature_name = "serving_default"
-    for name, value in features.items():
-        request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
-    with grpc.insecure_channel(target) as channel:
-        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=TIMEOUT)
-    (output,) = response.outputs.values()
-    return tf.make_ndarray(output)
-
-
-def save_export_serve(model: keras.Model, out: Path, features: dict) -> bool:
-    """.keras file, SavedModel, `tfkit check`, `tfkit serve`; True when the
-    reloaded model, REST and gRPC all answer as the model does in process."""
-    expected = predict(model, features)
-    model.save(out / "dlrm.keras")
-    reloaded = predict(keras.models.load_model(out / "dlrm.keras"), features)
-    print(f"\nsaved {out / 'dlrm.keras'}; reloaded outputs differ by {np.abs(reloaded - expected).max():.2g}")
-    export = out / MODEL_NAME / "1"
-    model.export(str(export), verbose=False)
-    check = subprocess.run([sys.executable, "-m", "tfkit", "check", str(export)], capture_output=True, text=True)
-    print(f"tfkit check {export}: exit {check.returncode}: {check.stdout.strip().splitlines()[-1:]}")
-    with ServerProcess([str(export.parent), "--model_name", MODEL_NAME], start_timeout=120) as server:
-        over_rest = rest_predict(server.rest_url, features)
-        over_grpc = grpc_predict(server.grpc_target, features)
-        status = server.stop()
-    answers = {"REST": over_rest, "gRPC": over_grpc}
-    for way, answer in answers.items():
-        gap = np.abs(answer.reshape(expected.shape) - expected).max()
-        verdict = "matches" if gap <= 1e-6 else "DIFFERS from"
-        print(f"{way} answer {verdict} the in-process prediction (max |diff| {gap:.2g}) for {len(expected)} rows")
-    print(f"tfkit serve stopped by SIGTERM, exit status {status}")
-    agree = all(np.abs(a.reshape(expected.shape) - expected).max() <= 1e-6 for a in answers.values())
-    return agree and check.returncode == 0 and status == 0 and np.abs(reloaded - expected).max() <= 1e-6
-
-
-# --- Report -------------------------------------------------------------------
-
-
-def plot(curves: dict, best: float, path: Path) -> None:
-    figure = Figure(figsize=(6, 4))
-    axes = figure.subplots()
-    for name, aucs in curves.items():
-        axes.plot(range(1, len(aucs) + 1), aucs, marker="o", label=name)
-    axes.axhline(best, color="black", linestyle="--", label=f"best achievable ({best:.3f})")
-    axes.set(xlabel="epoch", ylabel="held-out AUC", title="DLRM on synthetic clicks")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    print(f"AUC curves: {path}")
-
-
-def print_table(reached: dict, best: float, rates: dict) -> None:
-    print("\n| model | held-out AUC | best achievable | fraction of the way from 0.5 |")
-    print("|---|---:|---:|---:|")
-    for name, auc in reached.items():
-        print(f"| {name} | {auc:.4f} | {best:.4f} | {(auc - 0.5) / (best - 0.5):.2f} |")
-    if not rates:
-        return
-    print("\n| training steps/s | tfkit | Keras layers | tfkit / Keras |")
-    print("|---|---:|---:|---:|")
-    for jit in (False, True):
-        ours, theirs = rates.get(("tfkit", jit)), rates.get(("keras", jit))
-        if ours and theirs:
-            print(f"| {'XLA' if jit else 'no XLA'} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}x |")
-
-
-def predict(model: keras.Model, features: dict, chunk: int = 4096) -> np.ndarray:
-    """The model called on chunks (Keras's predict has no ParameterServerStrategy support)."""
-    count = len(features["numeric"])
-    chunks = [{k: v[i : i + chunk] for k, v in features.items()} for i in range(0, count, chunk)]
-    return np.concatenate([model(c, training=False).numpy() for c in chunks])
+def print_tables(reached: dict, best: float, rates: dict) -> None:
+    fraction = {name: f"{(value - 0.5) / (best - 0.5):.2f}" for name, value in reached.items()}
+    end_to_end.print_metric_table(
+        "held-out AUC",
+        reached,
+        {"best achievable": dict.fromkeys(reached, f"{best:.4f}"), "fraction of the way from 0.5": fraction},
+    )
+    end_to_end.print_speed_table(rates)
 
 
 def auc(model: keras.Model, held_out) -> float:
-    return float(roc_auc_score(held_out[1], predict(model, held_out[0])))
+    return float(roc_auc_score(held_out[1], end_to_end.predict(model, held_out[0])))
 
 
 # --- The two ways to run ------------------------------------------------------
@@ -300,12 +198,11 @@ def auc(model: keras.Model, held_out) -> float:
 def single_machine(train, held_out, setting: dict):
     keras.utils.set_random_seed(0)
     ours, theirs = build_model("tfkit"), build_model("keras")
-    initial = same_initial_weights(ours, theirs)
-    print(f"both models: {ours.count_params()} parameters, the same initial weights")
+    initial = end_to_end.same_initial_weights(ours, theirs)
     curves = {"tfkit": fit(ours, train, held_out, setting), "Keras layers": fit(theirs, train, held_out, setting)}
     reached = {"tfkit": auc(ours, held_out), "Keras layers": auc(theirs, held_out)}
     print("\ntiming training steps (model.fit, the same weights), with and without XLA ...")
-    return ours, curves, reached, steps_per_second(initial, train, setting)
+    return ours, curves, reached, timed_models(initial, train, setting)
 
 
 def distributed(train, held_out, setting: dict):
@@ -350,9 +247,9 @@ def main() -> int:
     print(f"{setting['rows']} training rows, {HELD_OUT} held out; best achievable AUC {best:.4f}")
     run = distributed if args.distributed else single_machine
     model, curves, reached, rates = run(train, held_out, setting)
-    plot(curves, best, args.out / "auc.png")
-    served = save_export_serve(model, args.out, {name: value[:8] for name, value in held_out[0].items()})
-    print_table(reached, best, rates)
+    end_to_end.plot_curves(args.out / "auc.png", curves, "held-out AUC", "DLRM on synthetic clicks", best)
+    served = end_to_end.save_export_serve(model, args.out, MODEL_NAME, {k: v[:8] for k, v in held_out[0].items()})
+    print_tables(reached, best, rates)
     return 0 if served and min(reached.values()) > 0.6 else 1
 
 
