@@ -82,8 +82,11 @@ demo: build
 	@echo
 	$(PY) examples/prototype_op.py
 
-# The examples in their full settings (a few minutes each on a 2-core CPU).
+# The end-to-end examples in their full settings (a few minutes each on a
+# 2-core CPU); outputs and pictures in build/examples/.
 examples: build
+	$(PY) examples/nlp_encoder.py
+	$(PY) examples/vision_stn.py
 	$(PY) examples/recsys_dlrm.py
 
 bench: build

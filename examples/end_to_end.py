@@ -36,6 +36,13 @@ def same_initial_weights(ours: keras.Model, theirs: keras.Model) -> list:
     return initial
 
 
+def compiled(model: keras.Model, jit: bool, learning_rate: float, loss, **metrics) -> keras.Model:
+    """`model` compiled with Adam, `loss` and `metrics` (compile's metric
+    arguments), with or without XLA."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, jit_compile=jit, **metrics)
+    return model
+
+
 def steps_per_second(models: dict, batches: tf.data.Dataset, steps: int) -> dict:
     """Training steps/s of each compiled model (keyed (flavor, jit)) with
     model.fit on the same `steps` batches, timed in turn for ROUNDS rounds

@@ -188,13 +188,9 @@ def build_model(flavor: str, norm: str = "rms") -> keras.Model:
 
 
 def compiled(model: keras.Model, jit: bool) -> keras.Model:
-    model.compile(
-        optimizer=keras.optimizers.Adam(LEARNING_RATE),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=jit,
-    )
-    return model
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")  # over the weighted (real) tokens
+    return end_to_end.compiled(model, jit, LEARNING_RATE, loss, weighted_metrics=[accuracy])
 
 
 def fit(model: keras.Model, train: tf.data.Dataset, held_out: tf.data.Dataset, setting: dict) -> list[float]:

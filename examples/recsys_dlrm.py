@@ -149,13 +149,8 @@ def build_model(flavor: str, num_shards: int | None = None) -> keras.Model:
 
 
 def compiled(model: keras.Model, jit: bool) -> keras.Model:
-    model.compile(
-        optimizer=keras.optimizers.Adam(LEARNING_RATE),
-        loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.AUC(name="auc")],
-        jit_compile=jit,
-    )
-    return model
+    loss = keras.losses.BinaryCrossentropy()
+    return end_to_end.compiled(model, jit, LEARNING_RATE, loss, metrics=[keras.metrics.AUC(name="auc")])
 
 
 def fit(model: keras.Model, train, held_out, setting: dict) -> list[float]:

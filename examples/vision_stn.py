@@ -126,13 +126,10 @@ def build_model(kind: str) -> keras.Model:
 
 
 def compiled(model: keras.Model, jit: bool) -> keras.Model:
-    model.compile(
-        optimizer=keras.optimizers.Adam(LEARNING_RATE),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=jit,
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return end_to_end.compiled(
+        model, jit, LEARNING_RATE, loss, metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     )
-    return model
 
 
 def fit(model: keras.Model, train, held_out, setting: dict) -> list[float]:
