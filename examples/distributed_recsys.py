@@ -95,10 +95,11 @@ def train_on_cluster(
         for number in range(steps):
             features, label = tf.nest.map_structure(tf.constant, batch(epoch * steps + number))
             results.append(coordinator.schedule(step, args=(features, label)) if coordinator else step(features, label))
-        if coordinator:
-            coordinator.join()
-        losses = [float(r.fetch() if coordinator else r) for r in results]
-        print(f"epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f} over {len(losses)} steps", flush=True)
+        print(f"epoch {epoch + 1}/{epochs}", flush=True)
+        progress, losses = keras.utils.Progbar(steps, stateful_metrics=["loss"]), []
+        for number, result in enumerate(results):  # Keras's progress bar, as the steps finish
+            losses.append(float(result.fetch() if coordinator else result))
+            progress.update(number + 1, [("loss", np.mean(losses))])
         if after_epoch:
             after_epoch(model, epoch)
     return model

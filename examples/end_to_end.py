@@ -23,7 +23,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tfkit.serving.launch import ServerProcess
 
 FLAVORS = ("tfkit", "keras")
-ROUNDS, TIMEOUT = 5, 30
+ROUNDS, TIMEOUT = 7, 30
 
 
 def same_initial_weights(ours: keras.Model, theirs: keras.Model) -> list:
@@ -48,7 +48,10 @@ def steps_per_second(models: dict, batches: tf.data.Dataset, steps: int) -> dict
     model.fit on the same `steps` batches, timed in turn for ROUNDS rounds
     after a warm-up pass over them, which traces and compiles for every
     batch shape: {key: (median, low, high)}."""
-    batches = batches.take(steps).cache().repeat()
+    batches = batches.take(steps).cache()
+    for _ in batches:  # fills the cache, which only a complete pass keeps
+        pass
+    batches = batches.repeat()
     for model in models.values():
         model.fit(batches, steps_per_epoch=steps, shuffle=False, verbose=0)
     rates = {key: [] for key in models}
