@@ -204,7 +204,7 @@ def fit(model: keras.Model, train: tf.data.Dataset, held_out, setting: dict) -> 
 
     def after_epoch(epoch, logs):
         curve.append(accuracy(model, held_out))
-        print(f"held-out token accuracy after epoch {epoch + 1}: {curve[-1]:.4f}", flush=True)
+        print(f"\nheld-out token accuracy after epoch {epoch + 1}: {curve[-1]:.4f}", flush=True)
 
     callback = keras.callbacks.LambdaCallback(on_epoch_end=after_epoch)
     compiled(model, jit=False).fit(train, epochs=setting["epochs"], shuffle=False, callbacks=[callback], verbose=1)
