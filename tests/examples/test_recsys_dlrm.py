@@ -4,8 +4,14 @@ ParameterServerStrategy cluster (sharded tables, the custom loop)."""
 
 import sys
 
+import pytest
+
 from tests.distribute.cluster import launch
 from tests.examples.runs import SECONDS, assert_served, assert_timed, reached, run_quick
+
+# Run alone, after the parallel suite: a worker that had run these tests in
+# process aborted in the fuzz suite (see docs/testing.md).
+pytestmark = pytest.mark.serial
 
 
 def test_quick_run_trains_both_models_times_them_and_serves(tmp_path):
