@@ -15,6 +15,23 @@ from tfkit.tolerances import TOLERANCES as _TOLERANCE_TABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+def _draws_independent_of_imports() -> None:
+    """Hypothesis mixes the literals of the project's modules loaded so far
+    into its draws, so a derandomized test's cases would depend on what the
+    process imported before it (another test file, an example): the same
+    test would see other cases in another pytest worker. An empty pool of
+    such literals keeps the cases the same in every process (its test:
+    tests/fuzz/test_draws.py, which fails when a new Hypothesis moves it)."""
+    from hypothesis.internal.conjecture import providers
+
+    if hasattr(providers, "_get_local_constants"):
+        empty = providers.Constants()
+        providers._get_local_constants = lambda: empty
+
+
+_draws_independent_of_imports()
+
 # Tolerances (rtol, atol) of an output against a float64 NumPy computation:
 # the "numpy" column of tfkit's one tolerance table (tfkit/tolerances.py).
 TOLERANCES = {tf.as_dtype(name): row.numpy for name, row in _TOLERANCE_TABLE.items()}

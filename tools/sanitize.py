@@ -35,22 +35,13 @@ def main() -> int:
     shutil.rmtree(cases, ignore_errors=True)
     cases.mkdir(parents=True)
     env["FUZZ_CASE_DIR"] = str(cases)
-    args = sys.argv[1:]
-    if _parallel(args):
-        # pytest-xdist (3.8) can wait forever for a worker it starts in place
-        # of one a report stopped (--dist loadfile): the first report ends the run.
-        args.append("--max-worker-restart=0")
-    command = [sys.executable, "-m", "pytest", *PYTEST_OPTIONS, *args, *TESTS]
+    # A report stops a worker, and the run (pyproject.toml: no worker restarts).
+    command = [sys.executable, "-m", "pytest", *PYTEST_OPTIONS, *sys.argv[1:], *TESTS]
     print(f"sanitized library: {library}\nrunning: {' '.join(command)}", flush=True)
     code = subprocess.run(command, env=env, cwd=ROOT, check=False).returncode
     for stopped in sorted(cases.glob("*.py")):
         print(f"\nA process stopped while running this fuzz case ({stopped}):\n{stopped.read_text()}", file=sys.stderr)
     return code
-
-
-def _parallel(args: list[str]) -> bool:
-    """Whether the arguments ask pytest-xdist for workers (-n N)."""
-    return any(a in ("-n", "--numprocesses") or a.startswith(("--numprocesses=", "-n")) for a in args)
 
 
 if __name__ == "__main__":

@@ -168,7 +168,7 @@ class AttentionOp : public OpKernel {
     Tensor* lse = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(0).shape(), &out));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, LseShape(in.shape), &lse));
-    if (out->NumElements() == 0 && lse->NumElements() == 0) return;
+    if (NothingToCompute(ctx)) return;
     AttentionFunctor<Device, T>::Forward(ctx, in, out->flat<T>().data(), lse->flat<Acc<T>>().data());
   }
 

@@ -135,7 +135,7 @@ class DeformConvOp : public OpKernel {
     OP_REQUIRES_OK(ctx, Shapes(ctx, attrs_, &shape, &output_shape));
     Tensor* out = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, output_shape, &out));
-    if (out->NumElements() == 0) return;
+    if (NothingToCompute(ctx)) return;
     Functor<Device, T>::Forward(ctx, InputsOf<T>(ctx), shape, out->flat<T>().data());
   }
 
@@ -157,6 +157,7 @@ class DeformConvGradOp : public OpKernel {
     for (int i = 0; i < 4; ++i) OP_REQUIRES_OK(ctx, ctx->allocate_output(i, ctx->input(i).shape(), &outs[i]));
     const Grads<T> grads{outs[0]->flat<T>().data(), outs[1]->flat<T>().data(), outs[2]->flat<T>().data(),
                          outs[3]->flat<T>().data()};
+    if (NothingToCompute(ctx)) return;
     Functor<Device, T>::Backward(ctx, InputsOf<T>(ctx), ctx->input(4).flat<T>().data(), shape, grads);
   }
 

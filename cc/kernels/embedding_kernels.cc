@@ -215,7 +215,7 @@ class EmbeddingBagOp : public EmbeddingBagKernel<Device, T, Index, kResource> {
     OP_REQUIRES_OK(ctx, BagsShape("y", shape, &y_shape));
     Tensor* y = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, y_shape, &y));
-    if (y->NumElements() == 0) return;
+    if (NothingToCompute(ctx)) return;
     Functor<Device, T, Index>::Forward(ctx, ctx->input(0).flat<Index>().data(),
                                        ctx->input(1).flat<int64_t>().data(), table.tensor().flat<T>().data(),
                                        ctx->input(3).flat<T>().data(), shape, y->flat<T>().data());

@@ -73,7 +73,7 @@ class DotInteractionOp : public OpKernel {
     OP_REQUIRES_OK(ctx, Shapes(features, &shape, &pairs));
     Tensor* out = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, pairs, &out));
-    if (out->NumElements() == 0) return;
+    if (NothingToCompute(ctx)) return;
     Functor<Device, T>::Interact(ctx, features.flat<T>().data(), shape, out->flat<T>().data());
   }
 
@@ -98,7 +98,7 @@ class DotInteractionGradOp : public OpKernel {
     OP_REQUIRES_OK(ctx, CheckShape("grad_output", grad, pairs));
     Tensor* grad_features = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, features.shape(), &grad_features));
-    if (features.NumElements() == 0) return;
+    if (NothingToCompute(ctx)) return;
     Functor<Device, T>::Grad(ctx, features.flat<T>().data(), grad.flat<T>().data(), shape,
                              grad_features->flat<T>().data());
   }

@@ -102,7 +102,7 @@ class ResamplerOp : public OpKernel {
     OP_REQUIRES_OK(ctx, Shapes(data, warp, boundary_, &shape, &samples));
     Tensor* out = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, samples, &out));
-    if (out->NumElements() == 0) return;
+    if (NothingToCompute(ctx)) return;
     Functor<Device, T>::Resample(ctx, data.flat<T>().data(), warp.flat<T>().data(), shape, out->flat<T>().data());
   }
 
@@ -129,7 +129,7 @@ class ResamplerGradOp : public OpKernel {
     Tensor* grad_warp = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, data.shape(), &grad_data));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, warp.shape(), &grad_warp));
-    if (data.NumElements() == 0 && warp.NumElements() == 0) return;
+    if (NothingToCompute(ctx)) return;
     Functor<Device, T>::Grad(ctx, data.flat<T>().data(), warp.flat<T>().data(), grad.flat<T>().data(), shape,
                              grad_data->flat<T>().data(), grad_warp->flat<T>().data());
   }

@@ -71,7 +71,7 @@ class RotaryOp : public OpKernel {
     OP_REQUIRES_OK(ctx, Shapes(kXName, x, positions, inv_freq, interleaved_, &shape));
     Tensor* y = nullptr;
     OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x.shape(), &y));
-    if (x.NumElements() == 0) return;
+    if (NothingToCompute(ctx)) return;
     Tensor tables;
     int64_t table_size = 0;
     OP_REQUIRES_OK(ctx, ElementCount("the angle tables", {shape.table_rows, shape.dim / 2}, &table_size));

@@ -9,8 +9,8 @@ import pytest
 from tests.distribute.cluster import launch
 from tests.examples.runs import SECONDS, assert_served, assert_timed, reached, run_quick
 
-# Run alone, after the parallel suite: a worker that had run these tests in
-# process aborted in the fuzz suite (see docs/testing.md).
+# Run alone, after the parallel suite: they serve a model and time training
+# (see docs/testing.md).
 pytestmark = pytest.mark.serial
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from tests.examples.runs import assert_served, assert_timed, example_module, reached, run_quick
 
-# Run alone, after the parallel suite: a worker that had run these tests in
-# process aborted in the fuzz suite (see docs/testing.md).
+# Run alone, after the parallel suite: they serve a model and time training
+# (see docs/testing.md).
 pytestmark = pytest.mark.serial
 
 vision = example_module("vision_stn")

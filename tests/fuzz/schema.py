@@ -11,6 +11,7 @@ are consistent is decided by the table, never by hand in a test.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -180,6 +181,7 @@ class Binding:
     dims: dict
     conflicts: set[str]
     places: dict[str, set[str]]  # size name -> the arguments it was read from
+    seen: dict[str, set] = dataclasses.field(default_factory=dict)  # size name -> every value read
 
     def conflict(self, *names: str) -> None:
         for name in names:
@@ -192,7 +194,9 @@ def bind(spec: Spec, shapes: dict[str, tuple[int, ...]]) -> Binding:
     A conflict is an argument whose shape no choice of sizes satisfies
     together with the others: a wrong rank, two sizes that must agree and
     don't, a size its rule refuses (odd, not one of its choices, nonzero
-    where it must be 0).
+    where it must be 0). A choice that one of the values two arguments give
+    a size refuses (a mask's 2 where the query says 0 and dout 2) is one
+    too: a kernel that reads the size from either may name it.
     """
     found = Binding({}, set(), {})
     for arg in spec.inputs:
@@ -212,7 +216,16 @@ def bind(spec: Spec, shapes: dict[str, tuple[int, ...]]) -> Binding:
         elif isinstance(kind, OneOf) and all(o in found.dims for o in kind.of):
             if value not in kind.allowed(found.dims):
                 found.conflict(name, *kind.of)
+            elif _refused_by_some_reading(value, kind, found):
+                found.conflict(name)
     return found
+
+
+def _refused_by_some_reading(value, kind: OneOf, found: Binding) -> bool:
+    """Whether a choice of the sizes its rule reads, among the values the
+    arguments gave them, refuses `value`."""
+    readings = itertools.product(*(found.seen.get(name, {found.dims[name]}) for name in kind.of))
+    return any(value not in kind.allowed({**found.dims, **dict(zip(kind.of, ins, strict=True))}) for ins in readings)
 
 
 def _read(arg: Arg, shape: tuple[int, ...], found: Binding) -> None:
@@ -235,6 +248,7 @@ def _read(arg: Arg, shape: tuple[int, ...], found: Binding) -> None:
         if name in found.dims and found.dims[name] != value:
             found.conflicts.update(places | {arg.name})
         places.add(arg.name)
+        found.seen.setdefault(name, set()).add(value)
         found.dims.setdefault(name, value)
 
 

@@ -369,6 +369,26 @@ def test_empty_inputs(mode):
     np.testing.assert_array_equal(gx.numpy(), np.zeros([1, 2, 2, 1]))
 
 
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_empty_inputs_with_huge_sizes(mode):
+    """No element anywhere, 2**40 channels and rows of 2**62: nothing is
+    sized by the sizes that are not 0."""
+    library = tfkit.load_library()
+
+    def both(x, offsets, mask, kernel, grad):
+        attrs = {"padding": "same"}
+        return library.tfkit_deform_conv2d(x, offsets, mask, kernel, **attrs), *library.tfkit_deform_conv2d_grad(
+            x, offsets, mask, kernel, grad, **attrs
+        )
+
+    run = tf.function(both, input_signature=[tf.TensorSpec(None, tf.float64)] * 5) if mode == "graph" else both
+    rows, channels = 2**62, 2**40
+    shapes = [[0, 1, rows, channels], [0, 1, rows, 6], [0, 1, rows, 3], [3, 1, channels, 0], [0, 1, rows, 0]]
+    out, *grads = run(*(tf.zeros(shape, tf.float64) for shape in shapes))
+    assert out.shape == (0, 1, rows, 0)
+    assert [g.shape.as_list() for g in grads] == shapes[:4]
+
+
 def test_gradients_are_accurate_and_deterministic():
     """Long columns (9 taps x 256 channels) and a 4096-pixel scatter: the
     float32 gradients against float64, equal run after run."""

@@ -10,6 +10,7 @@
 //   (kernels/common/rules.h). ElementCount counts the elements of sizes
 //   whose product may not fit in int64; CheckAccumulationType checks an
 //   op's attr U against its T.
+// - NothingToCompute: every output an OpKernel allocated is empty.
 // - ShardRows: runs a row-range function over the CPU device's thread pool;
 //   ShardOver: the same as a callable.
 // - CheckCudaLaunch (GOOGLE_CUDA builds): turns a launcher's cudaError_t
@@ -153,6 +154,17 @@ inline absl::Status CountedShape(const std::string& what, const kernels::Dims& d
 // x has no elements, whatever its other sizes.
 inline int64_t RowCount(const tensorflow::Tensor& x) {
   return x.NumElements() == 0 ? 0 : x.NumElements() / x.dim_size(x.dims() - 1);
+}
+
+// Whether every output the kernel allocated has no element: then there is
+// nothing to compute, and nothing may be sized by the inputs' other sizes
+// (with one size 0, the rest may be far too large to allocate or loop over).
+inline bool NothingToCompute(tensorflow::OpKernelContext* ctx) {
+  for (int i = 0; i < ctx->num_outputs(); ++i) {
+    const tensorflow::Tensor* out = ctx->mutable_output(i);
+    if (out != nullptr && out->NumElements() > 0) return false;
+  }
+  return true;
 }
 
 // The shape of x's per-row statistics, x's without its last axis (rank >= 1).
