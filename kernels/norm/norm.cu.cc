@@ -95,16 +95,17 @@ __global__ void BackwardDxKernel(const T* __restrict__ dy,
       sgx.Add(g * ((Load<U>(x[base + j]) - mu) - c));
     }
     U mean_g = 0;
+    U dmean_share = 0;  // added on its own, as on the CPU (norm_cpu.h)
     if (kCenter) {
-      mean_g = static_cast<U>(BlockSum(sg.Total(), scratch) / n) -
-               dmean[r] / (static_cast<U>(cols) * rs);
+      mean_g = static_cast<U>(BlockSum(sg.Total(), scratch) / n);
+      dmean_share = dmean[r] / static_cast<U>(cols);
     }
     const U mean_gx = static_cast<U>(BlockSum(sgx.Total(), scratch) * rs / n) +
                       drstd[r] * rs / static_cast<U>(cols);
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
       const U g = Load<U>(dy[base + j]) * Load<U>(gamma[j]);
       const U xh = ((Load<U>(x[base + j]) - mu) - c) * rs;
-      dx[base + j] = Store<T>(rs * (g - mean_g - xh * mean_gx));
+      dx[base + j] = Store<T>(rs * (g - mean_g - xh * mean_gx) + dmean_share);
     }
   }
 }

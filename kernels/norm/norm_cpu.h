@@ -73,9 +73,10 @@ void NormForwardRows(const T* x, const T* gamma, const T* beta, int64_t cols,
 // what rounding mean_in to U lost, which matters when the row's offset is
 // large against its spread.
 // dmean and drstd are gradients flowing into the statistics outputs (dmean
-// only for kCenter). With d mean/dx = 1/n and d rstd/dx = -rstd^3 (x-mean)/n
-// they fold into the two row means: mean(g) -= dmean / (n rstd) and
-// mean(g * xhat) += drstd * rstd / n.
+// only for kCenter). With d mean/dx = 1/n and d rstd/dx = -rstd^3 (x-mean)/n,
+// drstd folds into a row mean, mean(g * xhat) += drstd * rstd / n, and
+// dmean / n is added to dx on its own: folded into mean(g) it would be lost
+// to rounding where it is small against g (a large rstd).
 template <bool kCenter, typename T, typename U>
 void NormBackwardRows(const T* __restrict__ dy, const T* __restrict__ x,
                       const T* __restrict__ gamma, const U* mean,
@@ -93,6 +94,7 @@ void NormBackwardRows(const T* __restrict__ dy, const T* __restrict__ x,
     const U rs = rstd[r];
     U c = 0;
     U mean_g = 0;
+    U dmean_share = 0;
     if (kCenter) {
       c = static_cast<U>(BlockedSum<U>(cols, [&](int64_t j) {
                            return static_cast<U>(xr[j]) - mu;
@@ -100,8 +102,8 @@ void NormBackwardRows(const T* __restrict__ dy, const T* __restrict__ x,
       mean_g = static_cast<U>(BlockedSum<U>(cols, [&](int64_t j) {
                                 return static_cast<U>(dyr[j]) *
                                        static_cast<U>(gamma[j]);
-                              }) / n) -
-               dmean[r] / (static_cast<U>(cols) * rs);
+                              }) / n);
+      dmean_share = dmean[r] / static_cast<U>(cols);
     }
     const U mean_gx =
         static_cast<U>(BlockedSum<U>(cols, [&](int64_t j) {
@@ -115,7 +117,7 @@ void NormBackwardRows(const T* __restrict__ dy, const T* __restrict__ x,
       const U xh = ((static_cast<U>(xr[j]) - mu) - c) * rs;
       dgamma_partial[j] += static_cast<W>(d * xh);
       if (kCenter) dbeta_partial[j] += static_cast<W>(d);
-      dxr[j] = static_cast<T>(rs * (d * static_cast<U>(gamma[j]) - mean_g - xh * mean_gx));
+      dxr[j] = static_cast<T>(rs * (d * static_cast<U>(gamma[j]) - mean_g - xh * mean_gx) + dmean_share);
     }
   }
 }

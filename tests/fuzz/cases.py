@@ -271,13 +271,14 @@ def _special(name: str, dtype: tf.DType) -> float:
 
 def _special_values(spec: Spec):
     """(input, where in it, special): any special in an input's data; in a
-    grad op's incoming gradient no infinity (whose product with a zero
-    derivative has no value the reference and the kernels must agree on)."""
+    grad op's incoming gradient no infinity or NaN (whose product with a
+    zero derivative has no value the reference and the kernels must agree
+    on: NaN times a tap outside the image is NaN in one, 0 in the other)."""
     primal = [a.name for a in spec.inputs if a.role in ("data", "coords", "positions", "handle")]
     cotangents = [a.name for a in spec.inputs if a.role == "cotangent"]
     choices = [st.tuples(st.sampled_from(primal), st.floats(0, 1), st.sampled_from(SPECIALS))]
     if cotangents:
-        finite = [s for s in SPECIALS if "inf" not in s]
+        finite = [s for s in SPECIALS if s not in ("nan", "inf", "-inf")]
         choices.append(st.tuples(st.sampled_from(cotangents), st.floats(0, 1), st.sampled_from(finite)))
     return st.one_of(choices)
 

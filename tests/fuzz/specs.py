@@ -346,6 +346,8 @@ RESAMPLING_SPECS = [
 
 # The deformable convolution family --------------------------------------------
 # A 3 x 1 kernel, stride 1 and "same" padding: the output has x's pixels.
+# The offsets' and the mask's last sizes follow from the kernel's height,
+# so a kernel of another height disagrees with them too (either may be named).
 
 DEFORM_ATTRS = (
     Attr("strides", valid=([1, 1],), invalid=([0, 1], [1], [1, 1, 1], [-1, 1])),
@@ -354,12 +356,21 @@ DEFORM_ATTRS = (
     Attr("groups", valid=(1,), invalid=(0, -1)),
     Attr("offset_groups", valid=(1,), invalid=(0, -2)),
 )
-DEFORM_DIMS = {"batch": Size(2), "height": Size(4), "width": Size(4), "channels": Size(3), "filters": Size(3)}
+DEFORM_DIMS = {
+    "batch": Size(2),
+    "height": Size(4),
+    "width": Size(4),
+    "channels": Size(3),
+    "filters": Size(3),
+    "kernel_height": OneOf((), lambda: (3,)),
+    "offset_channels": Derived("kernel_height", lambda taps: 2 * taps, lambda n: n // 2 if n % 2 == 0 else None),
+    "mask_channels": Derived("kernel_height", lambda taps: taps, lambda n: n),
+}
 DEFORM_INPUTS = (
     Arg("x", ("batch", "height", "width", "channels"), "T"),
-    Arg("offsets", ("batch", "height", "width", 6), "T"),
-    Arg("mask", ("batch", "height", "width", 3), "T"),
-    Arg("kernel", (3, 1, "channels", "filters"), "T"),
+    Arg("offsets", ("batch", "height", "width", "offset_channels"), "T"),
+    Arg("mask", ("batch", "height", "width", "mask_channels"), "T"),
+    Arg("kernel", ("kernel_height", 1, "channels", "filters"), "T"),
 )
 DEFORM_OUTPUT = ("batch", "height", "width", "filters")
 

@@ -77,6 +77,20 @@ def test_long_float32_row_gradients():
     assert max_relative_error(dgamma, want_dgamma) <= 1e-5
 
 
+def test_the_mean_gradient_survives_a_large_rstd():
+    """Rows of one feature: x - mean is 0 and rstd 1 / sqrt(epsilon), so dx
+    is the gradient flowing into the mean, exactly; folded into mean(dy *
+    gamma) it lost its last digits to rounding against dy * gamma."""
+    library = tfkit.load_library()
+    rows = 64
+    x = tf.random.normal([rows, 1])
+    y, mean, rstd = library.tfkit_layer_norm(x, tf.ones([1]), tf.zeros([1]), epsilon=1e-5, U=tf.float32)
+    dmean, drstd = tf.random.normal([rows], stddev=0.3), tf.random.normal([rows])
+    dy = tf.random.normal([rows, 1], stddev=3.0)
+    dx, _, _ = library.tfkit_layer_norm_grad(dy, x, tf.ones([1]), mean, rstd, dmean, drstd)
+    np.testing.assert_array_equal(dx.numpy()[:, 0], dmean.numpy())
+
+
 @pytest.mark.slow
 def test_dbeta_exact_for_many_rows():
     """2**25 rows of one column: a float32 running sum would stop at 2**24."""
