@@ -1,4 +1,5 @@
-"""Runs the README's prototype-to-served-op commands, so they cannot drift."""
+"""Runs the README's prototype-to-served-op commands, so they cannot drift;
+their output is shown in docs/writing-ops.md."""
 
 import re
 
@@ -7,10 +8,10 @@ import pytest
 from tests.conftest import ROOT, missing_from_output
 
 
-def readme_block(name: str, language: str) -> str:
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(rf"<!-- {name}:start -->\n```{language}\n(.*?)```\n<!-- {name}:end -->", readme, re.S)
-    assert block, f"the README lost its {name} section"
+def readme_block(name: str, language: str, page: str = "README.md") -> str:
+    text = (ROOT / page).read_text()
+    block = re.search(rf"<!-- {name}:start -->\n```{language}\n(.*?)```\n<!-- {name}:end -->", text, re.S)
+    assert block, f"{page} lost its {name} section"
     return block.group(1)
 
 
@@ -42,7 +43,7 @@ def test_readme_journey_runs_as_written(journey):
     assert len(shell_commands(journey_commands())) <= 6
     result = journey.result
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    missing = missing_from_output(readme_block("journey-output", "text"), result.stdout)
+    missing = missing_from_output(readme_block("journey-output", "text", "docs/writing-ops.md"), result.stdout)
     assert missing is None, f"the journey did not print {missing!r}:\n{result.stdout[-4000:]}"
     assert "failed" not in result.stdout.split("opcheck")[1]
     assert "AutoGraph" not in result.stderr, result.stderr[-3000:]
