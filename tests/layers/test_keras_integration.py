@@ -62,15 +62,27 @@ def test_fit_evaluate_predict_save_and_export(jit_compile, tmp_path, monkeypatch
     np.testing.assert_allclose(served.serve(x).numpy(), predictions, rtol=1e-5, atol=1e-5)
 
 
+def has_no_gradient(weight) -> bool:
+    """The attention's key bias adds the same number to every logit of a
+    query's row, which the softmax removes: its gradient is 0 but for
+    rounding, which Adam scales up, so two trainings agree only in keeping
+    it near 0."""
+    return weight.path.endswith("/key/bias")
+
+
 def test_xla_and_plain_training_agree():
     x, y = toy_data()
     results = []
     for jit_compile in (True, False):
         model = compiled_model(jit_compile)
         model.fit(x, y, epochs=2, batch_size=32, verbose=0, shuffle=False)
-        results.append(model.get_weights())
+        results.append(model.weights)
+    assert sum(map(has_no_gradient, results[1])) == 1
     for xla, plain in zip(*results, strict=True):
-        np.testing.assert_allclose(xla, plain, rtol=1e-4, atol=1e-4)
+        if has_no_gradient(plain):
+            assert np.abs(xla.numpy()).max() < 1e-3 and np.abs(plain.numpy()).max() < 1e-3, plain.path
+        else:
+            np.testing.assert_allclose(xla.numpy(), plain.numpy(), rtol=1e-4, atol=1e-4, err_msg=plain.path)
 
 
 DISTRIBUTED_SCRIPT = """
