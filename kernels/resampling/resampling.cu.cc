@@ -59,8 +59,8 @@ __global__ void WarpGradKernel(const T* __restrict__ data, const T* __restrict__
       gx.Add(g * d_x);
       gy.Add(g * d_y);
     }
-    grad_warp[2 * row] = Store<T>(static_cast<U>(gx.Total() * taps.x.slope));
-    grad_warp[2 * row + 1] = Store<T>(static_cast<U>(gy.Total() * taps.y.slope));
+    grad_warp[2 * row] = Store<T>(CoordinateGrad(static_cast<U>(gx.Total()), taps.x));
+    grad_warp[2 * row + 1] = Store<T>(CoordinateGrad(static_cast<U>(gy.Total()), taps.y));
   }
 }
 

@@ -97,6 +97,14 @@ TFKIT_HOST_DEVICE void SampleSlopes(const Taps<U>& taps, U v00, U v10, U v01, U 
   *d_y = (U(1) - ax) * (v01 - v00) + ax * (v11 - v10);
 }
 
+// A coordinate's gradient from the sum of its sample slopes: 0 where its
+// axis is clamped (slope 0), also where the data make that sum NaN or
+// infinite (the sample does not move with the coordinate there).
+template <typename U>
+TFKIT_HOST_DEVICE U CoordinateGrad(U slope_sum, const Axis<U>& axis) {
+  return axis.slope == U(0) ? U(0) : slope_sum * axis.slope;
+}
+
 // The data gradient is a scatter-add; it is computed deterministically in
 // units of (batch item, block of kChannelBlock channels), each owned by one
 // thread, which adds the points' contributions in point order in Wide<U>.

@@ -151,6 +151,20 @@ def test_non_finite_and_huge_points_sample_zero_and_have_zero_gradient(backend, 
     np.testing.assert_array_equal(to_numpy64(grad_warp), 0)
 
 
+def test_clamped_coordinates_have_zero_gradient_whatever_the_data():
+    """A 1 x 2 image holding NaN and infinity, clamped: the sample does not
+    move with a clamped coordinate, so its gradient is 0 (not NaN times 0);
+    along the free axis the NaN slope comes through."""
+    library = tfkit.load_library()
+    data = tf.constant([[[[np.nan], [np.inf]]]])
+    warp = tf.constant([[[-0.5, -1.4], [0.5, 2.0], [3.0, 0.0]]])
+    _, grad_warp = library.tfkit_resampler_grad(data, warp, tf.ones([1, 3, 1]), boundary="clamp")
+    grad_warp = grad_warp.numpy()[0]
+    np.testing.assert_array_equal(grad_warp[:, 1], 0.0)  # y clamped to the one row everywhere
+    np.testing.assert_array_equal(grad_warp[[0, 2], 0], 0.0)  # x clamped to a column
+    assert np.isnan(grad_warp[1, 0])
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_dense_image_warp_clamps_infinite_flow_and_zeros_nan_flow(backend):
     image = random((1, 3, 4, 2))
