@@ -10,6 +10,7 @@ import tfkit
 from tests.conftest import run_python
 from tests.layers.every_layer_model import build_model, toy_data
 
+
 def compiled_model(jit_compile):
     model = build_model()
     model.compile(
