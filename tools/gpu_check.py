@@ -244,8 +244,13 @@ def rotary_case(k, dtype, batch, seq, heads, dim, per_batch, interleaved, start)
     return Case(f"rotary {layout} {dtype} [{batch}, {seq}, {heads}, {dim}] from {start}", run, 2 * TOLERANCE[dtype])
 
 
-def resampler_case(k, dtype, batch, height, width, channels, points, boundary, deterministic):
+def resampler_case(k, dtype, batch, height, width, channels, points, boundary, deterministic, specials=False):
+    """`specials`: NaN and the infinities at a few pixels (a clamped
+    coordinate's gradient is 0 even there)."""
     data = normal((batch, height, width, channels), 1, dtype=dtype)
+    if specials:
+        flat, count = data.reshape(-1), min(3, data.size)  # flat: a view of data
+        flat[np.linspace(0, data.size - 1, count).astype(int)] = [np.nan, np.inf, -np.inf][:count]
     spread = np.random.default_rng(2).uniform(-1.5, 1.0, size=(batch, points, 2)) * [width + 1.5, height + 1.5]
     warp = rounded(spread + np.array([width / 2, height / 2]), dtype)
     grad = normal((batch, points, channels), 3, dtype=dtype)
@@ -267,6 +272,7 @@ def resampler_case(k, dtype, batch, height, width, channels, points, boundary, d
     order = "ordered" if deterministic else "atomic"
     shape = f"[{batch}, {height}, {width}, {channels}] at {points} points"
     contributions = 1 + np.sqrt(batch * points / max(1, height * width))
+    shape += " with NaN and infinities" if specials else ""
     return Case(f"resampler {boundary} {order} {dtype} {shape}", run, 2 * TOLERANCE[dtype],
                 {"grad_data": contributions, "grad_warp": 1 + np.sqrt(channels), "grad_data repeated": 0.0})
 
@@ -581,6 +587,8 @@ def numerics_cases(k) -> list[Case]:
                     resampler_case(k, dtype, 2, 1, 5, 3, 40, boundary, deterministic),
                     resampler_case(k, dtype, 1, 3, 3, 70, 5000, boundary, deterministic),
                     resampler_case(k, dtype, 0, 3, 3, 2, 4, boundary, deterministic),
+                    resampler_case(k, dtype, 1, 1, 2, 1, 40, boundary, deterministic, specials=True),
+                    resampler_case(k, dtype, 2, 4, 5, 1, 200, boundary, deterministic, specials=True),
                 ]
         for self_interaction in (False, True):
             cases += [
