@@ -249,8 +249,8 @@ def resampler_case(k, dtype, batch, height, width, channels, points, boundary, d
     coordinate's gradient is 0 even there)."""
     data = normal((batch, height, width, channels), 1, dtype=dtype)
     if specials:
-        flat, count = data.reshape(-1), min(3, data.size)  # flat: a view of data
-        flat[np.linspace(0, data.size - 1, count).astype(int)] = [np.nan, np.inf, -np.inf][:count]
+        count = min(3, data.size)
+        np.put(data, np.linspace(0, data.size - 1, count).astype(int), [np.nan, np.inf, -np.inf][:count])
     spread = np.random.default_rng(2).uniform(-1.5, 1.0, size=(batch, points, 2)) * [width + 1.5, height + 1.5]
     warp = rounded(spread + np.array([width / 2, height / 2]), dtype)
     grad = normal((batch, points, channels), 3, dtype=dtype)
